@@ -1,0 +1,27 @@
+# complaintbot: a small image that runs as a non-root user.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY commands ./commands
+COPY models ./models
+COPY schedulers ./schedulers
+COPY webhooks ./webhooks
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 complaintbot
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY examples /app/examples
+WORKDIR /app
+RUN mkdir -p /app/data && chown complaintbot /app/data
+USER complaintbot
+ENV HTTP_HOST=0.0.0.0 \
+    HTTP_PORT=8080 \
+    DATABASE_URL=sqlite://data/complaintbot.sqlite3 \
+    LOG_FORMAT=json
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)" || exit 1
+CMD ["complaintbot", "serve"]

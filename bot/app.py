@@ -1,0 +1,44 @@
+"""The aiohttp application factory and its lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from bot.clock import Clock, utcnow
+from bot.db import open_database
+from bot.ledger import Ledger
+from bot.policy import load_policy
+from bot.policy_book import PolicyBook
+from bot.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+LEDGER = web.AppKey("ledger", Ledger)
+CLOCK = web.AppKey("clock", Clock)
+
+
+def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
+    """Build the bot's web application. The database opens (and migrates) on startup."""
+    from webhooks import api, health
+
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(_database)
+    health.setup(app)
+    api.setup(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    policies = PolicyBook(load_policy(settings.policy_file))
+    async with open_database(settings.database_url):
+        await policies.store_current()
+        app[LEDGER] = Ledger(policies)
+        log.info("database_ready", policy=policies.current.version, digest=policies.current.digest)
+        yield

@@ -1,0 +1,73 @@
+"""Database wiring: the tortoise configuration, migrations and the ORM context."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.context import TortoiseContext
+from tortoise.migrations.executor import MigrationExecutor
+
+APP_LABEL = "complaintbot"
+MODEL_MODULES = ["models"]
+MIGRATIONS_MODULE = "models.migrations"
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    """The tortoise configuration for a database URL (SQLite or PostgreSQL)."""
+    if database_url.startswith("postgresql://"):
+        database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            APP_LABEL: {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# For the `tortoise` CLI (makemigrations), read through [tool.tortoise] in pyproject.
+TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", "sqlite://:memory:"))
+
+
+def ensure_sqlite_dir(database_url: str) -> None:
+    """SQLite creates the file but not its folder; make the folder."""
+    if database_url.startswith("sqlite://") and ":memory:" not in database_url:
+        path = database_url.removeprefix("sqlite://").split("?", 1)[0]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def apply_migrations(ctx: TortoiseContext) -> None:
+    """Bring the schema up to date with the committed migrations."""
+    config = tortoise_config("sqlite://:memory:")["apps"]
+    executor = MigrationExecutor(ctx.db("default"), config)
+    await executor.migrate()
+
+
+@asynccontextmanager
+async def open_database(
+    database_url: str, *, migrate: bool = True
+) -> AsyncIterator[TortoiseContext]:
+    """Open the ORM for the current task (and tasks it starts), migrated, and
+    close exactly that context at the end."""
+    ensure_sqlite_dir(database_url)
+    # tortoise caches each table's INSERT/DELETE SQL by connection *name*, not by
+    # dialect: drop it, or a process that opened SQLite first sends `?` to PostgreSQL.
+    EXECUTOR_CACHE.clear()
+    ctx = await Tortoise.init(config=tortoise_config(database_url), _create_db=False)
+    try:
+        if migrate:
+            await apply_migrations(ctx)
+        yield ctx
+    finally:
+        await ctx.close_connections()

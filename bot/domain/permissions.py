@@ -1,0 +1,93 @@
+"""Who may do what to a ticket (PROCESS.md "Who is who", R11, R19, R20, R22).
+
+`check` raises Refused with a reason a person understands; it returns nothing
+when the action is allowed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from bot.domain.enums import OwnerLevel, Role
+from bot.domain.ticket import SYSTEM, Actor, Refused, Ticket
+
+
+class Action(StrEnum):
+    VIEW = "view"
+    RESPOND = "respond"
+    PLAN = "plan"
+    FOLLOWUP = "followup"
+    ATTEMPT = "attempt"
+    RESOLVE = "resolve"
+    CLOSE = "close"
+    ESCALATE = "escalate"
+    DISPUTE = "dispute"
+    DISPUTE_DECIDE = "dispute_decide"
+    ASSIGN = "assign"
+    REOPEN = "reopen"
+    STAGE = "stage"
+    COMPENSATE = "compensate"
+    MARK_MAJOR = "mark_major"
+
+
+_CALL_CENTRE_ONLY = {Action.CLOSE, Action.DISPUTE_DECIDE}
+_OWNER_LEVEL_ONLY = {Action.RESPOND, Action.ASSIGN}
+_REGION_OR_HQ = {Action.ESCALATE, Action.REOPEN, Action.STAGE}
+_READ_ONLY_ROLES = {Role.BRAND_DIVISION, Role.LEGAL}
+
+
+def in_scope(actor: Actor, ticket: Ticket) -> bool:
+    """The actor's dealer, region or HQ is in the ticket's chain of owners."""
+    level = actor.level
+    if level is OwnerLevel.DEALER:
+        return actor.dealer_code == ticket.dealer_code
+    if level is OwnerLevel.REGION:
+        return actor.region_code == ticket.region_code
+    return level is OwnerLevel.HQ
+
+
+def is_conflicted(actor: Actor, ticket: Ticket) -> bool:
+    """R22: the employee the complaint is about."""
+    return bool(ticket.about_staff) and actor.userid == ticket.about_staff
+
+
+def may_see_customer(actor: Actor, ticket: Ticket) -> bool:
+    """R22: the employee complained about never sees the customer's details."""
+    return not is_conflicted(actor, ticket)
+
+
+def check(actor: Actor, ticket: Ticket, action: Action) -> None:
+    """Refuse the action unless the process lets this actor take it."""
+    number = f"#{ticket.number}" if ticket.number else "该投诉"
+    if actor == SYSTEM:
+        return
+    if is_conflicted(actor, ticket):
+        raise Refused(f"{number} 的投诉涉及您本人，按规定您不能处理或查看（R22）。")
+    if actor.role in (Role.CALL_CENTRE, Role.ADMIN):
+        return
+    if action in _CALL_CENTRE_ONLY:
+        raise Refused(f"只有呼叫中心可以执行此操作（{number}）。")
+    if actor.role in _READ_ONLY_ROLES:
+        if action is Action.VIEW:
+            return
+        raise Refused(f"{actor.role.label}只能查看投诉，不能处理（{number}）。")
+    if not in_scope(actor, ticket):
+        raise Refused(_out_of_scope(actor, ticket, number))
+    level = actor.level
+    if action in _REGION_OR_HQ and level is OwnerLevel.DEALER:
+        raise Refused(f"只有区域或本部可以执行此操作（{number}）。")
+    if action is Action.DISPUTE and level is not OwnerLevel.DEALER:
+        raise Refused(f"只有被派单的经销商可以提出异议（{number}，R11）。")
+    if action in _OWNER_LEVEL_ONLY and level is not ticket.owner_level:
+        raise Refused(
+            f"{number} 当前由{ticket.owner_level.label}负责，"
+            f"此操作须由{ticket.owner_level.label}执行。"
+        )
+    if action is Action.STAGE and level is not ticket.owner_level:
+        raise Refused(f"只有负责该投诉的{ticket.owner_level.label}可以申请阶段性结案（R19）。")
+
+
+def _out_of_scope(actor: Actor, ticket: Ticket, number: str) -> str:
+    if actor.level is OwnerLevel.DEALER:
+        return f"{number} 不属于您所在的经销商，不能操作。"
+    return f"{number} 不属于您所在的区域，不能操作。"

@@ -1,0 +1,120 @@
+"""One settings object, read from the environment and `.env`.
+
+Every name here is documented in docs (the environment table is generated from
+this class), so add a description to each new field.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
+
+
+class SettingsError(Exception):
+    """The configuration is missing or invalid; the message says what to fix."""
+
+
+class Settings(BaseSettings):
+    """complaintbot's configuration. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite://data/complaintbot.sqlite3",
+        description="sqlite://PATH (embedded, one process) or postgres://user:pw@host:port/db",
+    )
+    policy_file: Path = Field(DEFAULT_POLICY_FILE, description="Process policy (YAML)")
+    timezone: str = Field("Asia/Shanghai", description="Zone for times shown to people")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP server binds")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for /api/*; unset disables the intake API"
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
+    log_format: Literal["console", "json"] = Field(
+        "console", description="console (readable) or json (one object per line)"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    wecom_corp_id: str = Field("", description="WeChat Work CorpID")
+    wecom_agent_id: int | None = Field(None, description="AgentId of the self-built app")
+    wecom_secret: SecretStr | None = Field(None, description="Secret of the self-built app")
+    wecom_token: str = Field("", description="Callback Token of the self-built app")
+    wecom_aes_key: str = Field("", description="Callback EncodingAESKey of the self-built app")
+    wecom_robot_token: str = Field("", description="Callback Token of the smart robot")
+    wecom_robot_aes_key: str = Field("", description="Callback EncodingAESKey of the smart robot")
+    wecom_robot_name: str = Field("投诉助手", description="The robot's @-name in groups")
+    wecom_api_base: str = Field(
+        "https://qyapi.weixin.qq.com/cgi-bin", description="WeChat Work API base URL"
+    )
+
+    smtp_host: str = Field("", description="SMTP server; empty disables e-mail delivery")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    smtp_username: str = Field("", description="SMTP login user")
+    smtp_password: SecretStr | None = Field(None, description="SMTP login password")
+    smtp_from: str = Field("complaintbot@localhost", description="Sender address of e-mails")
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS")
+
+    sms_provider: Literal["log", "tencent", "aliyun"] = Field(
+        "log", description="log (development), tencent or aliyun"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (example: Asia/Shanghai)") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgres://", "postgresql://")):
+            raise ValueError("must start with sqlite:// or postgres://")
+        return value
+
+    @field_validator("policy_file")
+    @classmethod
+    def _policy_exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone in which times are shown to people."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def wecom_configured(self) -> bool:
+        """True when real WeChat Work credentials are set."""
+        return bool(self.wecom_corp_id and self.wecom_secret)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into one readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

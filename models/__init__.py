@@ -1,0 +1,22 @@
+"""The ticket store: tortoise-orm models, one module per entity group.
+
+tortoise discovers models in the modules listed here (see `bot.db`)."""
+
+from models.callback import ProcessedCallback
+from models.directory import Dealer, GroupChat, Region, Staff
+from models.notification import Notification
+from models.policy import PolicyVersion
+from models.ticket import Deadline, Ticket, TicketEvent
+
+__all__ = [
+    "Dealer",
+    "Deadline",
+    "GroupChat",
+    "Notification",
+    "PolicyVersion",
+    "ProcessedCallback",
+    "Region",
+    "Staff",
+    "Ticket",
+    "TicketEvent",
+]

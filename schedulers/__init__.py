@@ -1,0 +1,2 @@
+"""Background jobs: the deadline sweeper, the outbox worker and report runs.
+Built by the clock issue on top of models.Deadline and models.Notification."""

@@ -1,0 +1,125 @@
+"""Shared fixtures: the policy, the database on SQLite and PostgreSQL, the app.
+
+PostgreSQL tests use TEST_POSTGRES_URL (default: the local server's `test`
+database) only to create and drop a scratch database of their own. Without a
+server they skip, except under CI=true, where a missing PostgreSQL fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from tortoise import connections
+
+from bot.app import create_app
+from bot.db import open_database
+from bot.directory_import import import_directory
+from bot.ledger import Ledger
+from bot.policy import Policy, load_policy
+from bot.policy_book import PolicyBook
+from bot.settings import DEFAULT_POLICY_FILE, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ORG = ROOT / "examples" / "org.yaml"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+TOKEN = "test-token-0123456789"
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy(DEFAULT_POLICY_FILE)
+
+
+async def _postgres_available() -> str | None:
+    try:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"PostgreSQL at {POSTGRES_URL} unreachable: {exc}"
+    await conn.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> AsyncIterator[str]:
+    """A scratch PostgreSQL database for this test session, dropped at the end."""
+    problem = asyncio.run(_postgres_available())
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{problem} (CI=true requires PostgreSQL)")
+        pytest.skip(problem)
+    name = f"cbtest_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _truncate_postgres() -> None:
+    conn = connections.get("default")
+    _, rows = await conn.execute_query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename NOT LIKE 'tortoise_%'"
+    )
+    tables = ", ".join(f'"{r["tablename"]}"' for r in rows)
+    if tables:
+        await conn.execute_script(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage test runs on SQLite (a file) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/complaintbot.sqlite3"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[str]:
+    """An open, migrated, empty database with the example directory loaded."""
+    async with open_database(database_url):
+        if database_url.startswith("postgres"):
+            await _truncate_postgres()
+        await import_directory(ORG)
+        yield database_url
+
+
+@pytest.fixture
+async def ledger(db: str, policy: Policy) -> Ledger:
+    book = PolicyBook(policy)
+    await book.store_current()
+    return Ledger(book)
+
+
+@pytest.fixture
+def clock() -> list[datetime]:
+    """A settable clock: tests move time by assigning clock[0]."""
+    return [T0]
+
+
+@pytest.fixture
+async def client(database_url: str, aiohttp_client, clock, tmp_path):
+    """The bot's HTTP app on a real server, its database migrated and loaded."""
+    if database_url.startswith("postgres"):
+        async with open_database(database_url):
+            await _truncate_postgres()
+    settings = load_settings(database_url=database_url, api_token=TOKEN, max_body_bytes=16384)
+    app = create_app(settings, clock=lambda: clock[0])
+    test_client = await aiohttp_client(app)
+    await import_directory(ORG)
+    return test_client

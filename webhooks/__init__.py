@@ -1,0 +1,1 @@
+"""HTTP edges: the intake API, health checks and (later) WeChat Work callbacks."""
