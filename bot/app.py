@@ -13,24 +13,36 @@ from bot.ledger import Ledger
 from bot.policy import load_policy
 from bot.policy_book import PolicyBook
 from bot.settings import Settings
+from bot.wecom.client import WeComClient
 
 log = structlog.get_logger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", Ledger)
 CLOCK = web.AppKey("clock", Clock)
+WECOM = web.AppKey("wecom", WeComClient)
 
 
-def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
-    """Build the bot's web application. The database opens (and migrates) on startup."""
-    from webhooks import api, health
+def create_app(
+    settings: Settings, *, clock: Clock = utcnow, scheduler: bool = True
+) -> web.Application:
+    """Build the bot's web application. The database opens (and migrates) on startup;
+    then, unless `scheduler` is False, the deadline sweep and the outbox run."""
+    from schedulers.runner import scheduler_context
+    from webhooks import api, health, robot
+    from webhooks import app as app_callbacks
 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_wecom)
+    if scheduler:
+        app.cleanup_ctx.append(scheduler_context)  # after the ORM: jobs need its context
     health.setup(app)
     api.setup(app)
+    robot.setup(app)
+    app_callbacks.setup(app)
     return app
 
 
@@ -42,3 +54,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[LEDGER] = Ledger(policies)
         log.info("database_ready", policy=policies.current.version, digest=policies.current.digest)
         yield
+
+
+async def _wecom(app: web.Application) -> AsyncIterator[None]:
+    """The one WeChat Work API client of the process (its pacing is per process)."""
+    client = WeComClient.from_settings(app[SETTINGS], clock=app[CLOCK])
+    app[WECOM] = client
+    yield
+    await client.close()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -55,6 +56,86 @@ def _directory_import(settings: Settings, args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def _sweep(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.clock import utcnow
+    from bot.ledger import Ledger
+    from bot.policy_book import PolicyBook
+    from schedulers.sweeper import sweep
+
+    now = args.at or utcnow()
+
+    async def run() -> int:
+        policies = PolicyBook(load_policy(settings.policy_file))
+        async with open_database(settings.database_url):
+            await policies.store_current()
+            actions = await sweep(Ledger(policies), now=now, limit=sys.maxsize)
+        for action in actions:
+            print(action.describe())
+        print(f"{len(actions)} deadline(s) due at {now.isoformat()} dealt with")
+        return 0
+
+    return _run(run)
+
+
+def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.clock import utcnow
+    from schedulers.outbox import revive, undelivered
+
+    async def run() -> int:
+        async with open_database(settings.database_url):
+            if args.action == "flush":
+                return await _flush(settings)
+            if args.action == "retry":
+                if not await revive(args.id, now=utcnow()):
+                    print(f"complaintbot: no dead notification with id {args.id}",
+                          file=sys.stderr)
+                    return 1
+                print(f"notification {args.id} is pending again")
+                return 0
+            for row in await undelivered():
+                number = row.ticket_id  # type: ignore[attr-defined]
+                print(f"{row.id}\t{row.status}\t#{number}\t{row.kind}\t{row.medium}\t"
+                      f"tries={row.tries}\tnext={row.next_attempt_at.isoformat()}\t"
+                      f"{row.last_error[:80]}")
+            return 0
+
+    return _run(run)
+
+
+async def _flush(settings: Settings) -> int:
+    """Deliver everything due now, round after round; exit 1 if any failed."""
+    from bot.clock import utcnow
+    from schedulers.outbox import RetryPolicy, deliver_due
+    from schedulers.runner import transports_for
+
+    wecom = None
+    if settings.wecom_configured:
+        from bot.wecom.client import WeComClient
+
+        wecom = WeComClient.from_settings(settings)
+    transports = transports_for(settings, wecom)
+    retry = RetryPolicy.from_settings(settings)
+    sent = failed = 0
+    try:
+        while True:
+            stats = await deliver_due(transports, now=utcnow(), retry=retry, zone=settings.zone)
+            sent, failed = sent + stats.sent, failed + stats.retrying + stats.dead
+            if stats.claimed == 0:
+                break
+    finally:
+        if wecom is not None:
+            await wecom.close()
+    print(f"{sent} sent, {failed} failed (media: {', '.join(sorted(transports))})")
+    return 0 if failed == 0 else 1
+
+
+def _instant(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-03-05T09:00+08:00")
+    return moment.astimezone(UTC)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="complaintbot",
@@ -72,6 +153,16 @@ def _parser() -> argparse.ArgumentParser:
     importer = directory_commands.add_parser("import", help="load regions, dealers, staff, groups")
     importer.add_argument("file", help="a YAML file like examples/org.yaml")
     importer.set_defaults(handler=_directory_import)
+    sweeper = commands.add_parser("sweep", help="apply every deadline due now (or --at), once")
+    sweeper.add_argument("--at", type=_instant, help="the instant to sweep at (ISO 8601)")
+    sweeper.set_defaults(handler=_sweep)
+    outbox = commands.add_parser("outbox", help="inspect and deliver queued notifications")
+    outbox_commands = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    outbox_commands.add_parser("list", help="show pending, sending and dead notifications")
+    retry = outbox_commands.add_parser("retry", help="put a dead notification back in the queue")
+    retry.add_argument("id", type=int)
+    outbox_commands.add_parser("flush", help="deliver everything due now, once")
+    outbox.set_defaults(handler=_outbox)
     return parser
 
 

@@ -126,16 +126,27 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map
 def parse_directory(path: Path) -> dict[str, list[tuple[int, _Entry]]]:
     """Read and validate the file; every entry comes with its line number."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+        text = path.read_text(encoding="utf-8")
+        document = yaml.load(text, Loader=_LineLoader)
     except OSError as exc:
         raise DirectoryError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.line + 1}:" if mark else ""
+        problem = ", ".join(p for p in (exc.context, exc.problem) if p)
+        raise DirectoryError(f"{path}:{where} not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise DirectoryError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise DirectoryError(f"{path}: expected a mapping with regions, dealers, staff, groups")
     unknown = set(document) - set(_SECTIONS) - {"__line__"}
     if unknown:
-        raise DirectoryError(f"{path}: unknown section(s): {', '.join(sorted(unknown))}")
+        lines = _top_level_key_lines(text)
+        raise DirectoryError("\n".join(
+            f"{path}:{lines.get(str(name), 1)}: unknown section {name!r} "
+            f"(expected {', '.join(_SECTIONS)})"
+            for name in sorted(unknown, key=str)
+        ))
     parsed: dict[str, list[tuple[int, _Entry]]] = {}
     errors: list[str] = []
     for section, model in _SECTIONS.items():
@@ -157,6 +168,14 @@ def parse_directory(path: Path) -> dict[str, list[tuple[int, _Entry]]]:
     if errors:
         raise DirectoryError("\n".join(errors))
     return parsed
+
+
+def _top_level_key_lines(text: str) -> dict[str, int]:
+    """The line of each top-level key of a YAML mapping."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
 
 
 def _check_unique(path: Path, parsed: dict[str, list[tuple[int, Any]]], errors: list[str]) -> None:

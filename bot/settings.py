@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     wecom_api_base: str = Field(
         "https://qyapi.weixin.qq.com/cgi-bin", description="WeChat Work API base URL"
     )
+    wecom_callback_max_skew: int = Field(
+        300, ge=1, description="Largest clock difference (s) accepted in a callback's timestamp"
+    )
+    wecom_api_timeout_seconds: float = Field(
+        10, gt=0, description="Timeout of one WeChat Work API request"
+    )
 
     smtp_host: str = Field("", description="SMTP server; empty disables e-mail delivery")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
@@ -63,9 +69,52 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, description="SMTP login password")
     smtp_from: str = Field("complaintbot@localhost", description="Sender address of e-mails")
     smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS")
+    smtp_ssl: bool = Field(
+        False, description="Connect with implicit TLS (port 465) instead of STARTTLS"
+    )
+    smtp_timeout_seconds: float = Field(30, gt=0, description="SMTP connect and send timeout")
 
     sms_provider: Literal["log", "tencent", "aliyun"] = Field(
         "log", description="log (development), tencent or aliyun"
+    )
+    sms_sign_name: str = Field("", description="SMS signature approved by the provider")
+    sms_template_accepted: str = Field(
+        "", description="Provider template id of the customer's 'complaint accepted' SMS"
+    )
+    sms_template_closed: str = Field(
+        "", description="Provider template id of the customer's 'complaint closed' SMS"
+    )
+    tencent_secret_id: str = Field("", description="Tencent Cloud SecretId (SMS_PROVIDER=tencent)")
+    tencent_secret_key: SecretStr | None = Field(None, description="Tencent Cloud SecretKey")
+    tencent_sms_app_id: str = Field("", description="Tencent Cloud SmsSdkAppId")
+    tencent_sms_region: str = Field("ap-guangzhou", description="Tencent Cloud SMS region")
+    aliyun_access_key_id: str = Field(
+        "", description="Alibaba Cloud AccessKey id (SMS_PROVIDER=aliyun)"
+    )
+    aliyun_access_key_secret: SecretStr | None = Field(
+        None, description="Alibaba Cloud AccessKey secret"
+    )
+
+    sweep_interval_seconds: float = Field(
+        5, gt=0, description="How often the deadline sweep runs"
+    )
+    outbox_interval_seconds: float = Field(
+        2, gt=0, description="How often the outbox worker delivers due notifications"
+    )
+    outbox_max_tries: int = Field(
+        8, ge=1, description="Delivery attempts before a notification is marked dead"
+    )
+    outbox_backoff_seconds: float = Field(
+        30, gt=0, description="Wait after the first failed delivery; doubles per try"
+    )
+    outbox_backoff_cap_seconds: float = Field(
+        3600, gt=0, description="Longest wait between delivery attempts"
+    )
+    outbox_lease_seconds: float = Field(
+        300, gt=0, description="How long a claimed notification stays with one worker"
+    )
+    health_max_overdue_seconds: float = Field(
+        300, gt=0, description="/healthz answers 503 when a due deadline waits longer than this"
     )
 
     @field_validator("timezone")

@@ -7,8 +7,10 @@ from models.directory import Dealer, GroupChat, Region, Staff
 from models.notification import Notification
 from models.policy import PolicyVersion
 from models.ticket import Deadline, Ticket, TicketEvent
+from models.token import AccessToken
 
 __all__ = [
+    "AccessToken",
     "Dealer",
     "Deadline",
     "GroupChat",

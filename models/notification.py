@@ -30,6 +30,11 @@ class Notification(Model):
     last_error = fields.TextField(default="")
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
+    # Ad-hoc content rendered when the row was written (a chat reply, a card
+    # update), for rows that belong to no ticket event; see webhooks/app.py.
+    payload = fields.JSONField(null=True)
+    # While "sending": when the claim lapses, so a crashed worker's rows go out again.
+    lease_until = fields.DatetimeField(null=True)
 
     class Meta:
         table = "notification"

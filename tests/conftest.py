@@ -11,11 +11,13 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 from tortoise import connections
 
 from bot.app import create_app
@@ -24,7 +26,8 @@ from bot.directory_import import import_directory
 from bot.ledger import Ledger
 from bot.policy import Policy, load_policy
 from bot.policy_book import PolicyBook
-from bot.settings import DEFAULT_POLICY_FILE, load_settings
+from bot.settings import DEFAULT_POLICY_FILE, Settings, load_settings
+from bot.wecom.emulator import WeComEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = ROOT / "examples" / "org.yaml"
@@ -123,3 +126,56 @@ async def client(database_url: str, aiohttp_client, clock, tmp_path):
     test_client = await aiohttp_client(app)
     await import_directory(ORG)
     return test_client
+
+
+# -- WeChat Work: the emulator, and the bot wired to it ----------------------
+
+WECOM_SECRETS = {
+    "wecom_corp_id": "wwcorp0123456789",
+    "wecom_agent_id": 1000002,
+    "wecom_secret": "app-secret-0123456789",
+    "wecom_token": "AppCallbackToken",
+    "wecom_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+    "wecom_robot_token": "RobotCallbackToken",
+    "wecom_robot_aes_key": "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut",
+}
+
+
+def wecom_settings(database_url: str, api_base: str = "http://127.0.0.1:9/cgi-bin") -> Settings:
+    """Settings with WeChat Work credentials the emulator shares."""
+    return load_settings(database_url=database_url, api_token=TOKEN, max_body_bytes=16384,
+                         wecom_api_base=api_base, **WECOM_SECRETS)
+
+
+@dataclass
+class WeComWorld:
+    """The emulated WeChat Work and the bot, each knowing the other's URL."""
+
+    emulator: WeComEmulator
+    bot: TestClient
+    settings: Settings
+
+
+@pytest.fixture
+async def emulator(aiohttp_server, clock) -> WeComEmulator:
+    """A WeChat Work emulator on a real local server, on the test clock."""
+    emu = WeComEmulator(wecom_settings("sqlite://:memory:"), clock=lambda: clock[0])
+    server = await aiohttp_server(emu.app)
+    emu.url = str(server.make_url("")).rstrip("/")
+    return emu
+
+
+@pytest.fixture
+async def wecom(
+    database_url: str, emulator: WeComEmulator, aiohttp_client, clock
+) -> WeComWorld:
+    """The bot (no scheduler: outbox rows stay pending to be looked at) talking to
+    the emulator, its database migrated and the example directory loaded."""
+    if database_url.startswith("postgres"):
+        async with open_database(database_url):
+            await _truncate_postgres()
+    settings = wecom_settings(database_url, api_base=f"{emulator.url}/cgi-bin")
+    bot = await aiohttp_client(create_app(settings, clock=lambda: clock[0], scheduler=False))
+    await import_directory(ORG)
+    emulator.connect(own_url=emulator.url, bot_url=str(bot.make_url("")))
+    return WeComWorld(emulator=emulator, bot=bot, settings=settings)

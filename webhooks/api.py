@@ -53,6 +53,8 @@ async def create_complaint(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         log.info("api_bad_json", error=str(exc))
         return _error(400, f"body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
     try:
         complaint = parse_complaint(body)
         outcome = await open_complaint(

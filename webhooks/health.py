@@ -1,4 +1,5 @@
-"""GET /healthz: is the process up and its database reachable."""
+"""GET /healthz: is the process up, its database reachable, and is the clock
+keeping up (the oldest due deadline not yet applied)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,28 @@ import structlog
 from aiohttp import web
 from tortoise import connections
 
+from bot.app import CLOCK, SETTINGS
+from schedulers.sweeper import oldest_overdue
+
 log = structlog.get_logger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 with the database state when it answers, 503 when it does not."""
+    """200 with the database state when it answers, 503 when it does not or when
+    a due deadline has waited longer than HEALTH_MAX_OVERDUE_SECONDS."""
     try:
         await connections.get("default").execute_query("SELECT 1")
+        overdue = await oldest_overdue(request.app[CLOCK]())
     except Exception as exc:  # any driver error means "unreachable" to an operator
         log.warning("healthz_database_unreachable", error=str(exc))
         return web.json_response({"status": "error", "database": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
+    seconds = int(overdue.total_seconds()) if overdue is not None else 0
+    if seconds > request.app[SETTINGS].health_max_overdue_seconds:
+        log.warning("healthz_sweep_behind", oldest_overdue_seconds=seconds)
+        return web.json_response({"status": "error", "database": "ok",
+                                  "oldest_overdue_seconds": seconds}, status=503)
+    return web.json_response({"status": "ok", "database": "ok",
+                              "oldest_overdue_seconds": seconds})
 
 
 def setup(app: web.Application) -> None:

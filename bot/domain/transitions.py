@@ -61,7 +61,8 @@ def _label(ticket: Ticket) -> str:
 def _require_open(ticket: Ticket) -> None:
     if ticket.status.is_final:
         raise Refused(
-            f"{_label(ticket)} 已{ticket.status.label}，如需继续处理请先重新打开（/reopen）。"
+            f"{_label(ticket)} 当前状态为「{ticket.status.label}」，"
+            "如需继续处理请先重新打开（/reopen）。"
         )
     if ticket.status is Status.STAGED_CLOSURE_PENDING:
         raise Refused(f"{_label(ticket)} 正在阶段性结案审批中，审批结束前不能操作。")

@@ -1,0 +1,137 @@
+"""WeChat Work template cards (button_interaction) for tickets.
+
+Limits from WECOM.md: `task_id` at most 128 bytes of [0-9A-Za-z_-@], unique per
+card instance; at most 6 buttons and 6 horizontal rows. Every card leaves here
+checked against them, and never carries the customer's phone or VIN unmasked:
+cards are forwarded, screenshotted and shown in groups."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.domain.deadlines import Deadline
+from bot.domain.ticket import Ticket
+from bot.ledger import snapshot
+from bot.render.chat import deadline_text, owner_text, scrub, short_time
+from bot.render.privacy import mask_phone
+from models import Ticket as TicketRow
+
+TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
+MAX_BUTTONS = 6
+MAX_ROWS = 6
+RESPOND = "respond"
+"""The action of the 处理 button; its key is `respond:NUMBER`."""
+
+# Lengths WeChat Work recommends; longer text is cut with an ellipsis.
+_TITLE_DESC = 30
+_SUB_TITLE = 112
+_ROW_VALUE = 26
+
+
+def new_task_id(number: int) -> str:
+    """A task_id for a new card of ticket `number`: the number and a random part,
+    so every card instance differs (a repeated task_id is refused, errcode 42014)."""
+    return f"ticket{number}-{secrets.token_hex(6)}"
+
+
+def respond_key(number: int) -> str:
+    """The button key a click on 处理 comes back with."""
+    return f"{RESPOND}:{number}"
+
+
+def ticket_card(
+    ticket: Ticket | TicketRow,
+    zone: ZoneInfo,
+    *,
+    task_id: str,
+    show_customer: bool,
+    deadlines: Sequence[Deadline] = (),
+    dealer_name: str = "",
+    responder: str = "",
+) -> dict[str, Any]:
+    """A ticket as a button_interaction card.
+
+    While the owner has not responded the card carries a 处理 button (key
+    `respond:N`); once responded, or when the ticket is final, the button is
+    greyed out with who responded and when (`replace_text`). `show_customer`
+    adds the customer's name and masked phone (never for the employee the
+    complaint is about, R22). `deadlines` are the pending ones, soonest first."""
+    if isinstance(ticket, TicketRow):
+        ticket = snapshot(ticket)
+    number = ticket.number
+    rows = [_row("车辆", " ".join(v for v in (ticket.car_model, ticket.plate) if v))]
+    if show_customer:
+        rows.append(_row("客户", f"{ticket.customer_name} {mask_phone(ticket.customer_phone)}"))
+    rows.append(_row("经销商", dealer_name or ticket.dealer_code))
+    rows.append(_row("状态", f"{ticket.status.label}（{owner_text(ticket)}）"))
+    if deadlines:
+        rows.append(_row("时限", deadline_text(deadlines[0], zone)))
+    if ticket.owner_responded_at is not None:
+        rows.append(_row("处理人", f"{responder or '—'} "
+                                  f"{short_time(ticket.owner_responded_at, zone)}"))
+    card: dict[str, Any] = {
+        "card_type": "button_interaction",
+        "source": {"desc": "客户投诉处理"},
+        "main_title": {
+            "title": f"#{number} {ticket.category.label}",
+            "desc": _cut(_title_desc(ticket, zone), _TITLE_DESC),
+        },
+        "sub_title_text": _cut(scrub(ticket.description, ticket), _SUB_TITLE),
+        "horizontal_content_list": rows,
+        "task_id": task_id,
+        "button_list": [{"text": "处理", "style": 1, "key": respond_key(number or 0)}],
+    }
+    replaced = _replace_text(ticket, zone, responder)
+    if replaced:
+        card["replace_text"] = replaced
+    check_card(card)
+    return card
+
+
+def check_card(card: dict[str, Any]) -> None:
+    """Raise ValueError when a card breaks one of WeChat Work's limits."""
+    problems = []
+    task_id = card.get("task_id", "")
+    if not TASK_ID.match(task_id):
+        problems.append(f"task_id {task_id!r} must be 1-128 bytes of [0-9A-Za-z_-@]")
+    if len(card.get("button_list", [])) > MAX_BUTTONS:
+        problems.append(f"more than {MAX_BUTTONS} buttons")
+    if len(card.get("horizontal_content_list", [])) > MAX_ROWS:
+        problems.append(f"more than {MAX_ROWS} horizontal rows")
+    if any(len(b["key"].encode()) > 1024 for b in card.get("button_list", [])):
+        problems.append("a button key is longer than 1024 bytes")
+    if problems:
+        raise ValueError("invalid template card: " + "; ".join(problems))
+
+
+def _replace_text(ticket: Ticket, zone: ZoneInfo, responder: str) -> str:
+    if ticket.status.is_final:
+        return ticket.status.label
+    if ticket.owner_responded_at is None:
+        return ""
+    at = ticket.owner_responded_at.astimezone(zone).strftime("%H:%M")
+    return f"已处理：{responder} {at}" if responder else f"已处理 {at}"
+
+
+def _title_desc(ticket: Ticket, zone: ZoneInfo) -> str:
+    marks = [f"派单 {short_time(ticket.dispatched_at, zone)}"]
+    if ticket.major:
+        marks.append("重大投诉")
+    if ticket.legal:
+        marks.append("涉及法律")
+    if ticket.repeat_of:
+        marks.append(f"重复（#{ticket.repeat_of}）")
+    return " · ".join(marks)
+
+
+def _row(keyname: str, value: str) -> dict[str, str]:
+    return {"keyname": keyname, "value": _cut(value or "—", _ROW_VALUE)}
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,147 @@
+"""Outbox notifications as people read them: group and app markdown, e-mail
+(subject, plain text, HTML) and the customer's SMS.
+
+One Jinja2 template per kind and medium family under `templates/`:
+`markdown/<kind>.md.j2`, `email/<kind>.j2` (blocks `subject` and `body`) and
+`sms/<kind>.j2` (`params` for the provider's pre-approved template, whose
+wording the template's comment quotes);
+a kind without its own template falls back to `_generic`. Every message names
+the ticket (#1024); the customer's phone and VIN are masked in all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from bot.domain.enums import Clock, Role
+from bot.ledger import snapshot
+from bot.render.privacy import local_time, mask_phone, mask_vin
+from models import Deadline, Dealer, Notification, Region, Staff, TicketEvent
+from models import Ticket as TicketRow
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+
+
+class _Lenient(dict):
+    """Event data and pending deadlines: what one cause records another may not,
+    so a missing key reads as empty (templates stay strict about the rest)."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One notification in every form its media need."""
+
+    subject: str
+    text: str
+    html: str
+    markdown: str
+    sms_params: dict[str, str] = field(default_factory=dict)
+
+
+def duration_text(span: timedelta) -> str:
+    """A span as people say it: 2 天 3 小时, 45 分钟, 不足 1 分钟."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes < 1:
+        return "不足 1 分钟"
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} 天" if days else "", f"{hours} 小时" if hours else "",
+             f"{minutes} 分钟" if minutes and not days else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _template(family: str, kind: str, suffix: str) -> jinja2.Template:
+    return _env.select_template([f"{family}/{kind}{suffix}", f"{family}/_generic{suffix}"])
+
+
+def _block(template: jinja2.Template, name: str, context: dict[str, Any]) -> str:
+    return "".join(template.blocks[name](template.new_context(context))).strip()
+
+
+async def _context(notification: Notification, zone: ZoneInfo, now: datetime | None) -> dict:
+    row = await TicketRow.get(id=notification.ticket_id)  # type: ignore[attr-defined]
+    ticket = snapshot(row)
+    event = await TicketEvent.get_or_none(id=notification.event_id)  # type: ignore[attr-defined]
+    data = _Lenient(event.data if event else {})
+    event_at = event.at if event else notification.created_at
+    dealer = await Dealer.get_or_none(code=ticket.dealer_code)
+    region = await Region.get_or_none(code=ticket.region_code)
+    names = dict(await Staff.filter(
+        userid__in=[u for u in (ticket.assignee, ticket.about_staff) if u]
+    ).values_list("userid", "name"))
+    pending = await Deadline.filter(ticket_id=row.id, state="pending").order_by("due_at")
+    deadline = None
+    if "clock" in data and "due_at" in data:
+        due_at = datetime.fromisoformat(data["due_at"])
+        deadline = {
+            "label": Clock(data["clock"]).label,
+            "due": local_time(due_at, zone),
+            "late": duration_text((now or event_at) - due_at),
+        }
+    return {
+        "kind": notification.kind,
+        "number": ticket.number,
+        "ticket": ticket,
+        "category": ticket.category.label,
+        "owner": ticket.owner_level.label,
+        "status": ticket.status.label,
+        "channel": ticket.channel.label,
+        "flags": "、".join(sorted(f.label for f in ticket.flags)),
+        "phone": mask_phone(ticket.customer_phone),
+        "vin": mask_vin(ticket.vin),
+        "dealer_name": dealer.name if dealer else ticket.dealer_code,
+        "region_name": region.name if region else ticket.region_code,
+        "assignee_name": names.get(ticket.assignee or "", ticket.assignee or ""),
+        "data": data,
+        "actor": (event.actor_name or event.actor) if event else "",
+        "event_at": local_time(event_at, zone),
+        "dispatched_at": local_time(ticket.dispatched_at, zone),
+        "deadline": deadline,
+        "due": _Lenient({d.clock.value: local_time(d.due_at, zone) for d in pending}),
+        "approver": Role(data["approver_role"]).label if data.get("approver_role") else "",
+    }
+
+
+async def render(
+    notification: Notification, *, zone: ZoneInfo = SHANGHAI, now: datetime | None = None
+) -> RenderedMessage:
+    """Render a notification from its ticket and the event that caused it.
+
+    Times are shown in `zone`; a deadline nudge says how late it is as of `now`
+    (default: when the breach was recorded). A row written with ready content
+    (`payload`, e.g. {"markdown": …} or a card) is passed through as it is."""
+    if notification.payload is not None:
+        markdown = str(notification.payload.get("markdown", ""))
+        return RenderedMessage(subject="", text=markdown, html="", markdown=markdown)
+    context = await _context(notification, zone, now)
+    kind = notification.kind
+    email = _template("email", kind, ".j2")
+    subject = " ".join(_block(email, "subject", context).split())
+    body = _block(email, "body", context)
+    layout = {**context, "subject": subject, "body": body}
+    sms = _template("sms", kind, ".j2").make_module(context)
+    return RenderedMessage(
+        subject=subject,
+        text=_env.get_template("email/layout.txt.j2").render(layout).strip() + "\n",
+        html=_env.get_template("email/layout.html.j2").render(layout),
+        markdown=_template("markdown", kind, ".md.j2").render(context).strip(),
+        sms_params={k: str(v) for k, v in getattr(sms, "params", {}).items()},
+    )

@@ -1,0 +1,1 @@
+"""WeChat Work adapters: callback crypto, the outbound API client, a local emulator."""

@@ -1,0 +1,286 @@
+"""The WeChat Work API client the outbox worker sends through (aiohttp, not
+wechatpy's blocking client).
+
+One access token per app, fetched by gettoken once and kept in the database
+(`models.AccessToken`) so every replica uses the same one; refreshed before it
+expires and when the API calls it invalid. Transient failures (5xx, timeouts,
+errcode -1 and 45009) are retried a few times with exponential backoff inside
+a call; what is still failing is raised as `WeComError`, whose `retryable`
+tells the outbox whether to try the row again later. Sends are paced under
+the documented limits (30 messages a minute and 1000 an hour per app member,
+20 a minute per group webhook) so WeChat Work never drops one silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+
+from bot.clock import Clock, utcnow
+from bot.settings import Settings
+from models import AccessToken
+
+log = structlog.get_logger(__name__)
+
+# errcodes worth another try: -1 system busy, 45009 rate limit, 45033 too many
+# concurrent calls. Everything else (60020 IP not trusted, 81013 no valid
+# recipient, 40003 bad userid, ...) fails the same way again.
+RETRYABLE_ERRCODES = frozenset({-1, 45009, 45033})
+# The token is unknown, malformed or expired: fetch a new one and call again.
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# Refresh this long before the token's announced expiry.
+TOKEN_MARGIN = timedelta(minutes=5)
+
+Limits = Sequence[tuple[int, float]]
+MEMBER_LIMITS: Limits = ((30, 60.0), (1000, 3600.0))
+WEBHOOK_LIMITS: Limits = ((20, 60.0),)
+
+
+class WeComError(Exception):
+    """The API refused or could not be reached. `errcode` is WeChat Work's
+    (-1 for transport failures: 5xx, timeouts, unreadable answers)."""
+
+    def __init__(self, errcode: int, errmsg: str, *, retryable: bool | None = None) -> None:
+        super().__init__(f"WeChat Work error {errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self._retryable = retryable
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same call may succeed later."""
+        if self._retryable is not None:
+            return self._retryable
+        return self.errcode in RETRYABLE_ERRCODES
+
+
+class Pacer:
+    """Sliding-window send limits per key (a member, a webhook), for one process."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, deque[float]] = {}
+
+    async def wait(self, key: str, limits: Limits) -> None:
+        """Return once one more send to `key` keeps within every (count, seconds) limit."""
+        loop = asyncio.get_running_loop()
+        longest = max(window for _, window in limits)
+        sent = self._sent.setdefault(key, deque(maxlen=max(count for count, _ in limits)))
+        while True:
+            now = loop.time()
+            while sent and sent[0] <= now - longest:
+                sent.popleft()
+            delay = 0.0
+            for count, window in limits:
+                recent = [t for t in sent if t > now - window]
+                if len(recent) >= count:
+                    delay = max(delay, recent[-count] + window - now)
+            if delay <= 0:
+                sent.append(now)
+                return
+            log.info("wecom_pacing", key=key.split(":", 1)[0], wait_seconds=round(delay, 2))
+            await asyncio.sleep(delay)
+
+
+class WeComClient:
+    """Calls the WeChat Work API for one self-built app (and any group webhook)."""
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        corp_id: str,
+        secret: str,
+        agent_id: int | None,
+        timeout: float = 10.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        member_limits: Limits = MEMBER_LIMITS,
+        webhook_limits: Limits = WEBHOOK_LIMITS,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.corp_id = corp_id
+        self.agent_id = agent_id
+        self._secret = secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._attempts = attempts
+        self._backoff = backoff
+        self._member_limits = member_limits
+        self._webhook_limits = webhook_limits
+        self._clock = clock
+        self._pacer = Pacer()
+        self._session: aiohttp.ClientSession | None = None
+        self._token_name = f"app:{corp_id}:{agent_id}"
+        self._token: AccessToken | None = None
+        self._token_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Clock = utcnow) -> WeComClient:
+        """The client for the configured app."""
+        secret = settings.wecom_secret.get_secret_value() if settings.wecom_secret else ""
+        return cls(
+            api_base=settings.wecom_api_base,
+            corp_id=settings.wecom_corp_id,
+            secret=secret,
+            agent_id=settings.wecom_agent_id,
+            timeout=settings.wecom_api_timeout_seconds,
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the API -----------------------------------------------------------
+
+    async def send_app_markdown(self, userids: list[str], content: str) -> dict:
+        """Send a markdown message from the app to members (message/send)."""
+        message = {"msgtype": "markdown", "markdown": {"content": content}}
+        return await self._send_app(userids, message)
+
+    async def send_app_card(self, userids: list[str], card: dict) -> dict:
+        """Send a template card from the app; the answer carries its `response_code`."""
+        return await self._send_app(userids, {"msgtype": "template_card", "template_card": card})
+
+    async def update_template_card(
+        self, userids: list[str], response_code: str, card: dict
+    ) -> dict:
+        """Replace a clicked card for `userids` (each response_code works once, for 72 h)."""
+        await self._pace_members(userids)
+        body = {"userids": userids, "agentid": self.agent_id, "response_code": response_code,
+                "template_card": card}
+        return await self._with_token("message/update_template_card", body)
+
+    async def send_webhook_markdown(self, key: str, content: str) -> dict:
+        """Post markdown into a group through its robot webhook (webhook/send?key=)."""
+        await self._pacer.wait(f"webhook:{key}", self._webhook_limits)
+        body = {"msgtype": "markdown", "markdown": {"content": content}}
+        return await self._call("webhook/send", body, params={"key": key})
+
+    async def send_appchat_markdown(self, chatid: str, content: str) -> dict:
+        """Post markdown into a group the app created (appchat/send)."""
+        body = {"chatid": chatid, "msgtype": "markdown", "markdown": {"content": content}}
+        return await self._with_token("appchat/send", body)
+
+    async def post_response_url(self, url: str, body: dict) -> dict:
+        """Answer a robot callback later through its `response_url` (single use: no retries)."""
+        return await self._call(url, body, attempts=1)
+
+    # -- plumbing ----------------------------------------------------------
+
+    async def _send_app(self, userids: list[str], message: dict[str, Any]) -> dict:
+        await self._pace_members(userids)
+        body = {"touser": "|".join(userids), "agentid": self.agent_id, **message}
+        answer = await self._with_token("message/send", body)
+        if answer.get("invaliduser"):
+            log.warning("wecom_invalid_recipients", invaliduser=answer["invaliduser"])
+        return answer
+
+    async def _pace_members(self, userids: list[str]) -> None:
+        for userid in userids:
+            await self._pacer.wait(f"member:{userid}", self._member_limits)
+
+    async def _with_token(self, path: str, body: dict[str, Any]) -> dict:
+        token = await self._access_token()
+        try:
+            return await self._call(path, body, params={"access_token": token})
+        except WeComError as exc:
+            if exc.errcode not in TOKEN_ERRCODES:
+                raise
+            log.info("wecom_token_rejected", path=path, errcode=exc.errcode)
+        token = await self._access_token(rejected=token)
+        return await self._call(path, body, params={"access_token": token})
+
+    async def _access_token(self, *, rejected: str | None = None) -> str:
+        """A token valid for a while yet: from memory, else from the database
+        (another replica may have fetched it), else from gettoken."""
+        async with self._token_lock:
+            fresh_until = self._clock() + TOKEN_MARGIN
+
+            def usable(candidate: AccessToken | None) -> bool:
+                return (candidate is not None and candidate.token != rejected
+                        and candidate.expires_at > fresh_until)
+
+            if usable(self._token):
+                return self._token.token  # type: ignore[union-attr]
+            stored = await AccessToken.get_or_none(name=self._token_name)
+            if usable(stored):
+                self._token = stored
+                return stored.token  # type: ignore[union-attr]
+            answer = await self._call(
+                "gettoken", None, params={"corpid": self.corp_id, "corpsecret": self._secret},
+                method="GET",
+            )
+            token, lifetime = answer.get("access_token"), answer.get("expires_in", 7200)
+            if not isinstance(token, str) or not token or not isinstance(lifetime, int):
+                raise WeComError(-1, "gettoken answered without a usable access_token")
+            expires_at = self._clock() + timedelta(seconds=lifetime)
+            self._token, _ = await AccessToken.update_or_create(
+                name=self._token_name, defaults={"token": token, "expires_at": expires_at}
+            )
+            log.info("wecom_token_fetched", name=self._token_name, expires_at=expires_at)
+            return token
+
+    def _session_open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _call(
+        self,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        params: dict[str, str] | None = None,
+        method: str = "POST",
+        attempts: int | None = None,
+    ) -> dict:
+        """One API call, retried on transient failures; the answer when errcode is 0."""
+        url = path if "://" in path else f"{self.api_base}/{path}"
+        # Log the path only: the query holds the token or a webhook key, the body customer data.
+        where = path if "://" not in path else "response_url"
+        attempts = attempts or self._attempts
+        attempt = 1
+        while True:
+            result = await self._attempt(method, url, body, params)
+            if isinstance(result, dict):
+                return result
+            log.warning("wecom_api_error", path=where, errcode=result.errcode,
+                        errmsg=result.errmsg, attempt=attempt, retryable=result.retryable)
+            if not result.retryable or attempt >= attempts:
+                raise result
+            await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            attempt += 1
+
+    async def _attempt(
+        self, method: str, url: str, body: dict[str, Any] | None, params: dict[str, str] | None
+    ) -> dict | WeComError:
+        """The answer of one request, or the error it ended in."""
+        try:
+            async with self._session_open().request(method, url, json=body, params=params) as resp:
+                if resp.status >= 500:
+                    return WeComError(-1, f"HTTP {resp.status}")
+                if resp.status != 200:
+                    return WeComError(-1, f"HTTP {resp.status}", retryable=False)
+                answer = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return WeComError(-1, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        except ValueError:
+            return WeComError(-1, "the answer is not JSON")
+        if not isinstance(answer, dict):
+            return WeComError(-1, "the answer is not a JSON object")
+        try:
+            errcode = int(answer.get("errcode", 0))
+        except (TypeError, ValueError):
+            return WeComError(-1, f"unreadable errcode {answer.get('errcode')!r}")
+        if errcode != 0:
+            return WeComError(errcode, str(answer.get("errmsg", "")))
+        return answer

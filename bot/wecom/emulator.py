@@ -1,0 +1,412 @@
+"""A local WeChat Work: the API the bot calls and the callbacks it receives.
+
+`WeComEmulator` serves the parts of the API complaintbot uses (gettoken,
+message/send, message/update_template_card, appchat/send, webhook/send and the
+smart robot's response_url) under `/cgi-bin/`, checks access tokens and the
+documented limits it knows, and records every request in `requests` (also
+readable as JSON at `GET /emulator/log`). It can be told to fail the next
+calls (`fail_next`) or to expire its tokens (`expire_tokens`) for fault tests.
+
+Its `robot_message`, `robot_click`, `app_message` and `app_click` deliver
+callbacks to the bot exactly as WeChat Work does: encrypted and signed with
+the real crypto, over real HTTP, and they read the bot's passive reply.
+
+It is a stand-in speaking the documented wire format, for tests and local
+play; it is never mounted in the bot's own application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.clock import Clock, utcnow
+from bot.settings import Settings
+from bot.wecom.crypto import CallbackCipher, cdata
+
+_TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
+_APP_MSGTYPES = {"text", "markdown", "textcard", "news", "template_card"}
+_APPCHAT_MSGTYPES = {"text", "markdown", "textcard", "news", "image", "file"}
+_WEBHOOK_MSGTYPES = {"text", "markdown", "markdown_v2", "image", "news", "file", "template_card"}
+_TOKEN_LIFETIME = timedelta(seconds=7200)
+_RESPONSE_URL_LIFETIME = timedelta(hours=1)
+
+
+class EmulatorError(Exception):
+    """The bot answered a callback with something WeChat Work would not accept."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How to spoil one API call: an HTTP status, an errcode, and/or a delay."""
+
+    status: int | None = None
+    errcode: int | None = None
+    delay: float = 0.0
+
+
+class WeComEmulator:
+    """WeChat Work as the bot sees it, configured with the bot's own settings."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+        self.corp_id = settings.wecom_corp_id
+        self.agent_id = settings.wecom_agent_id
+        self._secret = settings.wecom_secret.get_secret_value() if settings.wecom_secret else ""
+        self.app_cipher = CallbackCipher(
+            settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id,
+            max_skew=settings.wecom_callback_max_skew,
+        )
+        self.robot_cipher = CallbackCipher(
+            settings.wecom_robot_token, settings.wecom_robot_aes_key, "",
+            max_skew=settings.wecom_callback_max_skew,
+        )
+        self.aibotid = "aib-emulated"
+        self._clock = clock
+        self.url = ""
+        self.bot_url = ""
+        # Everything the bot sent and every callback delivered, oldest first.
+        self.requests: list[dict[str, Any]] = []
+        # Members that exist; None accepts any userid.
+        self.known_users: set[str] | None = None
+        self._tokens: dict[str, Any] = {}
+        self._cards: dict[str, dict[str, Any]] = {}
+        self._task_ids: set[str] = set()
+        self._response_urls: dict[str, dict[str, Any]] = {}
+        self._faults: deque[Fault] = deque()
+        self._session: aiohttp.ClientSession | None = None
+        self.app = web.Application()
+        self.app[EMULATOR] = self
+        self.app.router.add_get("/cgi-bin/gettoken", self._gettoken)
+        self.app.router.add_post("/cgi-bin/message/send", self._message_send)
+        self.app.router.add_post("/cgi-bin/message/update_template_card", self._update_card)
+        self.app.router.add_post("/cgi-bin/appchat/send", self._appchat_send)
+        self.app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
+        self.app.router.add_post("/emulator/response_url/{id}", self._response_url)
+        self.app.router.add_get("/emulator/log", self._log)
+        self.app.on_cleanup.append(self._cleanup)
+
+    # -- control -----------------------------------------------------------
+
+    def connect(self, *, own_url: str, bot_url: str) -> None:
+        """Where the emulator itself is served (for response_urls) and where the bot is."""
+        self.url = own_url.rstrip("/")
+        self.bot_url = bot_url.rstrip("/")
+
+    def fail_next(
+        self, count: int = 1, *, status: int | None = None, errcode: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Spoil the next `count` API calls (gettoken excepted): answer HTTP
+        `status`, or errcode `errcode`, after waiting `delay` seconds."""
+        self._faults.extend([Fault(status=status, errcode=errcode, delay=delay)] * count)
+
+    def expire_tokens(self) -> None:
+        """Make every access token handed out so far expired (errcode 42001)."""
+        for token in self._tokens:
+            self._tokens[token] = self._clock() - timedelta(seconds=1)
+
+    def sent(self, path: str) -> list[dict[str, Any]]:
+        """The recorded requests to one API path, e.g. "message/send"."""
+        return [r for r in self.requests if r["path"] == f"/cgi-bin/{path}"]
+
+    # -- the API -----------------------------------------------------------
+
+    async def _gettoken(self, request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("corpid") != self.corp_id:
+            return self._answer(request, None, {"errcode": 40013, "errmsg": "invalid corpid"})
+        if not self._secret or query.get("corpsecret") != self._secret:
+            return self._answer(request, None, {"errcode": 40001, "errmsg": "invalid credential"})
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = self._clock() + _TOKEN_LIFETIME
+        answer = {"errcode": 0, "errmsg": "ok", "access_token": token,
+                  "expires_in": int(_TOKEN_LIFETIME.total_seconds())}
+        return self._answer(request, None, answer)
+
+    async def _message_send(self, request: web.Request) -> web.Response:
+        body, refusal = await self._checked(request)
+        if refusal is not None:
+            return refusal
+        if body.get("agentid") != self.agent_id:
+            return self._answer(request, body, {"errcode": 40056, "errmsg": "invalid agentid"})
+        msgtype = body.get("msgtype")
+        if msgtype not in _APP_MSGTYPES or not isinstance(body.get(msgtype), dict):
+            return self._answer(request, body, {"errcode": 40008, "errmsg": "invalid message type"})
+        userids = [u for u in str(body.get("touser", "")).split("|") if u]
+        valid = [u for u in userids if self.known_users is None or u in self.known_users]
+        invalid = [u for u in userids if u not in valid]
+        if not valid:
+            return self._answer(request, body, {"errcode": 81013,
+                                                "errmsg": "user & party & tag all invalid"})
+        answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
+                                  "msgid": secrets.token_hex(8)}
+        if msgtype == "template_card":
+            card = body["template_card"]
+            problem = self._card_problem(card)
+            if problem is not None:
+                return self._answer(request, body, problem)
+            self._task_ids.add(card["task_id"])
+            code = secrets.token_hex(16)
+            self._cards[code] = {"userids": valid, "task_id": card["task_id"], "used": False}
+            answer["response_code"] = code
+        return self._answer(request, body, answer)
+
+    async def _update_card(self, request: web.Request) -> web.Response:
+        body, refusal = await self._checked(request)
+        if refusal is not None:
+            return refusal
+        if body.get("agentid") != self.agent_id:
+            return self._answer(request, body, {"errcode": 40056, "errmsg": "invalid agentid"})
+        card = self._cards.get(str(body.get("response_code")))
+        if card is None or card["used"]:
+            return self._answer(request, body, {"errcode": 40035,
+                                                "errmsg": "invalid or used response_code"})
+        if not isinstance(body.get("template_card"), dict) and "button" not in body:
+            return self._answer(request, body, {"errcode": 40035,
+                                                "errmsg": "template_card or button missing"})
+        card["used"] = True
+        return self._answer(request, body, {"errcode": 0, "errmsg": "ok", "invaliduser": []})
+
+    async def _appchat_send(self, request: web.Request) -> web.Response:
+        body, refusal = await self._checked(request)
+        if refusal is not None:
+            return refusal
+        if not body.get("chatid"):
+            return self._answer(request, body, {"errcode": 86003, "errmsg": "invalid chatid"})
+        if body.get("msgtype") not in _APPCHAT_MSGTYPES:
+            return self._answer(request, body, {"errcode": 40008, "errmsg": "invalid message type"})
+        return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
+
+    async def _webhook_send(self, request: web.Request) -> web.Response:
+        body, refusal = await self._checked(request, token=False)
+        if refusal is not None:
+            return refusal
+        if not request.query.get("key"):
+            return self._answer(request, body, {"errcode": 93000, "errmsg": "invalid webhook url"})
+        msgtype = body.get("msgtype")
+        if msgtype not in _WEBHOOK_MSGTYPES or not isinstance(body.get(msgtype), dict):
+            return self._answer(request, body, {"errcode": 40008, "errmsg": "invalid message type"})
+        content = body[msgtype].get("content", "")
+        if msgtype.startswith("markdown") and len(str(content).encode()) > 4096:
+            return self._answer(request, body, {"errcode": 40058, "errmsg": "content too long"})
+        return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body, refusal = await self._checked(request, token=False)
+        if refusal is not None:
+            return refusal
+        target = self._response_urls.get(request.match_info["id"])
+        if target is None or target["used"] or target["expires_at"] < self._clock():
+            return self._answer(request, body, {"errcode": 40035,
+                                                "errmsg": "response_url unknown, used or expired"})
+        if target["chattype"] == "group" and body.get("msgtype") != "markdown":
+            return self._answer(request, body, {"errcode": 40008,
+                                                "errmsg": "only markdown in a group"})
+        target["used"] = True
+        return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
+
+    async def _log(self, request: web.Request) -> web.Response:
+        try:
+            since = max(0, int(request.query.get("since", "0")))
+        except ValueError:
+            return web.json_response({"error": "since must be an integer"}, status=400)
+        return web.json_response({"requests": self.requests[since:], "next": len(self.requests)})
+
+    async def _checked(
+        self, request: web.Request, *, token: bool = True
+    ) -> tuple[dict[str, Any], web.Response | None]:
+        """The JSON body, and the refusal when a fault, the token or the body says so."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if self._faults:
+            fault = self._faults.popleft()
+            await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                self._record(request, body, {"http_status": fault.status})
+                return {}, web.Response(status=fault.status, text="emulated failure")
+            if fault.errcode is not None:
+                return {}, self._answer(request, body, {"errcode": fault.errcode,
+                                                        "errmsg": "emulated failure"})
+        if token:
+            given = request.query.get("access_token")
+            if not given:
+                return {}, self._answer(request, body, {"errcode": 41001,
+                                                        "errmsg": "access_token missing"})
+            if given not in self._tokens:
+                return {}, self._answer(request, body, {"errcode": 40014,
+                                                        "errmsg": "invalid access_token"})
+            if self._tokens[given] <= self._clock():
+                return {}, self._answer(request, body, {"errcode": 42001,
+                                                        "errmsg": "access_token expired"})
+        if not isinstance(body, dict):
+            return {}, self._answer(request, body, {"errcode": 47001,
+                                                    "errmsg": "data format error"})
+        return body, None
+
+    def _card_problem(self, card: Any) -> dict[str, Any] | None:
+        if not isinstance(card, dict) or not _TASK_ID.match(str(card.get("task_id", ""))):
+            return {"errcode": 40035, "errmsg": "task_id: 1-128 bytes of [0-9A-Za-z_-@]"}
+        if card["task_id"] in self._task_ids:
+            return {"errcode": 42014, "errmsg": "task_id already used"}
+        if len(card.get("button_list", [])) > 6 or len(card.get("horizontal_content_list", [])) > 6:
+            return {"errcode": 40035, "errmsg": "at most 6 buttons and 6 horizontal rows"}
+        return None
+
+    def _answer(self, request: web.Request, body: Any, answer: dict[str, Any]) -> web.Response:
+        self._record(request, body, answer)
+        return web.json_response(answer)
+
+    def _record(self, request: web.Request, body: Any, answer: dict[str, Any]) -> None:
+        # The query of gettoken holds the secret: keep it out of the log.
+        query = {} if request.path.endswith("gettoken") else {
+            k: v for k, v in request.query.items() if k != "access_token"
+        }
+        self.requests.append({
+            "direction": "api", "path": request.path, "query": query, "json": body,
+            "answer": answer, "time": self._clock().isoformat(),
+        })
+
+    # -- callbacks to the bot ----------------------------------------------
+
+    async def robot_message(
+        self, userid: str, chatid: str | None, text: str, *, msgid: str | None = None
+    ) -> dict[str, Any]:
+        """A member @-mentions the robot in group `chatid` (None: its one-to-one
+        chat) with `text`; the bot's decrypted passive reply ({} when empty)."""
+        chattype = "group" if chatid else "single"
+        message: dict[str, Any] = {
+            "msgid": msgid or secrets.token_hex(16),
+            "aibotid": self.aibotid,
+            "chattype": chattype,
+            "from": {"userid": userid},
+            "response_url": self._new_response_url(chattype),
+            "msgtype": "text",
+            "text": {"content": text},
+        }
+        if chatid:
+            message["chatid"] = chatid
+        return await self.deliver_robot(message)
+
+    async def robot_click(
+        self, userid: str, chatid: str | None, task_id: str, event_key: str
+    ) -> dict[str, Any]:
+        """A member clicks button `event_key` on the robot's card `task_id`."""
+        chattype = "group" if chatid else "single"
+        message: dict[str, Any] = {
+            "msgid": secrets.token_hex(16),
+            "create_time": int(self._clock().timestamp()),
+            "aibotid": self.aibotid,
+            "chattype": chattype,
+            "from": {"userid": userid},
+            "response_url": self._new_response_url(chattype),
+            "msgtype": "event",
+            "event": {
+                "eventtype": "template_card_event",
+                "template_card_event": {
+                    "card_type": "button_interaction", "event_key": event_key, "task_id": task_id,
+                },
+            },
+        }
+        if chatid:
+            message["chatid"] = chatid
+        return await self.deliver_robot(message)
+
+    async def deliver_robot(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Post one robot callback as WeChat Work does; the decrypted reply."""
+        timestamp = str(int(self._clock().timestamp()))
+        query, body = self.robot_cipher.robot_callback(message, timestamp=timestamp)
+        text = await self._post("/wecom/robot", query.as_params(), body, "application/json")
+        reply: dict[str, Any] = {}
+        if text:
+            envelope = json.loads(text)
+            if envelope.get("nonce") != query.nonce:
+                raise EmulatorError("the reply does not carry the callback's nonce")
+            reply = self.robot_cipher.open_robot_reply(envelope, now=self._clock())
+        self._record_callback("/wecom/robot", message, reply)
+        return reply
+
+    async def app_message(self, userid: str, text: str, *, msgid: int | None = None) -> str:
+        """A member writes `text` to the app; the bot's raw answer (normally "")."""
+        fields = {
+            "ToUserName": self.corp_id, "FromUserName": userid,
+            "CreateTime": int(self._clock().timestamp()), "MsgType": "text", "Content": text,
+            "MsgId": msgid or secrets.randbelow(10**18), "AgentID": self.agent_id,
+        }
+        return await self.deliver_app(fields)
+
+    async def app_click(self, userid: str, task_id: str, event_key: str, response_code: str) -> str:
+        """A member clicks button `event_key` of the app's card `task_id`."""
+        fields = {
+            "ToUserName": self.corp_id, "FromUserName": userid,
+            "CreateTime": int(self._clock().timestamp()), "MsgType": "event",
+            "Event": "template_card_event", "EventKey": event_key, "TaskId": task_id,
+            "CardType": "button_interaction", "ResponseCode": response_code,
+            "AgentID": self.agent_id,
+        }
+        return await self.deliver_app(fields)
+
+    async def deliver_app(self, fields: dict[str, Any]) -> str:
+        """Post one app callback (these XML fields) as WeChat Work does; the raw answer."""
+        xml = "<xml>" + "".join(
+            f"<{name}>{cdata(value) if isinstance(value, str) else value}</{name}>"
+            for name, value in fields.items()
+        ) + "</xml>"
+        timestamp = str(int(self._clock().timestamp()))
+        query, body = self.app_cipher.app_callback(xml, agent_id=self.agent_id,
+                                                   timestamp=timestamp)
+        text = await self._post("/wecom/app", query.as_params(), body, "text/xml")
+        self._record_callback("/wecom/app", fields, text)
+        return text
+
+    async def _post(
+        self, path: str, params: dict[str, str], body: bytes, content_type: str
+    ) -> str:
+        """POST a callback to the bot; its answer, which must be HTTP 200."""
+        if not self.bot_url:
+            raise EmulatorError("call connect(own_url=..., bot_url=...) first")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.post(
+            self.bot_url + path, params=params, data=body,
+            headers={"Content-Type": content_type},
+        ) as resp:
+            text = await resp.text()
+            if resp.status != 200:
+                raise EmulatorError(f"the bot answered {path} with HTTP {resp.status}: {text}")
+            return text
+
+    def _new_response_url(self, chattype: str) -> str:
+        ident = secrets.token_urlsafe(16)
+        self._response_urls[ident] = {"chattype": chattype, "used": False,
+                                      "expires_at": self._clock() + _RESPONSE_URL_LIFETIME}
+        return f"{self.url}/emulator/response_url/{ident}"
+
+    def _record_callback(self, path: str, message: Any, reply: Any) -> None:
+        self.requests.append({
+            "direction": "callback", "path": path, "json": message, "reply": reply,
+            "time": self._clock().isoformat(),
+        })
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+EMULATOR = web.AppKey("wecom_emulator", WeComEmulator)
+
+
+def create_emulator(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
+    """The emulator's aiohttp application; its `WeComEmulator` is `app[EMULATOR]`."""
+    return WeComEmulator(settings, clock=clock).app

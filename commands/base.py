@@ -1,0 +1,61 @@
+"""What a chat command receives and returns, whatever transport brought it.
+
+The WeChat Work adapters (webhooks/robot.py, webhooks/app.py) turn a decrypted
+callback into a `ChatMessage` or a `CardClick`, hand it to `commands.router`,
+and send the `Reply` back the way their channel allows (a passive stream or
+template_card for the robot, message/send for the app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from bot.domain.ticket import Actor
+from bot.ledger import Ledger
+
+Channel = Literal["robot", "app"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A command typed by a person: in a group (@robot) or one-to-one."""
+
+    userid: str
+    text: str
+    channel: Channel
+    chatid: str | None = None
+    msgid: str = ""
+
+
+@dataclass(frozen=True)
+class CardClick:
+    """A click on a button of a card the bot sent."""
+
+    userid: str
+    event_key: str
+    task_id: str
+    channel: Channel
+    chatid: str | None = None
+    response_code: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a handler may use besides its arguments."""
+
+    actor: Actor | None
+    ledger: Ledger
+    now: datetime
+    zone: ZoneInfo
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer: markdown always (the fallback everywhere), a template_card
+    (WeChat Work JSON) when the answer is a card."""
+
+    markdown: str
+    card: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,106 @@
+"""/list (列表): open tickets, mine or overdue ones, scoped by the group the
+command comes from (a dealer group lists its dealer's tickets, a region group
+its region's) or, elsewhere, by where the person sits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from tortoise.expressions import Subquery
+
+from bot.domain.enums import OwnerLevel, Status
+from bot.domain.permissions import Action, check
+from bot.domain.ticket import Actor, Refused
+from bot.ledger import snapshot
+from bot.render.chat import render_ticket_line
+from commands.base import Reply
+from commands.command import Call, Command, UsageError
+from commands.views import dealer_names, pending_deadlines_of
+from models import Deadline, GroupChat
+from models import Ticket as TicketRow
+
+SHOWN = 20
+_SCANNED = 500  # the most rows one answer looks at; a chat list is not a report
+_FINAL = [s for s in Status if s.is_final]
+_FILTERS = {"open": "open", "未结": "open", "mine": "mine", "我的": "mine",
+            "overdue": "overdue", "逾期": "overdue"}
+_TITLES = {"open": "未结投诉", "mine": "指派给我的未结投诉", "overdue": "已逾期的未结投诉"}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tickets a /list looks at, and how the answer names them."""
+
+    label: str
+    filters: dict[str, Any]
+
+
+def scope_of(group: GroupChat | None, actor: Actor) -> Scope:
+    """The tickets a /list looks at: the bound group's, else the actor's own."""
+    if group is not None:
+        if group.kind == "dealer" and group.dealer is not None:
+            dealer = group.dealer
+            return Scope(f"{dealer.name}（{dealer.code}）", {"dealer_code": dealer.code})
+        if group.kind == "region" and group.region is not None:
+            region = group.region
+            return Scope(f"{region.name}（{region.code}）", {"region_code": region.code})
+        if group.kind == "hq":
+            return Scope("本部", {"owner_level": OwnerLevel.HQ})
+        if group.kind == "call_centre":
+            return Scope("全部", {})
+    if actor.level is OwnerLevel.DEALER:
+        return Scope(f"经销商 {actor.dealer_code}", {"dealer_code": actor.dealer_code})
+    if actor.level is OwnerLevel.REGION:
+        return Scope(f"区域 {actor.region_code}", {"region_code": actor.region_code})
+    return Scope("全部", {})
+
+
+async def _list(call: Call) -> Reply:
+    word = call.args.strip().lower() or "open"
+    which = _FILTERS.get(word)
+    if which is None:
+        raise UsageError(f"无法识别“{call.args.strip()}”。")
+    ctx, actor = call.ctx, call.actor
+    scope = scope_of(call.group, actor)
+    query = TicketRow.filter(**scope.filters).exclude(status__in=_FINAL)
+    if which == "mine":
+        query = query.filter(assignee=actor.userid)
+    if which == "overdue":
+        # Aware UTC bound: on SQLite a bound in another zone compares as text.
+        due = Deadline.filter(state="pending", due_at__lte=ctx.now.astimezone(UTC))
+        query = query.filter(id__in=Subquery(due.values("ticket_id")))
+    rows = await query.order_by("id").limit(_SCANNED)
+    visible = []
+    for row in rows:
+        ticket = snapshot(row)
+        try:
+            check(actor, ticket, Action.VIEW)  # other dealers' and R22-conflicted tickets drop out
+        except Refused:
+            continue
+        visible.append(ticket)
+    title = _TITLES[which]
+    if not visible:
+        return Reply(markdown=f"📋 {scope.label}：暂无{title}。")
+    shown = visible[:SHOWN]
+    deadlines = await pending_deadlines_of([t.number for t in shown if t.number])
+    names = await dealer_names()
+    lines = [f"📋 {scope.label}：{title} {len(visible)} 条"]
+    for ticket in shown:
+        pending = deadlines.get(ticket.number or 0) or [None]
+        lines.append(render_ticket_line(ticket, ctx.zone, now=ctx.now,
+                                        dealer_name=names.get(ticket.dealer_code, ""),
+                                        next_deadline=pending[0]))
+    if len(visible) > SHOWN:
+        lines.append(f"…… 另有 {len(visible) - SHOWN} 条未显示，请用 /show 编号 查看。")
+    return Reply(markdown="\n".join(lines))
+
+
+COMMAND = Command(
+    name="list",
+    alias="列表",
+    summary="列出本群（或您所在单位）的投诉：open 未结（默认）、mine 我的、overdue 逾期",
+    usage="/list [open|mine|overdue]",
+    handler=_list,
+)

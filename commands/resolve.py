@@ -1,0 +1,22 @@
+"""/resolve (处理完毕): the dealer is done; the call centre calls back (R23)."""
+
+from __future__ import annotations
+
+from bot.domain.transitions import resolve
+from commands.base import Reply
+from commands.command import Call, Command, split_number
+
+
+async def _resolve(call: Call) -> Reply:
+    number, note = split_number(call.args)
+    ctx = call.ctx
+    return await call.apply(number, lambda t: resolve(t, call.actor, note, ctx.now))
+
+
+COMMAND = Command(
+    name="resolve",
+    alias="处理完毕",
+    summary="标记经销商已处理完毕，转呼叫中心回访（R23）",
+    usage="/resolve 编号 [说明]",
+    handler=_resolve,
+)

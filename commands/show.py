@@ -1,0 +1,39 @@
+"""/show (查看): a ticket in full, as markdown and as a card with its 处理 button."""
+
+from __future__ import annotations
+
+from bot.domain.permissions import Action, check, may_see_customer
+from bot.domain.ticket import Refused
+from bot.render.cards import new_task_id
+from bot.render.chat import render_ticket
+from commands.base import Reply
+from commands.command import Call, Command, UsageError, split_number
+from commands.views import load_view
+
+
+async def _show(call: Call) -> Reply:
+    number, rest = split_number(call.args)
+    if rest:
+        raise UsageError(f"无法识别“{rest}”。")
+    view = await load_view(number)
+    if view is None:
+        raise Refused(f"没有编号为 #{number} 的投诉。")
+    check(call.actor, view.ticket, Action.VIEW)  # R22: the employee complained about is refused
+    zone = call.ctx.zone
+    markdown = render_ticket(
+        view.ticket, zone,
+        reveal=not call.in_group and may_see_customer(call.actor, view.ticket),
+        deadlines=view.deadlines, dealer_name=view.dealer_name, responder=view.responder,
+    )
+    card = view.card(zone, task_id=new_task_id(number),
+                     show_customer=may_see_customer(call.actor, view.ticket))
+    return Reply(markdown=markdown, card=card)
+
+
+COMMAND = Command(
+    name="show",
+    alias="查看",
+    summary="查看投诉详情和处理卡片（群内客户电话、VIN 脱敏）",
+    usage="/show 编号",
+    handler=_show,
+)

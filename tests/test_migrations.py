@@ -1,0 +1,105 @@
+"""The schema: the committed migrations describe the models, applying them
+again is harmless, and times come back from either database as UTC."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tortoise.context import TortoiseContext
+from tortoise.migrations.autodetector import MigrationAutodetector
+
+from bot.db import APP_LABEL, apply_migrations, open_database, tortoise_config
+from models import PolicyVersion, ProcessedCallback, Region
+from tests.conftest import ROOT, T0
+
+MIGRATIONS = sorted(p.stem for p in (ROOT / "models" / "migrations").glob("[0-9]*.py"))
+
+
+async def test_committed_migrations_match_the_models() -> None:
+    """What `tortoise makemigrations` would write now is nothing: every model
+    change has its migration in models/migrations."""
+    config = tortoise_config("sqlite://:memory:")
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+    pending = [
+        f"  {w.app_label}.{w.name}: " + "; ".join(op.describe() for op in w.operations)
+        for w in writers
+    ]
+    assert not pending, (
+        "the models have changes that no migration records:\n" + "\n".join(pending)
+        + "\nRun `DATABASE_URL=sqlite://:memory: tortoise makemigrations` and commit the new "
+        "file in models/migrations/."
+    )
+
+
+async def _applied(ctx: TortoiseContext) -> list[str]:
+    _, rows = await ctx.db("default").execute_query(
+        "SELECT name FROM tortoise_migrations WHERE app = $1 ORDER BY name"
+        if ctx.db("default").capabilities.dialect == "postgres"
+        else "SELECT name FROM tortoise_migrations WHERE app = ? ORDER BY name",
+        [APP_LABEL],
+    )
+    return [r["name"] for r in rows]
+
+
+async def test_migrating_twice_is_harmless(database_url) -> None:
+    """Opening (and so migrating) an up-to-date database again, and migrating
+    once more by hand, keeps the data and records each migration once."""
+    code = f"M{uuid.uuid4().hex[:8]}"
+    async with open_database(database_url) as ctx:
+        await Region.create(code=code, name="迁移测试")
+        assert await _applied(ctx) == MIGRATIONS
+    try:
+        async with open_database(database_url) as ctx:
+            await apply_migrations(ctx)
+            assert await _applied(ctx) == MIGRATIONS
+            assert await Region.filter(code=code).values_list("name", flat=True) == ["迁移测试"]
+    finally:
+        async with open_database(database_url, migrate=False):
+            await Region.filter(code=code).delete()
+
+
+async def test_stored_datetimes_come_back_timezone_aware_utc(db) -> None:
+    """A time stored in Shanghai time is the same instant on the way back,
+    in UTC, and can be queried by a UTC bound."""
+    shanghai = T0.astimezone(ZoneInfo("Asia/Shanghai"))
+    await ProcessedCallback.create(endpoint="test", key="tz", received_at=shanghai)
+
+    row = await ProcessedCallback.get(endpoint="test", key="tz")
+    assert row.received_at == T0
+    assert row.received_at.utcoffset() == timedelta(0)
+    (raw,) = await ProcessedCallback.filter(key="tz").values_list("received_at", flat=True)
+    assert raw.utcoffset() == timedelta(0)
+    found = ProcessedCallback.filter(received_at__gte=T0, received_at__lt=T0 + timedelta(seconds=1))
+    assert await found.count() == 1
+    assert await ProcessedCallback.filter(received_at__lt=T0).count() == 0
+
+
+async def test_auto_now_times_are_stamped_in_utc(db) -> None:
+    """auto_now_add stamps the real time as an aware UTC datetime, not local time."""
+    before = datetime.now(UTC)
+    await PolicyVersion.create(digest="tz-check", version="t", document={})
+    after = datetime.now(UTC)
+
+    stamped = (await PolicyVersion.get(digest="tz-check")).created_at
+    assert stamped.utcoffset() == timedelta(0)
+    assert before - timedelta(seconds=1) <= stamped <= after + timedelta(seconds=1)
+
+
+def test_cli_migrate_twice_is_up_to_date_both_times(tmp_path) -> None:
+    """`complaintbot migrate` on a fresh and then on a migrated database succeeds."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite://{tmp_path}/m.sqlite3"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "migrate"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "is up to date" in result.stdout

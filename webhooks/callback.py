@@ -1,0 +1,169 @@
+"""What the two WeChat Work callback endpoints (webhooks/robot.py and
+webhooks/app.py) share: reading and refusing a signed request, and running a
+command exactly once.
+
+Replies that cannot travel in the HTTP answer are outbox rows
+(`models.Notification` without ticket or event, audience "sender", content
+ready in `payload`), delivered by the outbox worker with
+`bot.wecom.client.WeComClient`:
+
+| medium | kind | recipient | payload | call |
+|---|---|---|---|---|
+| app | reply | userid | `{"markdown"}` | `send_app_markdown` |
+| app | reply | userid | `{"markdown", "card"}` | `send_app_card` |
+| app | card_update | userid | `{"markdown", "card", "response_code"}` | `update_template_card` |
+| robot | reply | chatid or userid | `{"markdown", "response_url"}` | `post_response_url(url, {"msgtype": "markdown", "markdown": {"content"}})` |
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from bot.app import LEDGER, SETTINGS
+from bot.directory import actor_for
+from bot.settings import Settings, SettingsError
+from bot.wecom.crypto import CallbackCipher, CallbackRefused, SignedQuery
+from commands.base import Context
+from models import Notification, ProcessedCallback
+
+log = structlog.get_logger(__name__)
+
+# The longest dedupe key stored as it is; longer ones are stored as their hash.
+_KEY_LIMIT = 200
+
+
+def make_cipher(settings: Settings, *, endpoint: str) -> CallbackCipher | None:
+    """The endpoint's cipher, None while its Token and EncodingAESKey are unset."""
+    if endpoint == "robot":
+        token, aes_key, receive_id = (settings.wecom_robot_token, settings.wecom_robot_aes_key, "")
+        names = "WECOM_ROBOT_TOKEN / WECOM_ROBOT_AES_KEY"
+    else:
+        token, aes_key, receive_id = (settings.wecom_token, settings.wecom_aes_key,
+                                      settings.wecom_corp_id)
+        names = "WECOM_TOKEN / WECOM_AES_KEY / WECOM_CORP_ID"
+    if not (token or aes_key):
+        return None
+    if endpoint == "app" and not receive_id:
+        raise SettingsError(f"invalid configuration:\n  {names}: WECOM_CORP_ID is empty")
+    try:
+        return CallbackCipher(token, aes_key, receive_id, max_skew=settings.wecom_callback_max_skew)
+    except ValueError as exc:
+        raise SettingsError(f"invalid configuration:\n  {names}: {exc}") from None
+
+
+def signed_query(request: web.Request) -> SignedQuery:
+    """The signature, timestamp and nonce of a callback's query string."""
+    query = request.query
+    missing = [n for n in ("msg_signature", "timestamp", "nonce") if not query.get(n)]
+    if missing:
+        raise CallbackRefused(400, f"missing query parameter {', '.join(missing)}")
+    return SignedQuery(msg_signature=query["msg_signature"], timestamp=query["timestamp"],
+                       nonce=query["nonce"])
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, refused when larger than MAX_BODY_BYTES."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise CallbackRefused(413, "body too large") from None
+
+
+def refuse(request: web.Request, endpoint: str, exc: CallbackRefused) -> web.Response:
+    """Log and answer a refused callback; nothing of it is stored."""
+    log.warning("wecom_callback_refused", endpoint=endpoint, reason=exc.reason,
+                status=exc.status, remote=request.remote)
+    return web.json_response({"error": exc.reason}, status=exc.status)
+
+
+def not_configured(endpoint: str) -> web.Response:
+    """The answer while the endpoint's callback secrets are not set."""
+    log.warning("wecom_callback_unconfigured", endpoint=endpoint)
+    return web.json_response({"error": f"the {endpoint} callback is not configured"}, status=503)
+
+
+async def verify_url(request: web.Request, cipher: CallbackCipher | None, endpoint: str,
+                     now: datetime) -> web.Response:
+    """Answer WeChat Work's URL check: the decrypted echostr as plain text."""
+    if cipher is None:
+        return not_configured(endpoint)
+    try:
+        echo = cipher.verify_url(signed_query(request), request.query.get("echostr", ""), now=now)
+    except CallbackRefused as exc:
+        return refuse(request, endpoint, exc)
+    log.info("wecom_url_verified", endpoint=endpoint)
+    return web.Response(text=echo)
+
+
+def clean_text(value: Any, *, limit: int) -> str:
+    """A string field of a callback, refused when missing, too long or holding
+    NUL (PostgreSQL cannot store it)."""
+    if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
+        raise CallbackRefused(400, "malformed message field")
+    return value
+
+
+def strip_mention(text: str, robot_name: str) -> str:
+    """The text without the robot's @name, wherever it was typed, trimmed."""
+    if robot_name:
+        # WeChat Work follows a mention with a space or a U+2005 (four-per-em space);
+        # line breaks around it are kept, they may separate a command's fields.
+        text = re.sub(r"[ \t\u2005]*@" + re.escape(robot_name) + r"[ \t\u2005]*", " ", text)
+    return text.strip()
+
+
+async def context_for(app: web.Application, userid: str, now: datetime) -> Context:
+    """The handler's context; `actor` is None when the directory does not know `userid`."""
+    return Context(actor=await actor_for(userid), ledger=app[LEDGER], now=now,
+                   zone=app[SETTINGS].zone)
+
+
+async def run_once(
+    endpoint: str, key: str, now: datetime, apply: Callable[[], Awaitable[str]]
+) -> tuple[str, bool]:
+    """Apply a callback once: claim `key` and run `apply` in one transaction,
+    storing what it returns (the reply). Returns that reply and False, or, for
+    a duplicate, the reply stored the first time and True. An exception rolls
+    the claim back with the rest, so a failed callback can be retried."""
+    if len(key) > _KEY_LIMIT:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)
+    if stored is not None:
+        return stored.response, True
+    try:
+        async with in_transaction():
+            claim = await ProcessedCallback.create(endpoint=endpoint, key=key, received_at=now)
+            response = await apply()
+            claim.response = response
+            await claim.save(update_fields=["response"])
+    except IntegrityError:
+        # A concurrent copy of the same callback claimed the key first.
+        stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)
+        if stored is None:
+            raise
+        return stored.response, True
+    return response, False
+
+
+async def enqueue_reply(
+    *, endpoint: str, key: str, kind: str, medium: str, recipient: str,
+    payload: dict[str, Any], now: datetime,
+) -> None:
+    """Write one reply to the outbox (see the table above). The dedupe key
+    names the callback, so a retried callback never sends its reply twice."""
+    dedupe = hashlib.sha256(f"{endpoint}|{key}|{kind}|{recipient}".encode()).hexdigest()
+    await Notification.bulk_create(
+        [Notification(kind=kind, medium=medium, audience="sender", recipient=recipient,
+                      dedupe_key=dedupe, status="pending", next_attempt_at=now,
+                      created_at=now, payload=payload)],
+        ignore_conflicts=True,
+    )

@@ -1,0 +1,213 @@
+"""The smart robot's callback: GET (URL check) and POST /wecom/robot.
+
+A member @-mentions the robot in a dealer or region group (or writes to it
+one-to-one), or clicks a button of a card it posted. The callback is verified,
+decrypted, deduplicated on `msgid`, handed to the command router and answered
+passively in the same request (a card event comes once and dies after 5 s):
+a message with a `stream` (markdown) or a `template_card`, a click with
+`update_template_card`. A click answered without a card can only be told
+through the callback's `response_url`, which goes through the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bot.app import CLOCK, SETTINGS
+from bot.wecom.crypto import CallbackCipher, CallbackRefused
+from commands import router
+from commands.base import CardClick, ChatMessage, Reply
+from webhooks.callback import (
+    clean_text,
+    context_for,
+    enqueue_reply,
+    make_cipher,
+    not_configured,
+    read_body,
+    refuse,
+    run_once,
+    signed_query,
+    strip_mention,
+    verify_url,
+)
+
+log = structlog.get_logger(__name__)
+
+ENDPOINT = "robot"
+ROBOT_CIPHER = web.AppKey("robot_cipher", CallbackCipher)
+# The largest stream content WeChat Work takes, in bytes (doc 101031).
+STREAM_LIMIT = 20480
+_TEXT_LIMIT = 10000
+
+
+@dataclass(frozen=True)
+class RobotCallback:
+    """A decrypted robot callback: `event` is None for what the bot ignores
+    (images, stream refreshes, entering the chat)."""
+
+    msgid: str
+    response_url: str
+    event: ChatMessage | CardClick | None
+
+
+def parse_robot(plaintext: str, robot_name: str) -> RobotCallback:
+    """Read a decrypted robot callback; CallbackRefused(400) when malformed."""
+    try:
+        data = json.loads(plaintext)
+    except (ValueError, RecursionError):
+        raise CallbackRefused(400, "message is not JSON") from None
+    if not isinstance(data, dict):
+        raise CallbackRefused(400, "message is not a JSON object")
+    msgid = clean_text(data.get("msgid"), limit=128)
+    sender = data.get("from")
+    userid = clean_text(sender.get("userid") if isinstance(sender, dict) else None, limit=64)
+    chatid = data.get("chatid") or None
+    if chatid is not None:
+        chatid = clean_text(chatid, limit=128)
+    response_url = data.get("response_url") or ""
+    if not isinstance(response_url, str):
+        raise CallbackRefused(400, "malformed response_url")
+    msgtype = data.get("msgtype")
+    event: ChatMessage | CardClick | None = None
+    if msgtype in ("text", "mixed"):
+        text = strip_mention(_text_of(data, msgtype), robot_name)
+        event = ChatMessage(userid=userid, text=text, channel="robot", chatid=chatid, msgid=msgid)
+    elif msgtype == "event":
+        event = _click_of(data.get("event"), userid, chatid)
+    return RobotCallback(msgid=msgid, response_url=response_url, event=event)
+
+
+def _text_of(data: dict[str, Any], msgtype: str) -> str:
+    """The typed text: text.content, or the text items of a mixed message."""
+    if msgtype == "text":
+        items = [data]
+    else:
+        mixed = data.get("mixed")
+        items = mixed.get("msg_item") if isinstance(mixed, dict) else None
+        if not isinstance(items, list):
+            raise CallbackRefused(400, "malformed mixed message")
+    parts = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("msgtype", "text") != "text":
+            continue
+        text = item.get("text")
+        content = text.get("content") if isinstance(text, dict) else None
+        if not isinstance(content, str) or len(content) > _TEXT_LIMIT or "\x00" in content:
+            raise CallbackRefused(400, "malformed text content")
+        parts.append(content)
+    return "\n".join(parts)
+
+
+def _click_of(event: Any, userid: str, chatid: str | None) -> CardClick | None:
+    """A button click; event_key and task_id may sit under template_card_event
+    or, as some SDKs send them, flat on the event."""
+    if not isinstance(event, dict):
+        raise CallbackRefused(400, "malformed event")
+    if event.get("eventtype") != "template_card_event":
+        return None
+    nested = event.get("template_card_event")
+    fields = {**event, **nested} if isinstance(nested, dict) else event
+    return CardClick(
+        userid=userid,
+        event_key=clean_text(fields.get("event_key"), limit=1024),
+        task_id=clean_text(fields.get("task_id"), limit=128),
+        channel="robot",
+        chatid=chatid,
+    )
+
+
+def _fit(markdown: str) -> str:
+    """Markdown cut to the stream's byte limit."""
+    data = markdown.encode()
+    if len(data) <= STREAM_LIMIT:
+        return markdown
+    return data[: STREAM_LIMIT - 3].decode(errors="ignore") + "…"
+
+
+def message_reply(reply: Reply) -> dict[str, Any]:
+    """The passive reply to a message: the card, else a finished stream."""
+    if reply.card is not None:
+        return {"msgtype": "template_card", "template_card": reply.card}
+    return {"msgtype": "stream",
+            "stream": {"id": secrets.token_hex(8), "finish": True, "content": _fit(reply.markdown)}}
+
+
+async def _apply(app: web.Application, callback: RobotCallback, now: datetime) -> str:
+    """Run the command; the plaintext reply to store and send ("" for none)."""
+    event = callback.event
+    assert event is not None  # ignored callbacks never get here
+    ctx = await context_for(app, event.userid, now)
+    if isinstance(event, ChatMessage):
+        reply = await router.handle_message(event, ctx)
+        return json.dumps(message_reply(reply), ensure_ascii=False)
+    reply = await router.handle_click(event, ctx)
+    if reply.card is not None:
+        answer = {"response_type": "update_template_card", "template_card": reply.card}
+        return json.dumps(answer, ensure_ascii=False)
+    # A card event can only be answered with a card: say it through response_url.
+    if callback.response_url:
+        await enqueue_reply(
+            endpoint=ENDPOINT, key=callback.msgid, kind="reply", medium="robot",
+            recipient=event.chatid or event.userid, now=now,
+            payload={"markdown": reply.markdown, "response_url": callback.response_url},
+        )
+    return ""
+
+
+async def receive(request: web.Request) -> web.Response:
+    """A message or card click from the smart robot."""
+    cipher = request.app.get(ROBOT_CIPHER)
+    if cipher is None:
+        return not_configured(ENDPOINT)
+    now = request.app[CLOCK]()
+    try:
+        query = signed_query(request)
+        plaintext = cipher.decrypt_robot(query, await read_body(request), now=now)
+        callback = parse_robot(plaintext, request.app[SETTINGS].wecom_robot_name)
+    except CallbackRefused as exc:
+        return refuse(request, ENDPOINT, exc)
+    event = callback.event
+    if event is None:
+        log.info("wecom_callback_ignored", endpoint=ENDPOINT, msgid=callback.msgid)
+        return web.Response()
+    try:
+        stored, duplicate = await run_once(
+            ENDPOINT, callback.msgid, now, lambda: _apply(request.app, callback, now)
+        )
+    except Exception:
+        log.exception("wecom_callback_failed", endpoint=ENDPOINT, msgid=callback.msgid,
+                      userid=event.userid)
+        # Only a message can be answered with text; a failed click stays as it was.
+        stored = ""
+        if isinstance(event, ChatMessage):
+            stored = json.dumps(message_reply(Reply(markdown=router.FAILURE)))
+    else:
+        if duplicate:
+            log.info("wecom_callback_duplicate", endpoint=ENDPOINT, msgid=callback.msgid)
+    if not stored:
+        return web.Response()
+    envelope = cipher.robot_reply(json.loads(stored), timestamp=str(int(now.timestamp())),
+                                  nonce=query.nonce)
+    return web.json_response(envelope)
+
+
+async def check_url(request: web.Request) -> web.Response:
+    """WeChat Work's URL check when the callback URL is saved."""
+    return await verify_url(request, request.app.get(ROBOT_CIPHER), ENDPOINT,
+                            request.app[CLOCK]())
+
+
+def setup(app: web.Application) -> None:
+    """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)."""
+    cipher = make_cipher(app[SETTINGS], endpoint=ENDPOINT)
+    if cipher is not None:
+        app[ROBOT_CIPHER] = cipher
+    app.router.add_get("/wecom/robot", check_url)
+    app.router.add_post("/wecom/robot", receive)
