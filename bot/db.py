@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
@@ -47,11 +48,30 @@ def ensure_sqlite_dir(database_url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-async def apply_migrations(ctx: TortoiseContext) -> None:
+# Any constant: the PostgreSQL advisory lock replicas take while migrating.
+_MIGRATION_LOCK = 0x636F6D70
+
+
+@asynccontextmanager
+async def _migration_lock(database_url: str) -> AsyncIterator[None]:
+    """On PostgreSQL, one replica migrates while the others wait (a session
+    advisory lock on a connection of its own); SQLite has one process."""
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        yield
+        return
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        yield
+    finally:
+        await conn.close()  # closing the session releases the lock
+
+
+async def apply_migrations(ctx: TortoiseContext, database_url: str) -> None:
     """Bring the schema up to date with the committed migrations."""
     config = tortoise_config("sqlite://:memory:")["apps"]
-    executor = MigrationExecutor(ctx.db("default"), config)
-    await executor.migrate()
+    async with _migration_lock(database_url):
+        await MigrationExecutor(ctx.db("default"), config).migrate()
 
 
 @asynccontextmanager
@@ -67,7 +87,7 @@ async def open_database(
     ctx = await Tortoise.init(config=tortoise_config(database_url), _create_db=False)
     try:
         if migrate:
-            await apply_migrations(ctx)
+            await apply_migrations(ctx, database_url)
         yield ctx
     finally:
         await ctx.close_connections()

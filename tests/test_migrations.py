@@ -3,6 +3,7 @@ again is harmless, and times come back from either database as UTC."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from tortoise.context import TortoiseContext
 from tortoise.migrations.autodetector import MigrationAutodetector
 
@@ -57,7 +59,7 @@ async def test_migrating_twice_is_harmless(database_url) -> None:
         assert await _applied(ctx) == MIGRATIONS
     try:
         async with open_database(database_url) as ctx:
-            await apply_migrations(ctx)
+            await apply_migrations(ctx, database_url)
             assert await _applied(ctx) == MIGRATIONS
             assert await Region.filter(code=code).values_list("name", flat=True) == ["迁移测试"]
     finally:
@@ -103,3 +105,31 @@ def test_cli_migrate_twice_is_up_to_date_both_times(tmp_path) -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "is up to date" in result.stdout
+
+
+def test_replicas_starting_together_migrate_a_new_postgres_database_once(postgres_url) -> None:
+    """Three `complaintbot migrate` processes on one fresh PostgreSQL database:
+    the advisory lock lets one migrate while the others wait, and all succeed."""
+    fresh = f"{postgres_url}_fresh"
+    name = fresh.rsplit("/", 1)[1]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        env = {**os.environ, "DATABASE_URL": fresh}
+        procs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "migrate"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+        results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.stdout.close()
+            p.stderr.close()
+        assert [code for code, _ in results] == [0, 0, 0], results
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
