@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.domain.approvals import compensation_approver
 from bot.domain.classification import classify
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
@@ -33,6 +35,7 @@ from bot.domain.transitions import (
     respond,
     slot_of,
 )
+from bot.intake import IntakeError, parse_complaint
 from tests.conftest import T0
 from tests.factories import (
     BJ_STAFF,
@@ -491,3 +494,34 @@ def test_final_states_refuse_work_until_reopened(policy):
 def test_system_actor_may_act_everywhere(policy):
     for action in Action:
         check(SYSTEM, make_ticket(policy, T0, about_staff="system"), action)
+
+
+@pytest.mark.parametrize(
+    ("amount", "role"),
+    [("0.01", Role.DEALER_GM), ("2000", Role.DEALER_GM), ("2000.01", Role.SECOND_LEVEL_MANAGER),
+     ("20000", Role.SECOND_LEVEL_MANAGER), ("20000.01", Role.SENIOR_MANAGER),
+     ("1000000", Role.SENIOR_MANAGER)],
+)
+def test_r25_compensation_is_approved_by_the_band_that_covers_the_amount(policy, amount, role):
+    assert compensation_approver(Decimal(amount), policy) is role
+
+
+def test_r25_a_table_with_a_ceiling_refuses_amounts_above_it(policy):
+    capped = policy.model_copy(update={"compensation": policy.compensation[:2]})
+    with pytest.raises(Refused, match="超出权限核决表的上限 20000"):
+        compensation_approver(Decimal("20000.01"), capped)
+    with pytest.raises(Refused, match="大于 0"):
+        compensation_approver(Decimal("0"), policy)
+
+
+def test_r21_intake_needs_name_phone_car_vehicle_and_text():
+    with pytest.raises(IntakeError) as caught:
+        parse_complaint({"channel": "phone", "dealer_code": "SH001", "plate": "", "vin": ""})
+    assert {"customer_name", "customer_phone", "car_model", "description"} <= set(
+        caught.value.fields)
+    complaint = parse_complaint({
+        "customer_name": " 李先生 ", "customer_phone": "138-1234-5678", "car_model": "速腾",
+        "plate": "沪a 12345", "vin": "", "channel": "phone", "description": "异响",
+        "dealer_code": "SH001"})
+    assert (complaint.customer_name, complaint.customer_phone, complaint.plate) == (
+        "李先生", "13812345678", "沪A12345")
