@@ -1,4 +1,4 @@
-"""The `complaintbot` command: serve, migrate, directory import."""
+"""The `complaintbot` command: serve, demo, migrate, directory import."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
                 print=None, access_log=None)
     return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import DEFAULT_ORG_FILE, run_demo
+
+    return run_demo(settings, org_file=Path(args.org) if args.org else DEFAULT_ORG_FILE)
 
 
 def _run(coro: Callable[[], Awaitable[int]]) -> int:
@@ -145,6 +151,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="migrate the database and serve HTTP").set_defaults(
         handler=_serve
     )
+    demo = commands.add_parser(
+        "demo", help="serve the bot with a local WeChat Work and its chat page at /dev/"
+    )
+    demo.add_argument("--org", help="directory to load (default: examples/org.yaml)")
+    demo.set_defaults(handler=_demo)
     commands.add_parser("migrate", help="apply database migrations and exit").set_defaults(
         handler=_migrate
     )

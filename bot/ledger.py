@@ -17,11 +17,14 @@ from typing import Any
 import structlog
 from tortoise.transactions import in_transaction
 
+from bot.card_copies import refresh_copies
 from bot.directory import recipients_for
+from bot.domain.calendar import first_attempt
 from bot.domain.deadlines import Deadline as DomainDeadline
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Clock, Flag, Slot
 from bot.domain.ticket import Actor, ContactAttempt, Outcome, Refused, Solution, Ticket
+from bot.policy import Policy
 from bot.policy_book import PolicyBook
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -100,10 +103,15 @@ class Ledger:
             row = await TicketRow.select_for_update(no_key=True).get_or_none(id=number)
             if row is None:
                 raise NotFound(f"没有编号为 #{number} 的投诉。")
-            outcome = transition(snapshot(row))
+            before = snapshot(row)
+            outcome = transition(before)
             row.update_from_dict(_row_values(outcome.ticket))
             await row.save()
-            await self._record(row, outcome, actor=actor, source=source, now=now, cause=cause)
+            event = await self._record(row, outcome, actor=actor, source=source, now=now,
+                                       cause=cause)
+            if outcome.ticket != before:
+                # Cards already sent for the ticket show the change (bot/card_copies.py).
+                await refresh_copies(number, event_id=event.id, now=now)
         log.info("ticket_changed", ticket=number, change=outcome.event, actor=actor.userid,
                  source=source, status=outcome.ticket.status.value)
         return outcome
@@ -117,7 +125,7 @@ class Ledger:
         source: str,
         now: datetime,
         cause: tuple[Clock, datetime] | None,
-    ) -> None:
+    ) -> TicketEvent:
         event = await TicketEvent.create(
             ticket=row,
             at=now,
@@ -130,7 +138,8 @@ class Ledger:
         policy = await self.policies.get(outcome.ticket.policy_version)
         await self._reconcile_deadlines(row, pending_deadlines(outcome.ticket, policy), now)
         origin = f"{cause[0].value}@{cause[1].isoformat()}" if cause else f"event{event.id}"
-        await self._enqueue(row, event, outcome, origin, now)
+        await self._enqueue(row, event, outcome, origin, now, policy, by_deadline=bool(cause))
+        return event
 
     async def _reconcile_deadlines(
         self, row: TicketRow, wanted: Iterable[DomainDeadline], now: datetime
@@ -154,7 +163,8 @@ class Ledger:
             await Deadline.bulk_create(new)
 
     async def _enqueue(
-        self, row: TicketRow, event: TicketEvent, outcome: Outcome, origin: str, now: datetime
+        self, row: TicketRow, event: TicketEvent, outcome: Outcome, origin: str, now: datetime,
+        policy: Policy, *, by_deadline: bool,
     ) -> None:
         rows: list[Notification] = []
         for notice in outcome.notices:
@@ -175,7 +185,9 @@ class Ledger:
                             row.id, origin, notice.kind, recipient, notice.medium
                         ),
                         status="pending" if recipient else "unroutable",
-                        next_attempt_at=now,
+                        # Quiet hours hold e-mails and nudges back (bot/domain/calendar.py).
+                        next_attempt_at=first_attempt(now, notice.medium, policy.calendar,
+                                                      caused_by_deadline=by_deadline),
                         created_at=now,
                     )
                 )

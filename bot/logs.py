@@ -37,3 +37,5 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # APScheduler logs every run of every job at INFO: a line every few seconds.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -6,13 +6,18 @@ this class), so add a description to each new field.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.policy import ZoneName
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
 
@@ -31,7 +36,7 @@ class Settings(BaseSettings):
         description="sqlite://PATH (embedded, one process) or postgres://user:pw@host:port/db",
     )
     policy_file: Path = Field(DEFAULT_POLICY_FILE, description="Process policy (YAML)")
-    timezone: str = Field("Asia/Shanghai", description="Zone for times shown to people")
+    timezone: ZoneName = Field("Asia/Shanghai", description="Zone for times shown to people")
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds")
     http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP server binds")
     api_token: SecretStr | None = Field(
@@ -117,15 +122,6 @@ class Settings(BaseSettings):
         300, gt=0, description="/healthz answers 503 when a due deadline waits longer than this"
     )
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (example: Asia/Shanghai)") from None
-        return value
-
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -151,10 +147,33 @@ class Settings(BaseSettings):
         return bool(self.wecom_corp_id and self.wecom_secret)
 
 
+# tortoise-orm writes TIMEZONE=UTC into the environment when it opens the
+# database; the zone people read is the one the environment had at start-up.
+_TIMEZONE_AT_START = os.environ.get("TIMEZONE")
+
+
+@contextmanager
+def _start_up_timezone() -> Iterator[None]:
+    current = os.environ.get("TIMEZONE")
+    _set_env("TIMEZONE", _TIMEZONE_AT_START)
+    try:
+        yield
+    finally:
+        _set_env("TIMEZONE", current)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, turning validation errors into one readable message."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        with _start_up_timezone():
+            return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -14,10 +14,10 @@ from bot.domain.enums import OwnerLevel, Status
 from bot.domain.permissions import Action, check
 from bot.domain.ticket import Actor, Refused
 from bot.ledger import snapshot
+from bot.render.cards import dealer_names, pending_deadlines_of
 from bot.render.chat import render_ticket_line
 from commands.base import Reply
 from commands.command import Call, Command, UsageError
-from commands.views import dealer_names, pending_deadlines_of
 from models import Deadline, GroupChat
 from models import Ticket as TicketRow
 

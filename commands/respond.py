@@ -6,10 +6,10 @@ from __future__ import annotations
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.ticket import Actor, Refused
 from bot.domain.transitions import respond
+from bot.render.cards import load_view
 from bot.render.chat import render_outcome
 from commands.base import CardClick, Context, Reply
 from commands.command import Call, Command, split_number
-from commands.views import load_view
 
 
 async def _respond(call: Call) -> Reply:

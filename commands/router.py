@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import structlog
 
 from bot.domain.ticket import Refused
+from bot.metrics import COMMANDS
 from commands import (
     assign,
     attempt,
@@ -96,6 +97,7 @@ class Router:
             return Reply(markdown=NOT_A_COMMAND)
         cmd, args = found
         if cmd.roles is not None and ctx.actor.role not in cmd.roles:
+            COMMANDS.labels(command=cmd.name, outcome="forbidden").inc()
             allowed = "、".join(sorted(role.label for role in cmd.roles))
             return Reply(markdown=f"⛔ 只有{allowed}可以使用 /{cmd.name}。")
         try:
@@ -108,14 +110,18 @@ class Router:
                         group=group, commands=self.commands)
             reply = await cmd.handler(call)
         except UsageError as exc:
+            COMMANDS.labels(command=cmd.name, outcome="usage_error").inc()
             return Reply(markdown=f"❌ {exc.reason}\n用法：{cmd.usage}")
         except Refused as exc:
+            COMMANDS.labels(command=cmd.name, outcome="refused").inc()
             log.info("chat_command_refused", command=cmd.name, userid=msg.userid)
             return Reply(markdown=f"⛔ {exc.reason}")
         except Exception:
+            COMMANDS.labels(command=cmd.name, outcome="failed").inc()
             log.exception("chat_command_failed", command=cmd.name, userid=msg.userid,
                           chatid=msg.chatid, msgid=msg.msgid)
             return Reply(markdown=FAILURE)
+        COMMANDS.labels(command=cmd.name, outcome="ok").inc()
         log.info("chat_command", command=cmd.name, userid=msg.userid, chatid=msg.chatid)
         return reply
 
@@ -136,11 +142,14 @@ class Router:
         try:
             reply = await cmd.click(click, ctx, ctx.actor, number)
         except Refused as exc:
+            COMMANDS.labels(command=cmd.name, outcome="refused").inc()
             return Reply(markdown=f"⛔ {exc.reason}")
         except Exception:
+            COMMANDS.labels(command=cmd.name, outcome="failed").inc()
             log.exception("card_click_failed", command=cmd.name, userid=click.userid,
                           ticket=number)
             return Reply(markdown=FAILURE)
+        COMMANDS.labels(command=cmd.name, outcome="ok").inc()
         log.info("card_click", command=cmd.name, userid=click.userid, ticket=number)
         return reply
 

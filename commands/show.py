@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.ticket import Refused
-from bot.render.cards import new_task_id
+from bot.render.cards import load_view, new_task_id
 from bot.render.chat import render_ticket
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, split_number
-from commands.views import load_view
 
 
 async def _show(call: Call) -> Reply:

@@ -3,6 +3,7 @@
 tortoise discovers models in the modules listed here (see `bot.db`)."""
 
 from models.callback import ProcessedCallback
+from models.card import SentCard
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.notification import Notification
 from models.policy import PolicyVersion
@@ -18,6 +19,7 @@ __all__ = [
     "PolicyVersion",
     "ProcessedCallback",
     "Region",
+    "SentCard",
     "Staff",
     "Ticket",
     "TicketEvent",

@@ -13,6 +13,7 @@ lease lapses they are claimed again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ import structlog
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
+from bot.metrics import OUTBOX_FAILURES
 from bot.notify import Transport
 from bot.render.notices import SHANGHAI, render
 from bot.settings import Settings
@@ -104,13 +106,25 @@ async def deliver_due(
     stats = DeliveryStats()
     rows = await _claim(list(transports), now, limit, retry.lease)
     stats.claimed = len(rows)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     for row in rows:
+        # The claim's lease counts from the claim: renew it as each row's turn
+        # comes, so a slow round never lets another replica take, and send
+        # again, rows still queued here. A row it took already is left to it.
+        elapsed = timedelta(seconds=loop.time() - started)
+        if not await Notification.filter(id=row.id, status="sending", tries=row.tries).update(
+            lease_until=now + elapsed + retry.lease
+        ):
+            log.warning("notification_lease_lost", id=row.id, kind=row.kind, medium=row.medium)
+            continue
         try:
             message = await render(row, zone=zone, now=now)
             await transports[row.medium].deliver(row, message)
         except Exception as exc:  # any failure of any adapter is recorded on the row
             error = f"{type(exc).__name__}: {exc}"[:2000]
             stats.errors.append(error)
+            OUTBOX_FAILURES.labels(medium=row.medium).inc()
             if getattr(exc, "retryable", True) and row.tries < retry.max_tries:
                 stats.retrying += 1
                 await Notification.filter(id=row.id).update(

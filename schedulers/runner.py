@@ -17,7 +17,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app import CLOCK, LEDGER, SETTINGS, WECOM
-from bot.clock import Clock
+from bot.clock import Clock, utcnow
 from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport
@@ -33,14 +33,17 @@ log = structlog.get_logger(__name__)
 _SHUTDOWN_GRACE_SECONDS = 30
 
 
-def transports_for(settings: Settings, wecom: WeComSender | None) -> dict[str, Transport]:
-    """The transport of each medium that is configured; rows of the others wait."""
+def transports_for(
+    settings: Settings, wecom: WeComSender | None, *, clock: Clock = utcnow
+) -> dict[str, Transport]:
+    """The transport of each medium that is configured; rows of the others wait.
+    `clock` stamps the cards the app sends (their response_code lasts 72 h)."""
     transports: dict[str, Transport] = {"sms": SmsTransport(sms_provider(settings))}
     if settings.smtp_host:
         transports["email"] = EmailTransport(settings)
     if wecom is not None:
         transports["group"] = GroupTransport(wecom)
-        transports["app"] = AppTransport(wecom)
+        transports["app"] = AppTransport(wecom, zone=settings.zone, clock=clock)
         transports["robot"] = RobotTransport(wecom)
     return transports
 
@@ -90,7 +93,7 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     and the WeChat Work client's, whose one client and pacing it shares)."""
     settings = app[SETTINGS]
     wecom = app[WECOM] if settings.wecom_configured else None
-    transports = transports_for(settings, wecom)
+    transports = transports_for(settings, wecom, clock=app[CLOCK])
     scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports)
     log.info("scheduler_started", media=sorted(transports),
              sweep_seconds=settings.sweep_interval_seconds,

@@ -142,9 +142,11 @@ WECOM_SECRETS = {
 
 
 def wecom_settings(database_url: str, api_base: str = "http://127.0.0.1:9/cgi-bin") -> Settings:
-    """Settings with WeChat Work credentials the emulator shares."""
+    """Settings with WeChat Work credentials the emulator shares. The zone is
+    pinned: Tortoise.init writes TIMEZONE=UTC into os.environ, which settings
+    read after a first init (the PostgreSQL runs) would pick up."""
     return load_settings(database_url=database_url, api_token=TOKEN, max_body_bytes=16384,
-                         wecom_api_base=api_base, **WECOM_SECRETS)
+                         wecom_api_base=api_base, timezone="Asia/Shanghai", **WECOM_SECRETS)
 
 
 @dataclass

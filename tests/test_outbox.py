@@ -5,6 +5,7 @@ retries with backoff, dead rows, leases, none lost and none twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -74,7 +75,10 @@ class Delivery:
                 if r["query"].get("key") == key and r["answer"].get("errcode") == 0]
 
     def app_messages(self, userid: str) -> list[str]:
-        return [r["json"]["markdown"]["content"] for r in self.emulator.sent("message/send")
+        """What the member got from the app: markdown, or a card as its JSON text."""
+        return [r["json"]["markdown"]["content"] if "markdown" in r["json"]
+                else json.dumps(r["json"]["template_card"], ensure_ascii=False)
+                for r in self.emulator.sent("message/send")
                 if r["json"]["touser"] == userid and r["answer"].get("errcode") == 0]
 
 

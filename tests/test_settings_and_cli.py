@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import bot.settings
+from bot.db import open_database
 from bot.policy import PolicyError, load_policy
 from bot.settings import SettingsError, load_settings
 from tests.conftest import ROOT
@@ -59,5 +61,14 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```sh\n(.+?)\n```", readme, flags=re.S)
     start, test = blocks[0], blocks[1]
-    assert "complaintbot serve" in start
+    assert start.endswith("complaintbot demo")
     assert test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+async def test_opening_the_database_does_not_change_the_zone_people_read(tmp_path):
+    """tortoise writes TIMEZONE=UTC into the environment; settings read later
+    still show times in the zone configured at start-up."""
+    expected = bot.settings._TIMEZONE_AT_START or "Asia/Shanghai"
+    async with open_database(f"sqlite://{tmp_path}/tz.sqlite3"):
+        assert os.environ.get("TIMEZONE") == "UTC"  # what tortoise did
+        assert load_settings().timezone == expected

@@ -7,7 +7,9 @@ events on sender and CreateTime) and applied by the command router. WeChat
 Work retries after 5 s, so the answer is an empty 200 at once and the reply
 goes out by API through the outbox: a markdown or card message (kind "reply"),
 or, for a click, an update of the clicked card with its ResponseCode (kind
-"card_update"); see webhooks/callback.py for the rows.
+"card_update"); see webhooks/callback.py for the rows. A click's ResponseCode
+is kept on the bot's record of the card (bot/card_copies.py): a click that
+changes the ticket updates every copy of its card, this one included.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp import web
 from wechatpy.enterprise import parse_message
 
 from bot.app import CLOCK, SETTINGS
+from bot.card_copies import note_click, take_code
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
@@ -97,17 +100,23 @@ async def _apply(app: web.Application, callback: AppCallback, now: datetime) -> 
     ctx = await context_for(app, event.userid, now)
     if isinstance(event, ChatMessage):
         reply = await router.handle_message(event, ctx)
-    else:
-        reply = await router.handle_click(event, ctx)
-    if isinstance(event, CardClick) and reply.card is not None:
-        await enqueue_reply(
-            endpoint=ENDPOINT, key=callback.key, kind="card_update", medium="app",
-            recipient=event.userid, now=now,
-            payload={"markdown": reply.markdown, "card": reply.card,
-                     "response_code": event.response_code},
-        )
-    else:
         await _enqueue_message(callback.key, event.userid, reply, now)
+        return json.dumps({"markdown": reply.markdown, "card": reply.card}, ensure_ascii=False)
+    recorded = await note_click(event.task_id, event.userid, event.response_code, now)
+    reply = await router.handle_click(event, ctx)
+    if reply.card is None:
+        await _enqueue_message(callback.key, event.userid, reply, now)
+    else:
+        # A change already queued this copy's update with the click's code;
+        # otherwise (refused, or a card the bot has no record of) answer here.
+        code = (await take_code(event.task_id, event.userid, now) if recorded
+                else event.response_code)
+        if code:
+            await enqueue_reply(
+                endpoint=ENDPOINT, key=callback.key, kind="card_update", medium="app",
+                recipient=event.userid, now=now,
+                payload={"markdown": reply.markdown, "card": reply.card, "response_code": code},
+            )
     return json.dumps({"markdown": reply.markdown, "card": reply.card}, ensure_ascii=False)
 
 

@@ -30,6 +30,7 @@ from tortoise.transactions import in_transaction
 
 from bot.app import LEDGER, SETTINGS
 from bot.directory import actor_for
+from bot.metrics import CALLBACKS
 from bot.settings import Settings, SettingsError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused, SignedQuery
 from commands.base import Context
@@ -80,6 +81,7 @@ async def read_body(request: web.Request) -> bytes:
 
 def refuse(request: web.Request, endpoint: str, exc: CallbackRefused) -> web.Response:
     """Log and answer a refused callback; nothing of it is stored."""
+    CALLBACKS.labels(endpoint=endpoint, outcome="refused").inc()
     log.warning("wecom_callback_refused", endpoint=endpoint, reason=exc.reason,
                 status=exc.status, remote=request.remote)
     return web.json_response({"error": exc.reason}, status=exc.status)
@@ -87,6 +89,7 @@ def refuse(request: web.Request, endpoint: str, exc: CallbackRefused) -> web.Res
 
 def not_configured(endpoint: str) -> web.Response:
     """The answer while the endpoint's callback secrets are not set."""
+    CALLBACKS.labels(endpoint=endpoint, outcome="unconfigured").inc()
     log.warning("wecom_callback_unconfigured", endpoint=endpoint)
     return web.json_response({"error": f"the {endpoint} callback is not configured"}, status=503)
 
@@ -100,6 +103,7 @@ async def verify_url(request: web.Request, cipher: CallbackCipher | None, endpoi
         echo = cipher.verify_url(signed_query(request), request.query.get("echostr", ""), now=now)
     except CallbackRefused as exc:
         return refuse(request, endpoint, exc)
+    CALLBACKS.labels(endpoint=endpoint, outcome="url_verified").inc()
     log.info("wecom_url_verified", endpoint=endpoint)
     return web.Response(text=echo)
 
@@ -138,6 +142,7 @@ async def run_once(
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)
     if stored is not None:
+        CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
         return stored.response, True
     try:
         async with in_transaction():
@@ -149,8 +154,14 @@ async def run_once(
         # A concurrent copy of the same callback claimed the key first.
         stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)
         if stored is None:
+            CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
             raise
+        CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
         return stored.response, True
+    except Exception:
+        CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
+        raise
+    CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
     return response, False
 
 

@@ -21,6 +21,8 @@ import structlog
 from aiohttp import web
 
 from bot.app import CLOCK, SETTINGS
+from bot.card_copies import record_copy
+from bot.render.cards import ticket_of_task
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
@@ -146,6 +148,12 @@ async def _apply(app: web.Application, callback: RobotCallback, now: datetime) -
     ctx = await context_for(app, event.userid, now)
     if isinstance(event, ChatMessage):
         reply = await router.handle_message(event, ctx)
+        task_id = reply.card["task_id"] if reply.card else ""
+        number = ticket_of_task(task_id)
+        if number is not None:
+            # Kept with the app's copies; only a click on it can change it (card_copies).
+            await record_copy(ticket_id=number, task_id=task_id, channel="robot",
+                              userid=event.userid, chatid=event.chatid or "", now=now)
         return json.dumps(message_reply(reply), ensure_ascii=False)
     reply = await router.handle_click(event, ctx)
     if reply.card is not None:

@@ -2,14 +2,16 @@
 
 `pending_deadlines` is a pure function of the ticket: after every change the
 ledger stores exactly this set, so a change that makes a deadline moot cancels
-it, and one that moves the clock (escalation, reopening) replaces it.
+it, and one that moves the clock (escalation, reopening) replaces it. Clocks
+the policy's business calendar names count working time only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from bot.domain.calendar import add_working_time
 from bot.domain.enums import Category, Clock, Status
 from bot.domain.ticket import Ticket
 from bot.policy import Policy
@@ -21,35 +23,43 @@ class Deadline:
     clock: Clock
 
 
+def _after(start: datetime, duration: timedelta, clock: Clock, policy: Policy) -> Deadline:
+    """The deadline `duration` after `start`: working time for the clocks the
+    calendar names, elapsed time for the others."""
+    if clock in policy.calendar.working_time_clocks:
+        return Deadline(add_working_time(start, duration, policy.calendar), clock)
+    return Deadline(start + duration, clock)
+
+
 def pending_deadlines(ticket: Ticket, policy: Policy) -> list[Deadline]:
     """Every deadline the ticket should have pending now, soonest first."""
     found: list[Deadline] = []
     if ticket.major and ticket.major_since and ticket.major_acknowledged_at is None:
-        found.append(Deadline(ticket.major_since + policy.major_warning, Clock.MAJOR_WARNING))
+        found.append(_after(ticket.major_since, policy.major_warning, Clock.MAJOR_WARNING, policy))
     if ticket.status.is_final:
         return sorted(found)
     if ticket.status is Status.RESOLVED:
         assert ticket.resolved_at is not None
-        found.append(Deadline(ticket.resolved_at + policy.clocks.callback, Clock.CALLBACK))
+        found.append(_after(ticket.resolved_at, policy.clocks.callback, Clock.CALLBACK, policy))
         return sorted(found)
     if ticket.status is Status.STAGED_CLOSURE_PENDING:
         # The owner's clocks wait for the approver; only the approver is reminded.
         assert ticket.stage_requested_at is not None
-        due = ticket.stage_requested_at + policy.staged_closure.decision_reminder
-        found.append(Deadline(due, Clock.STAGED_DECISION))
+        reminder = policy.staged_closure.decision_reminder
+        found.append(_after(ticket.stage_requested_at, reminder, Clock.STAGED_DECISION, policy))
         return sorted(found)
 
     start = ticket.owner_since
     if ticket.category is Category.GENERAL:
         clocks = policy.clocks.general
         if ticket.owner_responded_at is None:
-            found.append(Deadline(start + clocks.response, Clock.RESPONSE))
+            found.append(_after(start, clocks.response, Clock.RESPONSE, policy))
         if ticket.owner_solution_at is None:
-            found.append(Deadline(start + clocks.first_solution, Clock.FIRST_SOLUTION))
-            found.append(Deadline(start + clocks.solution_email, Clock.SOLUTION_EMAIL))
+            found.append(_after(start, clocks.first_solution, Clock.FIRST_SOLUTION, policy))
+            found.append(_after(start, clocks.solution_email, Clock.SOLUTION_EMAIL, policy))
         if ticket.followup_count == 0:
-            found.append(Deadline(start + clocks.followup, Clock.FOLLOWUP))
-        found.append(Deadline(start + clocks.resolution, Clock.RESOLUTION))
+            found.append(_after(start, clocks.followup, Clock.FOLLOWUP, policy))
+        found.append(_after(start, clocks.resolution, Clock.RESOLUTION, policy))
     else:
         owner = (
             policy.clocks.escalated
@@ -57,7 +67,7 @@ def pending_deadlines(ticket: Ticket, policy: Policy) -> list[Deadline]:
             else policy.clocks.important
         )
         if ticket.owner_responded_at is None:
-            found.append(Deadline(start + owner.response, Clock.RESPONSE))
+            found.append(_after(start, owner.response, Clock.RESPONSE, policy))
         if ticket.owner_solution_at is None:
-            found.append(Deadline(start + owner.solution_email, Clock.SOLUTION_EMAIL))
+            found.append(_after(start, owner.solution_email, Clock.SOLUTION_EMAIL, policy))
     return sorted(found)

@@ -8,10 +8,18 @@ outbox needs; its WeComError carries `retryable`, which the outbox honours."""
 from __future__ import annotations
 
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
+from bot.card_copies import CARD_UPDATE, record_copy
+from bot.clock import Clock, utcnow
 from bot.notify import DeliveryError
-from bot.render.notices import RenderedMessage
+from bot.render.cards import member_card, new_task_id, ticket_of_task
+from bot.render.notices import SHANGHAI, RenderedMessage
 from models import GroupChat, Notification
+
+CARD_KINDS = frozenset({"dispatched", "escalated", "assigned"})
+"""App notices that ask the member to act on the ticket: sent as its card with
+the 处理 button rather than as markdown."""
 
 
 class WeComSender(Protocol):
@@ -57,23 +65,47 @@ class GroupTransport:
 class AppTransport:
     """Sends app messages to the member whose userid is the recipient.
 
-    A row written with a ready card (`payload` {"card": …}) sends the card, and
-    with a `response_code` too it replaces the card the member clicked."""
+    A notice of CARD_KINDS goes out as the ticket's current card. A row written
+    with a ready card (`payload` {"card": …}) sends that card, and with a
+    `response_code` too it replaces the card the member clicked. A card_update
+    of a ticket (bot/card_copies.py, `payload` {"task_id", "response_code"})
+    replaces that copy with the ticket's card as it is now. Every card sent is
+    recorded with its response_code, so later changes can update it."""
 
-    def __init__(self, sender: WeComSender) -> None:
+    def __init__(self, sender: WeComSender, *, zone: ZoneInfo = SHANGHAI,
+                 clock: Clock = utcnow) -> None:
         self.sender = sender
+        self.zone = zone
+        self.clock = clock
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
         """One message to one member."""
-        userids = [notification.recipient]
+        userid = notification.recipient
+        number: int | None = notification.ticket_id  # type: ignore[attr-defined]
         payload = notification.payload or {}
         card = payload.get("card")
-        if isinstance(card, dict) and payload.get("response_code"):
-            await self.sender.update_template_card(userids, str(payload["response_code"]), card)
+        code = str(payload.get("response_code") or "")
+        if notification.kind == CARD_UPDATE and number is not None and not card:
+            card = await member_card(number, self.zone, task_id=str(payload["task_id"]),
+                                     userid=userid)
+            await self.sender.update_template_card([userid], code, card)
+        elif isinstance(card, dict) and code:
+            await self.sender.update_template_card([userid], code, card)
         elif isinstance(card, dict):
-            await self.sender.send_app_card(userids, card)
+            await self._send_card(userid, card, ticket_of_task(str(card.get("task_id", ""))))
+        elif notification.kind in CARD_KINDS and number is not None:
+            card = await member_card(number, self.zone, task_id=new_task_id(number),
+                                     userid=userid)
+            await self._send_card(userid, card, number)
         else:
-            await self.sender.send_app_markdown(userids, message.markdown)
+            await self.sender.send_app_markdown([userid], message.markdown)
+
+    async def _send_card(self, userid: str, card: dict, number: int | None) -> None:
+        answer = await self.sender.send_app_card([userid], card)
+        if number is not None:
+            code = answer.get("response_code", "") if isinstance(answer, dict) else ""
+            await record_copy(ticket_id=number, task_id=card["task_id"], channel="app",
+                              userid=userid, response_code=str(code), now=self.clock())
 
 
 class RobotTransport:

@@ -3,21 +3,30 @@
 Limits from WECOM.md: `task_id` at most 128 bytes of [0-9A-Za-z_-@], unique per
 card instance; at most 6 buttons and 6 horizontal rows. Every card leaves here
 checked against them, and never carries the customer's phone or VIN unmasked:
-cards are forwarded, screenshotted and shown in groups."""
+cards are forwarded, screenshotted and shown in groups.
+
+`load_view` reads a stored ticket as people see it (pending deadlines,
+dealer's name, who responded); the commands and the outbox build cards from it."""
 
 from __future__ import annotations
 
 import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.directory import actor_for
 from bot.domain.deadlines import Deadline
+from bot.domain.enums import Clock
+from bot.domain.permissions import may_see_customer
 from bot.domain.ticket import Ticket
 from bot.ledger import snapshot
 from bot.render.chat import deadline_text, owner_text, scrub, short_time
 from bot.render.privacy import mask_phone
+from models import Deadline as DeadlineRow
+from models import Dealer, TicketEvent
 from models import Ticket as TicketRow
 
 TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -32,10 +41,19 @@ _SUB_TITLE = 112
 _ROW_VALUE = 26
 
 
+_TASK_TICKET = re.compile(r"^ticket(\d+)-")
+
+
 def new_task_id(number: int) -> str:
     """A task_id for a new card of ticket `number`: the number and a random part,
     so every card instance differs (a repeated task_id is refused, errcode 42014)."""
     return f"ticket{number}-{secrets.token_hex(6)}"
+
+
+def ticket_of_task(task_id: str) -> int | None:
+    """The ticket number a `new_task_id` names; None for any other task_id."""
+    match = _TASK_TICKET.match(task_id)
+    return int(match.group(1)) if match else None
 
 
 def respond_key(number: int) -> str:
@@ -90,6 +108,67 @@ def ticket_card(
         card["replace_text"] = replaced
     check_card(card)
     return card
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """A ticket snapshot with its pending deadlines (soonest first), its
+    dealer's name and the name of whoever responded (empty if nobody has)."""
+
+    ticket: Ticket
+    deadlines: tuple[Deadline, ...]
+    dealer_name: str
+    responder: str
+
+    def card(self, zone: ZoneInfo, *, task_id: str, show_customer: bool) -> dict[str, Any]:
+        """The ticket's template card."""
+        return ticket_card(
+            self.ticket, zone, task_id=task_id, show_customer=show_customer,
+            deadlines=self.deadlines, dealer_name=self.dealer_name, responder=self.responder,
+        )
+
+
+async def pending_deadlines_of(numbers: list[int]) -> dict[int, list[Deadline]]:
+    """Pending deadlines of each ticket, soonest first."""
+    found: dict[int, list[Deadline]] = {n: [] for n in numbers}
+    rows = await DeadlineRow.filter(ticket_id__in=numbers, state="pending").order_by(
+        "due_at", "id"
+    ).values_list("ticket_id", "clock", "due_at")
+    for number, clock, due_at in rows:
+        found[number].append(Deadline(due_at=due_at, clock=Clock(clock)))
+    return found
+
+
+async def dealer_names() -> dict[str, str]:
+    """Dealer code to name, for every dealer."""
+    return dict(await Dealer.all().values_list("code", "name"))
+
+
+async def load_view(number: int) -> TicketView | None:
+    """The ticket `number` as people see it, or None when there is none."""
+    row = await TicketRow.get_or_none(id=number)
+    if row is None:
+        return None
+    ticket = snapshot(row)
+    deadlines = (await pending_deadlines_of([number]))[number]
+    dealer = await Dealer.get_or_none(code=ticket.dealer_code)
+    responder = ""
+    if ticket.owner_responded_at is not None:
+        event = await TicketEvent.filter(ticket_id=number, kind="responded").order_by("-id").first()
+        responder = (event.actor_name or event.actor) if event else ""
+    return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder)
+
+
+async def member_card(number: int, zone: ZoneInfo, *, task_id: str, userid: str) -> dict[str, Any]:
+    """Ticket `number`'s current card for one member (the app's cards): with
+    the customer's name and masked phone unless the member may not see them
+    (R22) or is no longer in the directory."""
+    view = await load_view(number)
+    if view is None:
+        raise LookupError(f"no ticket #{number}")
+    actor = await actor_for(userid)
+    show = actor is not None and may_see_customer(actor, view.ticket)
+    return view.card(zone, task_id=task_id, show_customer=show)
 
 
 def check_card(card: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 
 from bot.clock import Clock, utcnow
+from bot.metrics import WECOM_API_ERRORS
 from bot.settings import Settings
 from models import AccessToken
 
@@ -253,6 +254,7 @@ class WeComClient:
             result = await self._attempt(method, url, body, params)
             if isinstance(result, dict):
                 return result
+            WECOM_API_ERRORS.labels(errcode=str(result.errcode)).inc()
             log.warning("wecom_api_error", path=where, errcode=result.errcode,
                         errmsg=result.errmsg, attempt=attempt, retryable=result.retryable)
             if not result.retryable or attempt >= attempts:

@@ -12,7 +12,7 @@ callbacks to the bot exactly as WeChat Work does: encrypted and signed with
 the real crypto, over real HTTP, and they read the bot's passive reply.
 
 It is a stand-in speaking the documented wire format, for tests and local
-play; it is never mounted in the bot's own application.
+play; only `complaintbot demo` (bot/demo.py) mounts it beside the bot.
 """
 
 from __future__ import annotations
@@ -345,8 +345,15 @@ class WeComEmulator:
         }
         return await self.deliver_app(fields)
 
-    async def app_click(self, userid: str, task_id: str, event_key: str, response_code: str) -> str:
-        """A member clicks button `event_key` of the app's card `task_id`."""
+    async def app_click(
+        self, userid: str, task_id: str, event_key: str, response_code: str | None = None
+    ) -> str:
+        """A member clicks button `event_key` of the app's card `task_id`. As in
+        WeChat Work the click carries a fresh ResponseCode for that card (one is
+        made up unless `response_code` is given)."""
+        if response_code is None:
+            response_code = secrets.token_hex(16)
+            self._cards[response_code] = {"userids": [userid], "task_id": task_id, "used": False}
         fields = {
             "ToUserName": self.corp_id, "FromUserName": userid,
             "CreateTime": int(self._clock().timestamp()), "MsgType": "event",

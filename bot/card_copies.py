@@ -1,0 +1,109 @@
+"""The copies of a ticket's card that are out there, and keeping them current.
+
+Every card the bot sends is recorded (`models.SentCard`): the app's cards to
+handlers, and the robot's cards in chats. When a change alters a ticket, the
+ledger calls `refresh_copies` in the change's transaction: each app copy that
+still holds an unused response_code gets one outbox row (kind "card_update")
+that replaces it with the ticket's current card, rendered when it is sent.
+
+WeChat Work's rules shape this (WECOM.md): a response_code works once and for
+72 h, and a fresh one arrives only with a click on that copy (`note_click`).
+So a copy whose code is used or old is left as it is; clicking it answers
+with the current state. Robot cards have no code: only the answer to a click
+on them can change them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Literal
+
+import structlog
+
+from models import Notification, SentCard
+
+log = structlog.get_logger(__name__)
+
+CODE_LIFETIME = timedelta(hours=72)
+CARD_UPDATE = "card_update"
+"""The outbox kind of a card replacement (medium "app")."""
+
+CardChannel = Literal["app", "robot"]
+
+
+async def record_copy(
+    *,
+    ticket_id: int,
+    task_id: str,
+    channel: CardChannel,
+    userid: str,
+    now: datetime,
+    response_code: str = "",
+    chatid: str = "",
+) -> None:
+    """Remember one card the bot has just sent (or returned in a chat)."""
+    await SentCard.create(
+        ticket_id=ticket_id, task_id=task_id, channel=channel, userid=userid, chatid=chatid,
+        response_code=response_code, code_at=now, created_at=now, updated_at=now,
+    )
+
+
+async def note_click(task_id: str, userid: str, response_code: str, now: datetime) -> bool:
+    """Keep the fresh response_code an app click carries on the clicked copy;
+    False when the bot has no record of that card for that member."""
+    if not response_code:
+        return False
+    changed = await SentCard.filter(task_id=task_id, userid=userid, channel="app").update(
+        response_code=response_code, code_at=now, updated_at=now
+    )
+    return changed > 0
+
+
+async def take_code(task_id: str, userid: str, now: datetime) -> str | None:
+    """Use up the clicked copy's response_code to answer the click; None when
+    the change already used it to update that copy, or it is too old."""
+    copy = await SentCard.get_or_none(task_id=task_id, userid=userid, channel="app")
+    if copy is None or not await _take(copy, now):
+        return None
+    return copy.response_code
+
+
+async def refresh_copies(ticket_id: int, *, event_id: int, now: datetime) -> int:
+    """Queue a card_update for every app copy of ticket `ticket_id` that can
+    still be updated, using up its response_code; the number queued. Call it
+    in the transaction of the change, so the update goes out if and only if
+    the change is stored."""
+    copies = await SentCard.filter(ticket_id=ticket_id, channel="app").exclude(
+        response_code=""
+    ).order_by("id")
+    rows = []
+    for copy in copies:
+        if not await _take(copy, now):
+            continue
+        dedupe = hashlib.sha256(f"{CARD_UPDATE}|{copy.id}|{copy.response_code}".encode())
+        rows.append(Notification(
+            ticket_id=ticket_id, event_id=event_id, kind=CARD_UPDATE, medium="app",
+            audience="card_holder", recipient=copy.userid, dedupe_key=dedupe.hexdigest(),
+            status="pending", next_attempt_at=now, created_at=now,
+            payload={"task_id": copy.task_id, "response_code": copy.response_code},
+        ))
+    if rows:
+        await Notification.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+async def _take(copy: SentCard, now: datetime) -> bool:
+    """Mark the copy's code used; False when it is expired (it is dropped, so
+    it is looked at once) or another change or click used it first (the
+    conditional update decides races)."""
+    if not copy.response_code:
+        return False
+    expired = now - copy.code_at >= CODE_LIFETIME
+    if expired:
+        log.info("card_code_expired", ticket=copy.ticket_id,  # type: ignore[attr-defined]
+                 userid=copy.userid, code_at=copy.code_at)
+    taken = await SentCard.filter(id=copy.id, response_code=copy.response_code).update(
+        response_code="", updated_at=now
+    )
+    return taken > 0 and not expired

@@ -1,0 +1,265 @@
+"""Kill the real bot (SIGKILL) while deadlines are being applied and e-mails
+wait for a down SMTP server, restart it: every due deadline is applied once,
+every e-mail arrives once (issue 4).
+
+The bot runs as `python -m bot.cli serve` in its own process, against a real
+SMTP server (aiosmtpd) on loopback. Tickets are dispatched three days in the
+past by this process, through the ledger, into the bot's database. On
+PostgreSQL two bots share the work, one is killed mid-sweep and restarted.
+A worker whose round outlasts its lease leaves alone the rows another took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tortoise.functions import Count
+
+from bot.clock import utcnow
+from bot.db import open_database
+from bot.directory_import import import_directory
+from bot.intake import open_complaint
+from bot.ledger import Ledger
+from bot.notify.email import EmailTransport
+from bot.policy import Policy
+from bot.policy_book import PolicyBook
+from models import Deadline, Notification, TicketEvent
+from schedulers.outbox import RetryPolicy, deliver_due
+from schedulers.sweeper import sweep
+from tests.conftest import ORG, T0, TOKEN, _truncate_postgres
+from tests.factories import CALL_CENTRE
+from tests.test_notify_email import Mailbox, free_port
+from tests.test_outbox import complaint
+
+TICKETS = 40
+CLOCKS_PER_TICKET = 5  # response, first solution, follow-up, solution e-mail, resolution
+DELIVERED = ("email", "sms")  # the media this bot has a transport for (no WeChat Work)
+
+
+class Bot:
+    """One `complaintbot serve` process; its output goes to a file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+        self.port = free_port()
+        self.env = {**env, "HTTP_PORT": str(self.port)}
+        self.workdir = workdir
+        self.log = workdir / f"{name}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.cli", "serve", cwd=self.workdir, env=self.env,
+                stdout=out, stderr=out,
+            )
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                assert self.proc.returncode is None, self.log.read_text()
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/healthz"):
+                        return  # 200 or 503 (deadlines overdue): it serves
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        raise AssertionError(f"the bot did not start:\n{self.log.read_text()}")
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, transactions in flight are cut off."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        assert await self.proc.wait() == -signal.SIGKILL
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await asyncio.wait_for(self.proc.wait(), timeout=30)
+
+    async def metrics(self) -> dict[str, float]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{self.port}/metrics") as answer:
+                text = await answer.text()
+        return {s.name + str(sorted(s.labels.items())): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@asynccontextmanager
+async def bots(database_url: str, smtp_port: int, workdir: Path,
+               replicas: int) -> AsyncIterator[list[Bot]]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WECOM_", "SMTP_", "OUTBOX_", "SWEEP_", "HTTP_"))}
+    env.update(
+        DATABASE_URL=database_url, API_TOKEN=TOKEN, LOG_LEVEL="INFO", LOG_FORMAT="json",
+        SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_STARTTLS="false",
+        SMTP_TIMEOUT_SECONDS="2", SWEEP_INTERVAL_SECONDS="0.2", OUTBOX_INTERVAL_SECONDS="0.2",
+        OUTBOX_BACKOFF_SECONDS="0.2", OUTBOX_BACKOFF_CAP_SECONDS="0.5",
+        OUTBOX_MAX_TRIES="100000",
+        # Longer than a round of 100 e-mails takes here, short enough to wait out
+        # for the rows a killed bot held (see the report on the outbox lease).
+        OUTBOX_LEASE_SECONDS="2",
+    )
+    started = [Bot(env, workdir, f"bot{i}") for i in range(replicas)]
+    try:
+        yield started
+    finally:
+        for bot in started:
+            await bot.stop()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], *, seconds: float,
+                every: float = 0.05, what: str) -> None:
+    for _ in range(int(seconds / every)):
+        if await condition():
+            return
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+async def seed(policy: Policy) -> int:
+    """Dispatch TICKETS complaints 3 days and 1 hour ago; the number of due deadlines."""
+    await import_directory(ORG)
+    book = PolicyBook(policy)
+    await book.store_current()
+    ledger = Ledger(book)
+    past = utcnow() - timedelta(days=3, hours=1)
+    for i in range(TICKETS):
+        await open_complaint(complaint(vin=f"LFV2A21K6A{i:07d}", plate=f"沪C{i:05d}"), ledger,
+                             actor=CALL_CENTRE, source="api", now=past)
+    return await Deadline.filter(state="pending", due_at__lte=utcnow()).count()
+
+
+async def crash_and_restart(database_url: str, workdir: Path, policy: Policy,
+                            replicas: int) -> None:
+    due = await seed(policy)
+    assert due == TICKETS * CLOCKS_PER_TICKET
+    mailbox = Mailbox(free_port())  # not started yet: SMTP is down
+
+    async def applied() -> int:
+        return await Deadline.filter(state="applied").count()
+
+    async def failing() -> bool:
+        """A fifth of the sweep is done and an e-mail has failed against the down server."""
+        tried = Notification.filter(medium="email", status="pending", tries__gte=1)
+        return await applied() >= due // 5 and await tried.exists()
+
+    async def drained() -> bool:
+        undelivered = await Notification.filter(
+            medium__in=DELIVERED, status__in=("pending", "sending")).count()
+        return undelivered == 0 and await applied() == due
+
+    async with bots(database_url, mailbox.port, workdir, replicas) as running:
+        await asyncio.gather(*(bot.start() for bot in running))
+        await until(failing, seconds=30, every=0.02,
+                    what="the sweep is under way and e-mails fail")
+        await running[0].kill()
+        at_kill = await applied()
+        assert 0 < at_kill < due, f"the kill should land mid-sweep ({at_kill} of {due})"
+        retried = await Notification.filter(medium="email", status="pending", tries__gte=1)
+        assert all("SMTP" in n.last_error or "connect" in n.last_error.lower() for n in retried)
+
+        mailbox.start()
+        try:
+            await running[0].start()
+            await until(drained, seconds=60, what="every deadline is applied, every e-mail sent")
+            gauges = await running[0].metrics()
+        finally:
+            for bot in running:
+                await bot.stop()
+            mailbox.stop()
+
+    assert gauges["complaintbot_deadlines_due[]"] == 0
+    assert gauges["complaintbot_outbox_depth[('medium', 'email'), ('status', 'pending')]"] == 0
+
+    # Each due deadline applied once: one breach event per deadline row.
+    assert await Deadline.filter(state="applied").count() == due
+    per_deadline = await (
+        TicketEvent.filter(kind="deadline_breached")
+        .annotate(n=Count("id")).group_by("ticket_id", "data").values_list("n", flat=True)
+    )
+    assert len(per_deadline) == due and set(per_deadline) == {1}
+    # Each nudge queued once (no WeChat Work here: group posts wait, none doubled).
+    nudges = await Notification.filter(kind="response_overdue", medium="group").count()
+    assert nudges == TICKETS
+
+    # Each e-mail received once, and none left behind.
+    emails = await Notification.filter(medium="email").exclude(status="unroutable")
+    assert emails and {n.status for n in emails} == {"sent"}
+    received = Counter((rcpt, str(message["Subject"]))
+                       for rcpts, message, _ in mailbox.received for rcpt in rcpts)
+    assert [pair for pair, n in received.items() if n > 1] == [], "an e-mail arrived twice"
+    assert sorted(rcpt for rcpt, _ in received.elements()) == sorted(n.recipient for n in emails)
+    assert await Notification.filter(medium__in=DELIVERED, status__not="sent").exclude(
+        status="unroutable").count() == 0
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_sweep_with_smtp_down_then_restart_loses_and_doubles_nothing(
+    tmp_path: Path, policy: Policy
+) -> None:
+    url = f"sqlite://{tmp_path}/complaintbot.sqlite3"
+    async with open_database(url):
+        await crash_and_restart(url, tmp_path, policy, replicas=1)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_two_bots_on_postgres_one_killed_mid_sweep_each_deadline_and_email_once(
+    postgres_url: str, tmp_path: Path, policy: Policy
+) -> None:
+    async with open_database(postgres_url):
+        await _truncate_postgres()
+        await crash_and_restart(postgres_url, tmp_path, policy, replicas=2)
+
+
+class StallingMailbox(Mailbox):
+    """A real SMTP server that holds the first message's DATA until `release`."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await asyncio.to_thread(self.release.wait, 10)  # the server's loop runs on
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_rows_another_worker_took_after_the_lease_lapsed_are_not_sent_again(
+    ledger: Ledger,
+) -> None:
+    for i in range(2):
+        await open_complaint(complaint(vin=f"LFV2A21K6A{i:07d}", plate=f"沪C{i:05d}"), ledger,
+                             actor=CALL_CENTRE, source="api", now=T0)
+    due = T0 + timedelta(hours=2)
+    await sweep(ledger, now=due)  # R12: 2 e-mails a ticket
+    assert await Notification.filter(medium="email").count() == 4
+    retry = RetryPolicy(lease=timedelta(minutes=1))
+    box = StallingMailbox(free_port())
+    box.start()
+    try:
+        email = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10))}
+        first = asyncio.create_task(deliver_due(email, now=due, retry=retry))
+        # Worker 1 holds the 4 rows and is stuck on the first.
+        assert await asyncio.to_thread(box.stalled.wait, 10)
+        taken = await deliver_due(email, now=due + 2 * retry.lease, retry=retry)
+        assert taken.sent == 4, "worker 2 takes the rows whose lease lapsed"
+        box.release.set()
+        stats = await first
+    finally:
+        box.stop()
+    assert (stats.claimed, stats.sent) == (4, 1), "worker 1 leaves the rows it lost alone"
+    # Only the send already under way when the lease lapsed arrives twice.
+    assert len(box.received) == 5
+    assert await Notification.filter(medium="email", status="sent").count() == 4

@@ -1,0 +1,44 @@
+"""GET /metrics: the Prometheus text format (bot/metrics.py names the metrics).
+
+Unauthenticated like /healthz: bind HTTP_HOST to an internal address, or let
+the reverse proxy keep /metrics inside. No customer data is in it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from tortoise.functions import Count
+
+from bot.app import CLOCK
+from bot.domain.ticket import Medium
+from bot.metrics import exposition
+from models import Deadline, Notification
+from schedulers.outbox import UNDELIVERED
+from schedulers.sweeper import oldest_overdue
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The counters of this process and the queue gauges read from the database now."""
+    now = request.app[CLOCK]()
+    overdue = await oldest_overdue(now)
+    due = await Deadline.filter(state="pending", due_at__lte=now).count()
+    counted = await (
+        Notification.filter(status__in=UNDELIVERED)
+        .annotate(rows=Count("id"))
+        .group_by("medium", "status")
+        .values_list("medium", "status", "rows")
+    )
+    # Every medium and status is reported, 0 included, so an alert sees the queue empty.
+    depth = {(medium.value, status): 0 for medium in Medium for status in UNDELIVERED}
+    depth.update({(medium, status): rows for medium, status, rows in counted})
+    body = exposition(
+        oldest_overdue_seconds=overdue.total_seconds() if overdue is not None else 0.0,
+        deadlines_due=due,
+        outbox_depth=depth,
+    )
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
