@@ -69,14 +69,18 @@ async def take_code(task_id: str, userid: str, now: datetime) -> str | None:
     return copy.response_code
 
 
-async def refresh_copies(ticket_id: int, *, event_id: int, now: datetime) -> int:
+async def refresh_copies(
+    ticket_id: int, *, event_id: int, now: datetime, task_prefix: str = ""
+) -> int:
     """Queue a card_update for every app copy of ticket `ticket_id` that can
     still be updated, using up its response_code; the number queued. Call it
     in the transaction of the change, so the update goes out if and only if
-    the change is stored."""
-    copies = await SentCard.filter(ticket_id=ticket_id, channel="app").exclude(
-        response_code=""
-    ).order_by("id")
+    the change is stored. `task_prefix` limits it to the copies of one card
+    (an approval request's, bot/approvals.py)."""
+    query = SentCard.filter(ticket_id=ticket_id, channel="app").exclude(response_code="")
+    if task_prefix:
+        query = query.filter(task_id__startswith=task_prefix)
+    copies = await query.order_by("id")
     rows = []
     for copy in copies:
         if not await _take(copy, now):

@@ -135,6 +135,38 @@ async def _flush(settings: Settings) -> int:
     return 0 if failed == 0 else 1
 
 
+def _check(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot.check import report, run_checks
+
+    text, code = report(asyncio.run(run_checks(settings)))
+    print(text)
+    return code
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.clock import utcnow
+    from bot.reports.figures import Scope, build_report
+    from bot.reports.render import write_files
+
+    async def run() -> int:
+        policy = load_policy(settings.policy_file)
+        async with open_database(settings.database_url):
+            report = await build_report(args.kind, args.period, args.scope, policy,
+                                        settings.zone, utcnow())
+            paths = write_files(report.figures, report.tickets, report.history, settings.zone,
+                                Path(args.out))
+        for path in paths:
+            print(path)
+        return 0
+
+    try:
+        args.scope = Scope.parse(args.scope)
+        return _run(run)
+    except ValueError as exc:
+        print(f"complaintbot: {exc}", file=sys.stderr)
+        return 2
+
+
 def _instant(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
@@ -174,6 +206,15 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int)
     outbox_commands.add_parser("flush", help="deliver everything due now, once")
     outbox.set_defaults(handler=_outbox)
+    reporter = commands.add_parser("report", help="write a weekly or monthly report (XLSX, PNG)")
+    reporter.add_argument("kind", choices=["weekly", "monthly"])
+    reporter.add_argument("--period", help="2026-W10 or 2026-03 (default: the last complete one)")
+    reporter.add_argument("--scope", default="brand", help="dealer:CODE, region:CODE or brand")
+    reporter.add_argument("--out", default=".", help="directory to write the files into")
+    reporter.set_defaults(handler=_report)
+    commands.add_parser(
+        "check", help="try the database, SMTP, WeChat Work and SMS settings, one line each"
+    ).set_defaults(handler=_check)
     return parser
 
 

@@ -99,6 +99,21 @@ class Ledger:
         cause: tuple[Clock, datetime] | None = None,
     ) -> Outcome:
         """Apply one transition to ticket `number` atomically; Refused leaves it as it was."""
+        # Whatever is logged while the ticket changes (notices, card copies) names it.
+        with structlog.contextvars.bound_contextvars(ticket=number):
+            return await self._apply(number, transition, actor=actor, source=source, now=now,
+                                     cause=cause)
+
+    async def _apply(
+        self,
+        number: int,
+        transition: Transition,
+        *,
+        actor: Actor,
+        source: str,
+        now: datetime,
+        cause: tuple[Clock, datetime] | None,
+    ) -> Outcome:
         async with in_transaction():
             row = await TicketRow.select_for_update(no_key=True).get_or_none(id=number)
             if row is None:

@@ -39,3 +39,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # APScheduler logs every run of every job at INFO: a line every few seconds.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The database drivers log every statement with its parameters at DEBUG: the
+    # customer's phone and VIN would reach the log (privacy, even at DEBUG).
+    for name in ("tortoise.db_client", "aiosqlite"):
+        logging.getLogger(name).setLevel(logging.INFO)

@@ -29,5 +29,6 @@ COMMAND = Command(
     alias="指派",
     summary="把投诉指派给有权处理的同事（R20 首任负责制）",
     usage="/assign 编号 @账号",
+    example="/assign 3 @sh.chen",
     handler=_assign,
 )

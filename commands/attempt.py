@@ -30,5 +30,6 @@ COMMAND = Command(
     alias="联系未果",
     summary="记录一次联系客户未果，时段默认为当前时段（R16：3 天内 3 个不同时段未果即结案）",
     usage="/attempt 编号 [上午|下午|晚上]",
+    example="/attempt 3 上午",
     handler=_attempt,
 )

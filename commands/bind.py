@@ -59,6 +59,7 @@ COMMAND = Command(
     alias="绑定",
     summary="把本群绑定到经销商、区域、本部或呼叫中心（仅管理员，仅群聊）",
     usage="/bind dealer 编号 | region 编号 | hq | call_centre",
+    example="/bind dealer SH001",
     handler=_bind,
     roles=frozenset({Role.ADMIN}),
 )

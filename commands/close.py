@@ -32,5 +32,6 @@ COMMAND = Command(
     alias="结案",
     summary="呼叫中心回访确认后结案并记录满意度（R15、R23，仅呼叫中心）",
     usage="/close 编号 满意度=1..5 [说明]",
+    example="/close 1 满意度=5 客户认可处理结果",
     handler=_close,
 )

@@ -77,7 +77,8 @@ class Command:
     """A chat command: `/name` or its Chinese alias, a one-line summary for
     /help, the usage line shown with argument errors, the roles allowed to use
     it at all (None: anyone known; the domain decides per ticket), and an
-    optional handler for card buttons whose key is `name:NUMBER`."""
+    optional handler for card buttons whose key is `name:NUMBER`, and an
+    example shown by `/help name` (the same one docs/guide.zh-CN.md shows)."""
 
     name: str
     alias: str
@@ -86,6 +87,7 @@ class Command:
     handler: Handler
     roles: frozenset[Role] | None = None
     click: ClickHandler | None = None
+    example: str = ""
 
 
 def parse_number(token: str) -> int:

@@ -22,5 +22,6 @@ COMMAND = Command(
     alias="异议",
     summary="对派单提出异议（派错经销商、不属于投诉），由呼叫中心核实（R11：派单后 24 小时内）",
     usage="/dispute 编号 原因",
+    example="/dispute 2 该车在杭州西湖店购买和维修，派错经销商",
     handler=_dispute,
 )

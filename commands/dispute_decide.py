@@ -43,5 +43,6 @@ COMMAND = Command(
     alias="异议核实",
     summary="核实经销商异议：成立则改派或撤销，不成立则照常计时（R11，仅呼叫中心）",
     usage="/dispute-decide 编号 uphold|reject [dealer=经销商编号]",
+    example="/dispute-decide 2 uphold dealer=HZ001",
     handler=_decide,
 )

@@ -21,5 +21,6 @@ COMMAND = Command(
     alias="升级",
     summary="升级投诉：一般投诉转区域，升级投诉转本部（R4、R5）",
     usage="/escalate 编号 原因",
+    example="/escalate 3 客户拒绝方案，要求退车",
     handler=_escalate,
 )

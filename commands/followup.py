@@ -20,5 +20,6 @@ COMMAND = Command(
     alias="回访",
     summary="记录一次回访跟踪（R14：48 小时内；超过 2 次自动升级）",
     usage="/followup 编号 [说明]",
+    example="/followup 1 客户反馈换件后正常",
     handler=_followup,
 )

@@ -15,8 +15,10 @@ async def _help(call: Call) -> Reply:
         )
         if found is None:
             raise UsageError(f"没有命令“{word}”。")
-        return Reply(markdown=f"**/{found.name}（{found.alias}）**\n{found.summary}\n"
-                              f"用法：{found.usage}")
+        lines = [f"**/{found.name}（{found.alias}）**", found.summary, f"用法：{found.usage}"]
+        if found.example:
+            lines.append(f"例如：{found.example}")
+        return Reply(markdown="\n".join(lines))
     lines = ["**投诉助手命令**（群里请先 @我；中文命令可不加 /）"]
     lines += [f"- /{c.name}（{c.alias}）：{c.summary}" for c in call.commands]
     lines.append("投诉编号写 1024 或 #1024 均可。发送 /help 命令 查看某个命令的用法。")
@@ -28,5 +30,6 @@ COMMAND = Command(
     alias="帮助",
     summary="列出全部命令，或查看某个命令的用法",
     usage="/help [命令]",
+    example="/help 方案",
     handler=_help,
 )

@@ -102,5 +102,6 @@ COMMAND = Command(
     alias="列表",
     summary="列出本群（或您所在单位）的投诉：open 未结（默认）、mine 我的、overdue 逾期",
     usage="/list [open|mine|overdue]",
+    example="/list overdue",
     handler=_list,
 )

@@ -19,5 +19,6 @@ COMMAND = Command(
     alias="重新打开",
     summary="重新打开已结案或阶段性结案的投诉，重新计时（区域、本部或呼叫中心）",
     usage="/reopen 编号 [原因]",
+    example="/reopen 4 客户再次来电",
     handler=_reopen,
 )

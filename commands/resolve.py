@@ -18,5 +18,6 @@ COMMAND = Command(
     alias="处理完毕",
     summary="标记经销商已处理完毕，转呼叫中心回访（R23）",
     usage="/resolve 编号 [说明]",
+    example="/resolve 1 已更换阀体，客户满意",
     handler=_resolve,
 )

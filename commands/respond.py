@@ -49,6 +49,7 @@ COMMAND = Command(
     alias="响应",
     summary="已联系客户、确认诉求，标记响应（R12：派单后 2 小时内）",
     usage="/respond 编号 [说明]",
+    example="/respond 1 已电话联系客户，确认诉求",
     handler=_respond,
     click=_click,
 )

@@ -14,19 +14,27 @@ import structlog
 from bot.domain.ticket import Refused
 from bot.metrics import COMMANDS
 from commands import (
+    ack,
+    approve,
     assign,
     attempt,
     bind,
     close,
+    compensate,
+    delegate,
     dispute,
     dispute_decide,
     escalate,
     followup,
+    major,
     plan,
+    reject,
     reopen,
+    report,
     resolve,
     respond,
     show,
+    stage,
 )
 from commands import help as help_
 from commands import list as list_
@@ -170,7 +178,15 @@ ROUTER = Router(
         dispute_decide.COMMAND,
         assign.COMMAND,
         reopen.COMMAND,
+        stage.COMMAND,
+        approve.COMMAND,
+        reject.COMMAND,
+        compensate.COMMAND,
+        delegate.COMMAND,
+        major.COMMAND,
+        ack.COMMAND,
         bind.COMMAND,
+        report.COMMAND,
     ]
 )
 

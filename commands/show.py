@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bot.approvals import approved_compensations
+from bot.domain.approvals import yuan
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.ticket import Refused
 from bot.render.cards import load_view, new_task_id
-from bot.render.chat import render_ticket
+from bot.render.chat import render_ticket, short_time
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, split_number
 
@@ -26,6 +28,12 @@ async def _show(call: Call) -> Reply:
     )
     card = view.card(zone, task_id=new_task_id(number),
                      show_customer=may_see_customer(call.actor, view.ticket))
+    # R25: approved compensations belong to the ticket as people see it.
+    granted = [f"赔偿 {yuan(r.amount)} 已批准（{short_time(r.decided_at, zone)}）"
+               for r in await approved_compensations(number)]
+    if granted:
+        markdown += "".join(f"\n> {line}" for line in granted)
+        card["sub_title_text"] = "；".join(granted) + "｜" + card["sub_title_text"]
     return Reply(markdown=markdown, card=card)
 
 

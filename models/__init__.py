@@ -2,8 +2,10 @@
 
 tortoise discovers models in the modules listed here (see `bot.db`)."""
 
+from models.approval import ApprovalRequest
 from models.callback import ProcessedCallback
 from models.card import SentCard
+from models.delegation import Delegation
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.notification import Notification
 from models.policy import PolicyVersion
@@ -12,8 +14,10 @@ from models.token import AccessToken
 
 __all__ = [
     "AccessToken",
-    "Dealer",
+    "ApprovalRequest",
     "Deadline",
+    "Dealer",
+    "Delegation",
     "GroupChat",
     "Notification",
     "PolicyVersion",

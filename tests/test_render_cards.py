@@ -170,7 +170,7 @@ async def test_a_stale_card_gets_the_current_card_and_why(clock, click, number):
 
 async def test_clicks_that_cannot_apply_are_answered_not_raised(click, number):
     expired = "⚠️ 这张卡片的操作已失效。请发送 /show 编号 查看投诉的最新状态。"
-    for key in ("approve:1", f"respond:{number}x", "respond", ""):
+    for key in ("archive:1", f"respond:{number}x", "respond", ""):
         reply = await click("sh.zhang", key)
         assert (reply.markdown, reply.card) == (expired, None), key
     missing = await click("sh.zhang", "respond:999")

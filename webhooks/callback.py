@@ -138,6 +138,15 @@ async def run_once(
     storing what it returns (the reply). Returns that reply and False, or, for
     a duplicate, the reply stored the first time and True. An exception rolls
     the claim back with the rest, so a failed callback can be retried."""
+    # Every log line written while the callback is applied (the command, the
+    # ticket change) names it, so one grep finds a callback's whole story.
+    with structlog.contextvars.bound_contextvars(endpoint=endpoint, msgid=key):
+        return await _run_once(endpoint, key, now, apply)
+
+
+async def _run_once(
+    endpoint: str, key: str, now: datetime, apply: Callable[[], Awaitable[str]]
+) -> tuple[str, bool]:
     if len(key) > _KEY_LIMIT:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)

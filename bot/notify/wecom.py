@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from bot.card_copies import CARD_UPDATE, record_copy
 from bot.clock import Clock, utcnow
 from bot.notify import DeliveryError
+from bot.render.approvals import card_for_task as approval_card_for_task
 from bot.render.cards import member_card, new_task_id, ticket_of_task
 from bot.render.notices import SHANGHAI, RenderedMessage
 from models import GroupChat, Notification
@@ -86,8 +87,10 @@ class AppTransport:
         card = payload.get("card")
         code = str(payload.get("response_code") or "")
         if notification.kind == CARD_UPDATE and number is not None and not card:
-            card = await member_card(number, self.zone, task_id=str(payload["task_id"]),
-                                     userid=userid)
+            task_id = str(payload["task_id"])
+            # An approval card shows its request; any other card, the ticket.
+            card = await approval_card_for_task(task_id, self.zone) or await member_card(
+                number, self.zone, task_id=task_id, userid=userid)
             await self.sender.update_template_card([userid], code, card)
         elif isinstance(card, dict) and code:
             await self.sender.update_template_card([userid], code, card)

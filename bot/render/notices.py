@@ -21,6 +21,7 @@ import jinja2
 
 from bot.domain.enums import Clock, Role
 from bot.ledger import snapshot
+from bot.render.chat import scrub
 from bot.render.privacy import local_time, mask_phone, mask_vin
 from models import Deadline, Dealer, Notification, Region, Staff, TicketEvent
 from models import Ticket as TicketRow
@@ -138,10 +139,14 @@ async def render(
     body = _block(email, "body", context)
     layout = {**context, "subject": subject, "body": body}
     sms = _template("sms", kind, ".j2").make_module(context)
+    ticket = context["ticket"]
+    # Free text (the complaint, a note, a reason) may hold the phone or VIN as
+    # someone typed it: mask them in everything a group, card or mailbox shows.
     return RenderedMessage(
-        subject=subject,
-        text=_env.get_template("email/layout.txt.j2").render(layout).strip() + "\n",
-        html=_env.get_template("email/layout.html.j2").render(layout),
-        markdown=_template("markdown", kind, ".md.j2").render(context).strip(),
+        subject=scrub(subject, ticket),
+        text=scrub(_env.get_template("email/layout.txt.j2").render(layout).strip() + "\n",
+                   ticket),
+        html=scrub(_env.get_template("email/layout.html.j2").render(layout), ticket),
+        markdown=scrub(_template("markdown", kind, ".md.j2").render(context).strip(), ticket),
         sms_params={k: str(v) for k, v in getattr(sms, "params", {}).items()},
     )

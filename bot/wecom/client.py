@@ -175,6 +175,14 @@ class WeComClient:
         """Answer a robot callback later through its `response_url` (single use: no retries)."""
         return await self._call(url, body, attempts=1)
 
+    async def gettoken(self, *, attempts: int | None = None) -> dict:
+        """Ask gettoken for a new access token with the app's CorpID and Secret;
+        the answer, not cached or stored (`complaintbot check` uses it directly)."""
+        return await self._call(
+            "gettoken", None, params={"corpid": self.corp_id, "corpsecret": self._secret},
+            method="GET", attempts=attempts,
+        )
+
     # -- plumbing ----------------------------------------------------------
 
     async def _send_app(self, userids: list[str], message: dict[str, Any]) -> dict:
@@ -216,10 +224,7 @@ class WeComClient:
             if usable(stored):
                 self._token = stored
                 return stored.token  # type: ignore[union-attr]
-            answer = await self._call(
-                "gettoken", None, params={"corpid": self.corp_id, "corpsecret": self._secret},
-                method="GET",
-            )
+            answer = await self.gettoken()
             token, lifetime = answer.get("access_token"), answer.get("expires_in", 7200)
             if not isinstance(token, str) or not token or not isinstance(lifetime, int):
                 raise WeComError(-1, "gettoken answered without a usable access_token")

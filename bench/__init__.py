@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print their figures, one `name value unit` line each."""

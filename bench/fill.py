@@ -1,0 +1,86 @@
+"""Many open tickets, fast: bulk inserts straight into the tables, for benchmarks.
+
+The filler tickets are what the ledger would have stored for a general
+complaint dispatched at `dispatched_at` and not yet answered: status
+dispatched, owner the dealer, two clocks pending (response at +2 h, first
+solution at +24 h). Going through the ledger would take minutes for 100,000;
+the benchmarks measure the work on top of them, not their creation.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from bot.domain.enums import Category, Channel, Clock, OwnerLevel, Status
+from models import Deadline, Ticket
+
+ROOT = Path(__file__).resolve().parent.parent
+ORG = ROOT / "examples" / "org.yaml"
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+DEALERS = (("SH001", "EAST"), ("HZ001", "EAST"), ("BJ001", "NORTH"), ("TJ001", "NORTH"))
+_BATCH = 5000
+
+
+async def fill_tickets(count: int, *, dispatched_at: datetime, policy_digest: str,
+                       first_id: int = 1) -> list[int]:
+    """Insert `count` dispatched general complaints with their two pending
+    clocks; returns their numbers."""
+    numbers: list[int] = []
+    for start in range(first_id, first_id + count, _BATCH):
+        ids = range(start, min(start + _BATCH, first_id + count))
+        await Ticket.bulk_create([
+            Ticket(id=i, customer_name="李先生", customer_phone=f"139{i:08d}", car_model="速腾",
+                   plate=f"沪A{i % 100000:05d}", vin=f"LFV2A21K6A{i:07d}", channel=Channel.PHONE,
+                   description="变速箱顿挫，多次维修未解决", dealer_code=DEALERS[i % 4][0],
+                   region_code=DEALERS[i % 4][1], category=Category.GENERAL,
+                   owner_level=OwnerLevel.DEALER, status=Status.DISPATCHED,
+                   policy_id=policy_digest, dispatched_at=dispatched_at,
+                   owner_since=dispatched_at)
+            for i in ids
+        ])
+        await Deadline.bulk_create([
+            Deadline(ticket_id=i, clock=clock, due_at=dispatched_at + after, state="pending")
+            for i in ids
+            for clock, after in ((Clock.RESPONSE, timedelta(hours=2)),
+                                 (Clock.FIRST_SOLUTION, timedelta(hours=24)))
+        ])
+        numbers.extend(ids)
+    await _advance_sequence(first_id + count)
+    return numbers
+
+
+async def _advance_sequence(next_id: int) -> None:
+    """PostgreSQL's serial does not see explicit ids: move it past them."""
+    from tortoise import connections
+
+    conn = connections.get("default")
+    if conn.capabilities.dialect == "postgres":
+        await conn.execute_query(
+            f"SELECT setval(pg_get_serial_sequence('ticket', 'id'), {next_id})")
+
+
+@asynccontextmanager
+async def scratch_postgres(admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one run (created through `admin_url`'s
+    server, dropped at the end); yields its URL."""
+    name = f"cbbench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()

@@ -1,0 +1,261 @@
+"""`complaintbot check`: try every dependency the configuration names and say,
+one line per item, what works and what to fix.
+
+Each check returns a `Finding`; nothing here changes data (the database is
+opened without migrating, gettoken's answer is not stored). Items that are not
+configured are skipped, not failed: a deployment without e-mail is legitimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import aiosmtplib
+
+from bot.clock import utcnow
+from bot.db import open_database, tortoise_config
+from bot.settings import Settings
+from bot.wecom.client import WeComClient, WeComError
+from bot.wecom.crypto import CallbackCipher, CallbackRefused
+
+Status = Literal["ok", "fail", "skip"]
+_MARKS: dict[Status, str] = {"ok": "✓", "fail": "✗", "skip": "-"}
+
+# What an errcode from gettoken means for the person configuring the bot.
+GETTOKEN_FIXES: dict[int, str] = {
+    40013: "WECOM_CORP_ID is wrong: copy the CorpID from 我的企业 → 企业信息",
+    40001: "WECOM_SECRET is wrong or was reset: copy the app's Secret from "
+           "应用管理 → the app → Secret",
+    40091: "WECOM_SECRET is wrong or was reset: copy the app's Secret from "
+           "应用管理 → the app → Secret",
+    60020: "add this server's public IP to the app's 企业可信IP "
+           "(应用管理 → the app → 企业可信IP)",
+    -1: "WeChat Work did not answer: check WECOM_API_BASE and outbound HTTPS from this server",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The result of one check: what was checked, how it went, and what to do."""
+
+    item: str
+    status: Status
+    detail: str
+
+    def line(self) -> str:
+        """The line printed for this finding, e.g. `✗ SMTP login: ...`."""
+        return f"{_MARKS[self.status]} {self.item}: {self.detail}"
+
+
+def _ok(item: str, detail: str) -> Finding:
+    return Finding(item, "ok", detail)
+
+
+def _fail(item: str, detail: str) -> Finding:
+    return Finding(item, "fail", detail)
+
+
+def _skip(item: str, detail: str) -> Finding:
+    return Finding(item, "skip", detail)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _missing_sqlite_file(database_url: str) -> Path | None:
+    """The SQLite file the URL names when it does not exist. Opening it would
+    create an empty one: a typo in the path must not pass for a database."""
+    if not database_url.startswith("sqlite://") or ":memory:" in database_url:
+        return None
+    path = Path(database_url.removeprefix("sqlite://").split("?", 1)[0])
+    return None if path.is_file() else path
+
+
+async def check_database(settings: Settings) -> Finding:
+    """The database answers and every migration on disk is applied."""
+    from tortoise.migrations.executor import MigrationExecutor
+
+    item = "database"
+    where = settings.database_url.split("@")[-1]
+    missing = _missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        return _fail(item, f"no SQLite file at {missing}: check DATABASE_URL, "
+                           "or create it with `complaintbot migrate`")
+    try:
+        async with open_database(settings.database_url, migrate=False) as ctx:
+            conn = ctx.db("default")
+            await conn.execute_query("SELECT 1")
+            apps = tortoise_config(settings.database_url)["apps"]
+            pending = await MigrationExecutor(conn, apps).plan()
+    # A diagnosis reports every failure (refused connection, bad password,
+    # missing database, driver errors) rather than crashing on the first kind.
+    except Exception as exc:
+        return _fail(item, f"cannot reach {where} ({_describe(exc)}): "
+                           "check DATABASE_URL and that the server is running")
+    if pending:
+        names = ", ".join(step.migration.name for step in pending)
+        return _fail(item, f"{where} reachable, {len(pending)} migration(s) not applied "
+                           f"({names}): run `complaintbot migrate`")
+    return _ok(item, f"{where} reachable, migrations current")
+
+
+async def check_smtp(settings: Settings) -> Finding:
+    """Connect to the SMTP server the way e-mail delivery does, and log in."""
+    item = "SMTP"
+    if not settings.smtp_host:
+        return _skip(item, "SMTP_HOST is empty: e-mail disabled")
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    smtp = aiosmtplib.SMTP(
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        use_tls=settings.smtp_ssl,
+        start_tls=False if settings.smtp_ssl else settings.smtp_starttls,
+        timeout=settings.smtp_timeout_seconds,
+    )
+    try:
+        await smtp.connect()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        return _fail(item, f"cannot connect to {where} ({_describe(exc)}): check SMTP_HOST, "
+                           "SMTP_PORT, SMTP_SSL and SMTP_STARTTLS")
+    try:
+        if not settings.smtp_username:
+            return _ok(item, f"{where} connected (no SMTP_USERNAME: no login)")
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+        try:
+            await smtp.login(settings.smtp_username, password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            return _fail(item, f"{where} refused the login of {settings.smtp_username} "
+                               f"({exc.code}): check SMTP_USERNAME and SMTP_PASSWORD")
+        except aiosmtplib.SMTPException as exc:
+            return _fail(item, f"{where} login failed ({_describe(exc)})")
+        return _ok(item, f"{where} connected, logged in as {settings.smtp_username}")
+    finally:
+        if smtp.is_connected:
+            try:
+                await smtp.quit()
+            except aiosmtplib.SMTPException:
+                smtp.close()
+
+
+async def check_wecom_api(settings: Settings) -> Finding:
+    """gettoken with the app's CorpID and Secret (the token is not stored)."""
+    item = "WeChat Work app"
+    if not settings.wecom_configured:
+        return _skip(item, "WECOM_CORP_ID or WECOM_SECRET empty: WeChat Work delivery disabled")
+    if settings.wecom_agent_id is None:
+        return _fail(item, "WECOM_AGENT_ID is not set: copy the AgentId from 应用管理 → the app")
+    client = WeComClient.from_settings(settings)
+    try:
+        await client.gettoken(attempts=1)
+    except WeComError as exc:
+        fix = GETTOKEN_FIXES.get(exc.errcode, "see the errcode in the WeChat Work docs")
+        return _fail(item, f"gettoken errcode {exc.errcode} ({exc.errmsg}): {fix}")
+    finally:
+        await client.close()
+    return _ok(item, f"gettoken works for corp {settings.wecom_corp_id}, "
+                     f"agent {settings.wecom_agent_id}")
+
+
+def _round_trip(item: str, token: str, aes_key: str, receive_id: str,
+                token_name: str, key_name: str, robot: bool) -> Finding:
+    if not token and not aes_key:
+        return _skip(item, f"{token_name} and {key_name} empty: callbacks disabled")
+    try:
+        cipher = CallbackCipher(token, aes_key, receive_id)
+    except ValueError as exc:
+        return _fail(item, f"{exc}: check {token_name} and {key_name}")
+    now = utcnow()
+    stamp = str(int(now.timestamp()))
+    try:
+        if robot:
+            query, body = cipher.robot_callback({"msgid": "check"}, timestamp=stamp)
+            plain = cipher.decrypt_robot(query, body, now=now)
+        else:
+            query, body = cipher.app_callback("<xml>check</xml>", agent_id=None, timestamp=stamp)
+            plain = cipher.decrypt_app(query, body, now=now)
+    except CallbackRefused as exc:
+        return _fail(item, f"signature round-trip failed ({exc.reason})")
+    if "check" not in plain:
+        return _fail(item, "signature round-trip returned other text")
+    return _ok(item, "signature and encryption round-trip")
+
+
+async def check_app_callback(settings: Settings) -> Finding:
+    """Encrypt, sign, verify and decrypt an app callback with the configured key."""
+    if settings.wecom_token and not settings.wecom_corp_id:
+        return _fail("app callback key", "WECOM_CORP_ID is empty: app callbacks carry it")
+    return _round_trip("app callback key", settings.wecom_token, settings.wecom_aes_key,
+                       settings.wecom_corp_id, "WECOM_TOKEN", "WECOM_AES_KEY", robot=False)
+
+
+async def check_robot_callback(settings: Settings) -> Finding:
+    """Encrypt, sign, verify and decrypt a smart-robot callback with the configured key."""
+    return _round_trip("robot callback key", settings.wecom_robot_token,
+                       settings.wecom_robot_aes_key, "", "WECOM_ROBOT_TOKEN",
+                       "WECOM_ROBOT_AES_KEY", robot=True)
+
+
+async def check_sms(settings: Settings) -> Finding:
+    """The SMS provider's settings are complete and its SDK is installed."""
+    item = "SMS"
+    provider = settings.sms_provider
+    if provider == "log":
+        return _ok(item, "SMS_PROVIDER=log: texts are only logged (development only)")
+    if provider == "tencent":
+        needed = {"TENCENT_SECRET_ID": settings.tencent_secret_id,
+                  "TENCENT_SECRET_KEY": settings.tencent_secret_key,
+                  "TENCENT_SMS_APP_ID": settings.tencent_sms_app_id}
+        module, extra = "tencentcloud.sms", "sms-tencent"
+    else:
+        needed = {"ALIYUN_ACCESS_KEY_ID": settings.aliyun_access_key_id,
+                  "ALIYUN_ACCESS_KEY_SECRET": settings.aliyun_access_key_secret}
+        module, extra = "alibabacloud_dysmsapi20170525", "sms-aliyun"
+    needed |= {"SMS_SIGN_NAME": settings.sms_sign_name,
+               "SMS_TEMPLATE_ACCEPTED": settings.sms_template_accepted,
+               "SMS_TEMPLATE_CLOSED": settings.sms_template_closed}
+    missing = [name for name, value in needed.items() if not value]
+    if missing:
+        return _fail(item, f"SMS_PROVIDER={provider} needs {', '.join(missing)}")
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        return _fail(item, f"the {provider} SDK is not installed: "
+                           f"pip install 'complaintbot[{extra}]'")
+    return _ok(item, f"{provider} configured (credentials are tried on the first send)")
+
+
+CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding]]], ...] = (
+    ("database", check_database),
+    ("SMTP", check_smtp),
+    ("WeChat Work app", check_wecom_api),
+    ("app callback key", check_app_callback),
+    ("robot callback key", check_robot_callback),
+    ("SMS", check_sms),
+)
+
+# Longest wait for one check; each client has its own, shorter timeouts.
+CHECK_SECONDS = 60.0
+
+
+async def run_checks(settings: Settings) -> list[Finding]:
+    """Every check, in order; one that hangs longer than CHECK_SECONDS fails."""
+    findings = []
+    for item, check in CHECKS:
+        try:
+            findings.append(await asyncio.wait_for(check(settings), CHECK_SECONDS))
+        except TimeoutError:
+            findings.append(_fail(item, f"no answer within {CHECK_SECONDS:g} s"))
+    return findings
+
+
+def report(findings: list[Finding]) -> tuple[str, int]:
+    """The printed report and the exit code (1 when anything failed)."""
+    lines = [finding.line() for finding in findings]
+    failed = sum(finding.status == "fail" for finding in findings)
+    lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
+    return "\n".join(lines), 1 if failed else 0

@@ -1,0 +1,212 @@
+"""R24: a report's figures as people read them: a markdown summary for a group,
+an XLSX workbook, a PNG chart, and CSV for the API. Customer phones are masked
+everywhere; times are shown in the configured zone."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to memory only
+
+import matplotlib.pyplot as plt
+from openpyxl import Workbook
+
+from bot.domain.enums import Category, Status
+from bot.render.privacy import local_time, mask_phone
+from bot.reports.figures import LABELS, Figures
+
+CHART_SIZE = (1200, 800)  # pixels
+_DPI = 100
+# Fonts with Chinese glyphs, first found wins (Debian: fonts-wqy-microhei).
+_FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "SimHei",
+          "Microsoft YaHei", "DejaVu Sans"]
+
+# (attribute, label, how to show it) of the headline figures, in reading order.
+HEADLINE: tuple[tuple[str, str, str], ...] = (
+    ("received", "受理投诉", "count"),
+    ("repeats", "重复投诉", "count"),
+    ("escalations", "升级次数", "count"),
+    ("responded_in_time", "2小时内响应率", "share"),
+    ("first_solution_in_time", "24小时内首次方案率", "share"),
+    ("resolved_in_time", "3天内解决率", "share"),
+    ("response_median_min", "响应时长中位数（分钟）", "number"),
+    ("response_p90_min", "响应时长90分位（分钟）", "number"),
+    ("resolution_median_h", "解决时长中位数（小时）", "number"),
+    ("resolution_p90_h", "解决时长90分位（小时）", "number"),
+    ("backlog", "期末未结案", "count"),
+    ("overdue", "期末超期未解决", "count"),
+    ("staged_closures", "阶段性结案", "count"),
+    ("compensation_approved", "批准补偿金额（元）", "number"),
+    ("satisfaction", "平均满意度", "number"),
+)
+_KIND = {"weekly": "周报", "monthly": "月报"}
+
+
+def _show(value: float | None, how: str) -> str:
+    if value is None:
+        return "—"
+    if how == "share":
+        return f"{value:.0%}"
+    if how == "count":
+        return str(int(value))
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _change(value: float | None, how: str) -> str:
+    if value is None:
+        return "—"
+    if how == "share":
+        return f"{value * 100:+.0f}个百分点"
+    return f"{value:+.1f}".removesuffix(".0") if how == "number" else f"{int(value):+d}"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return "、".join(f"{LABELS.get(k, k)} {n}" for k, n in counts.items()) or "无"
+
+
+def markdown_summary(figures: Figures) -> str:
+    """The report as WeChat Work markdown for a group, in Chinese."""
+    period = figures.period
+    lines = [f"### 投诉{_KIND[period.kind]} {period.title}",
+             f"> 范围：{figures.scope_name}", ""]
+    for name, label, how in HEADLINE:
+        value = getattr(figures, name)
+        change = figures.change(name) if name in Figures.HEADLINE else None
+        suffix = f"（较上期 {_change(change, how)}）" if change is not None else ""
+        lines.append(f"- {label}：**{_show(value, how)}**{suffix}")
+    lines += ["", f"按类别：{_counts(figures.by_category)}",
+              f"按渠道：{_counts(figures.by_channel)}",
+              f"按标记：{_counts(figures.by_flag)}"]
+    if figures.ranking:
+        unit = "经销商" if figures.scope.level == "region" else "区域"
+        lines += ["", f"**{unit}排名**（按2小时内响应率）"]
+        lines += [f"{r.rank}. {r.name}（{r.code}）受理 {r.received}，响应率 "
+                  f"{_show(r.responded_in_time, 'share')}，3天解决率 "
+                  f"{_show(r.resolved_in_time, 'share')}，未结案 {r.backlog}"
+                  for r in figures.ranking]
+    return "\n".join(lines)
+
+
+def summary_rows(figures: Figures) -> list[tuple[str, Any, Any, Any]]:
+    """(figure, this period, previous period, change) for the headline figures."""
+    previous = figures.previous
+    return [(label, getattr(figures, name),
+             getattr(previous, name) if previous else None, figures.change(name))
+            for name, label, _ in HEADLINE]
+
+
+def csv_text(figures: Figures) -> str:
+    """The headline figures and the counts as CSV (the API's text/csv)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["指标", figures.period.label, "上期", "变化"])
+    writer.writerows(("" if v is None else v for v in row) for row in summary_rows(figures))
+    for title, counts in (("类别", figures.by_category), ("渠道", figures.by_channel),
+                          ("标记", figures.by_flag)):
+        writer.writerows([f"{title}:{LABELS.get(k, k)}", n, "", ""] for k, n in counts.items())
+    return out.getvalue()
+
+
+def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo) -> bytes:
+    """An XLSX workbook: 汇总 (headline and counts), 经销商排名 (the ranking)
+    and 投诉明细 (the tickets received, phones masked)."""
+    book = Workbook()
+    summary = book.active
+    summary.title = "汇总"
+    summary.append([f"投诉{_KIND[figures.period.kind]}", figures.period.title,
+                    figures.scope_name])
+    summary.append(["指标", "本期", "上期", "变化"])
+    for row in summary_rows(figures):
+        summary.append(list(row))
+    for title, counts in (("类别", figures.by_category), ("渠道", figures.by_channel),
+                          ("标记", figures.by_flag)):
+        for key, count in counts.items():
+            summary.append([f"{title}：{LABELS.get(key, key)}", count])
+
+    ranking = book.create_sheet("经销商排名")
+    ranking.append(["名次", "代码", "名称", "受理", "2小时内响应率", "3天内解决率", "期末未结案"])
+    for r in figures.ranking:
+        ranking.append([r.rank, r.code, r.name, r.received, r.responded_in_time,
+                        r.resolved_in_time, r.backlog])
+
+    detail = book.create_sheet("投诉明细")
+    detail.append(["编号", "派单时间", "经销商", "区域", "类别", "渠道", "状态", "客户",
+                   "电话", "车型", "标记", "重复自", "响应时间", "首次方案时间", "解决时间",
+                   "结案时间", "满意度"])
+    for t in tickets:
+        detail.append([
+            t["id"], local_time(t["dispatched_at"], zone), t["dealer_code"], t["region_code"],
+            Category(t["category"]).label, LABELS.get(str(t["channel"]), str(t["channel"])),
+            Status(t["status"]).label, t["customer_name"], mask_phone(t["customer_phone"]),
+            t["car_model"], "、".join(LABELS.get(f, f) for f in t["flags"]), t["repeat_of"],
+            *(local_time(t[k], zone) if t[k] else "" for k in (
+                "responded_at", "first_solution_at", "resolved_at", "closed_at")),
+            t["satisfaction"],
+        ])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def chart(figures: Figures, history: Sequence[tuple[str, dict[str, int]]],
+          size: tuple[int, int] = CHART_SIZE) -> bytes:
+    """A PNG of `size` pixels: tickets by category over the recent periods
+    (left) and SLA compliance per dealer or region (right)."""
+    with plt.rc_context({"font.family": "sans-serif", "font.sans-serif": _FONTS}), \
+            warnings.catch_warnings():
+        # Without a Chinese font the labels show boxes; that must not stop a report.
+        warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+        fig, (volume, sla) = plt.subplots(1, 2, figsize=(size[0] / _DPI, size[1] / _DPI),
+                                          dpi=_DPI)
+        try:
+            labels = [label for label, _ in history]
+            bottom = [0] * len(history)
+            for category in Category:
+                counts = [by[category.value] for _, by in history]
+                volume.bar(labels, counts, bottom=bottom, label=category.label)
+                bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
+            volume.set_title(f"{figures.scope_name} 各期受理量（按类别）")
+            volume.tick_params(axis="x", labelrotation=45)
+            volume.legend()
+
+            units = figures.ranking or []
+            names = [r.code for r in units] or [figures.scope.code or "全品牌"]
+            responded = [r.responded_in_time or 0 for r in units] or [
+                figures.responded_in_time or 0]
+            resolved = [r.resolved_in_time or 0 for r in units] or [figures.resolved_in_time or 0]
+            positions = range(len(names))
+            sla.bar([p - 0.2 for p in positions], [v * 100 for v in responded], width=0.4,
+                    label="2小时内响应率")
+            sla.bar([p + 0.2 for p in positions], [v * 100 for v in resolved], width=0.4,
+                    label="3天内解决率")
+            sla.set_xticks(list(positions), names)
+            sla.set_ylim(0, 100)
+            sla.set_ylabel("%")
+            sla.set_title(f"{figures.period.label} 时效达标率")
+            sla.legend()
+            fig.tight_layout()
+            out = io.BytesIO()
+            fig.savefig(out, format="png", dpi=_DPI)
+        finally:
+            plt.close(fig)
+    return out.getvalue()
+
+
+def write_files(figures: Figures, tickets: Sequence[dict[str, Any]],
+                history: Sequence[tuple[str, dict[str, int]]], zone: ZoneInfo, out_dir: Path
+                ) -> list[Path]:
+    """Write the workbook and the chart into `out_dir`; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"report-{figures.period.kind}-{figures.period.label}-{figures.scope}".replace(":", "-")
+    xlsx, png = out_dir / f"{stem}.xlsx", out_dir / f"{stem}.png"
+    xlsx.write_bytes(workbook(figures, tickets, zone))
+    png.write_bytes(chart(figures, history))
+    return [xlsx, png]

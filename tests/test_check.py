@@ -1,0 +1,154 @@
+"""`complaintbot check` run as the operator runs it (a subprocess), against the
+WeChat Work emulator, a local SMTP server with AUTH, and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from bot.db import open_database
+from bot.wecom.emulator import WeComEmulator
+from tests.conftest import WECOM_SECRETS
+
+SMTP_USER = "bot@brand.example"
+SMTP_PASSWORD = "mail-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Accept:
+    """An SMTP handler that accepts everything (the check sends no mail)."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        return "250 OK"
+
+
+def _authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode()
+          and auth_data.password == SMTP_PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def smtp_port() -> Iterator[int]:
+    """A local SMTP server that requires a login (over plain TCP, as in tests only)."""
+    port = _free_port()
+    controller = Controller(_Accept(), hostname="127.0.0.1", port=port,
+                            authenticator=_authenticate, auth_require_tls=False)
+    controller.start()
+    yield port
+    controller.stop()
+
+
+@pytest.fixture
+async def migrated_sqlite(tmp_path: Path) -> str:
+    url = f"sqlite://{tmp_path}/complaintbot.sqlite3"
+    async with open_database(url):
+        pass
+    return url
+
+
+@pytest.fixture
+def environment(migrated_sqlite: str, emulator: WeComEmulator, smtp_port: int) -> dict[str, str]:
+    """A complete, correct configuration for the subprocess."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WECOM_", "SMTP_", "SMS_", "DATABASE_", "TENCENT_", "ALIYUN_"))}
+    env.update({name.upper(): str(value) for name, value in WECOM_SECRETS.items()})
+    env.update({
+        "DATABASE_URL": migrated_sqlite,
+        "WECOM_API_BASE": f"{emulator.url}/cgi-bin",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_STARTTLS": "false",
+        "SMTP_USERNAME": SMTP_USER,
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+        "SMS_PROVIDER": "log",
+    })
+    return env
+
+
+async def _check(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """Run `complaintbot check` without blocking the loop the emulator serves on."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "check", env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode().splitlines()
+
+
+def _line(lines: list[str], item: str) -> str:
+    matches = [line for line in lines if line[2:].startswith(f"{item}:")]
+    assert len(matches) == 1, lines
+    return matches[0]
+
+
+async def test_everything_configured_and_working_is_all_green(environment, tmp_path):
+    code, lines = await _check(environment, tmp_path)
+    assert code == 0, lines
+    for item in ("database", "SMTP", "WeChat Work app", "app callback key",
+                 "robot callback key", "SMS"):
+        assert _line(lines, item).startswith("✓"), lines
+    assert "logged in as bot@brand.example" in _line(lines, "SMTP")
+    assert "development only" in _line(lines, "SMS")
+    assert lines[-1] == "all checks passed"
+
+
+async def test_nothing_optional_configured_is_skipped_not_failed(migrated_sqlite, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SMTP_"))}
+    code, lines = await _check({**env, "DATABASE_URL": migrated_sqlite}, tmp_path)
+    assert code == 0, lines
+    assert _line(lines, "SMTP") == "- SMTP: SMTP_HOST is empty: e-mail disabled"
+    assert _line(lines, "WeChat Work app").startswith("- ")
+
+
+@pytest.mark.parametrize(
+    ("fault", "item", "names"),
+    [
+        ({"WECOM_SECRET": "revoked-secret"}, "WeChat Work app", "errcode 40001"),
+        ({"WECOM_CORP_ID": "wwwrongcorp"}, "WeChat Work app", "WECOM_CORP_ID is wrong"),
+        ({"SMTP_PASSWORD": "wrong"}, "SMTP", "check SMTP_USERNAME and SMTP_PASSWORD"),
+        ({"DATABASE_URL": "postgres://postgres@127.0.0.1:9/none"}, "database",
+         "check DATABASE_URL and that the server is running"),
+        ({"WECOM_ROBOT_AES_KEY": "too-short"}, "robot callback key", "43 characters"),
+    ],
+)
+async def test_one_fault_is_named_in_one_line_and_fails_the_exit_code(
+    environment, tmp_path, fault, item, names
+):
+    code, lines = await _check({**environment, **fault}, tmp_path)
+    assert code == 1, lines
+    failed = [line for line in lines if line.startswith("✗")]
+    assert failed == [_line(lines, item)], lines
+    assert names in failed[0]
+    assert lines[-1] == "1 check(s) failed"
+
+
+async def test_pending_migrations_say_to_run_migrate(environment, tmp_path):
+    fresh = tmp_path / "fresh.sqlite3"
+    sqlite3.connect(fresh).close()  # an empty database, no migration applied
+    code, lines = await _check({**environment, "DATABASE_URL": f"sqlite://{fresh}"}, tmp_path)
+    assert code == 1
+    assert "migration(s) not applied" in _line(lines, "database")
+    assert "run `complaintbot migrate`" in _line(lines, "database")
+
+
+async def test_a_missing_sqlite_file_is_reported_not_created(environment, tmp_path):
+    missing = tmp_path / "typo" / "complaintbot.sqlite3"
+    code, lines = await _check({**environment, "DATABASE_URL": f"sqlite://{missing}"}, tmp_path)
+    assert code == 1
+    assert f"no SQLite file at {missing}" in _line(lines, "database")
+    assert not missing.parent.exists()

@@ -1,0 +1,258 @@
+"""R24 weekly and monthly reports on a real database (SQLite and PostgreSQL):
+a known set of tickets across two ISO weeks, every figure checked by hand."""
+
+from __future__ import annotations
+
+import csv
+import io
+import struct
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from openpyxl import load_workbook
+
+from bot.app import LEDGER
+from bot.directory import actor_for
+from bot.domain.transitions import (
+    close,
+    decide_staged_closure,
+    escalate,
+    first_solution,
+    request_staged_closure,
+    resolve,
+    respond,
+)
+from bot.intake import Complaint, open_complaint
+from bot.reports.figures import Limits, Scope, build_report, compute_figures, parse_period
+from bot.reports.render import CHART_SIZE, markdown_summary, write_files
+from commands.base import ChatMessage, Context
+from commands.router import handle_message
+from models import ApprovalRequest
+from tests.conftest import T0, TOKEN
+from tests.factories import CALL_CENTRE, EAST, EAST_SECOND, HZ_STAFF, PLAN, SH_STAFF
+from tests.test_settings_and_cli import run_cli
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+H = timedelta(hours=1)
+D = timedelta(days=1)
+ZONE = ZoneInfo("Asia/Shanghai")
+TP = T0 - 7 * D  # the Monday before: week 2026-W09
+
+
+def complaint(vin: str, **overrides) -> Complaint:
+    body = {
+        "customer_name": "李先生", "customer_phone": "13812345678", "car_model": "速腾",
+        "plate": "", "vin": vin, "channel": "phone",
+        "description": "变速箱顿挫，多次维修未解决", "dealer_code": "SH001",
+    }
+    body.update(overrides)
+    return Complaint.model_validate(body)
+
+
+async def load_tickets(ledger, policy) -> dict[str, int]:
+    """Two weeks of tickets; the comments give what each contributes.
+
+    W09: P1 SH001 responded 1 h, closed 30 h (satisfaction 4, 300 yuan);
+         P2 HZ001 web, responded 3 h, still open (overdue at the end of W10).
+    W10: A SH001 responded 1 h, plan 10 h, resolved 20 h, closed 30 h (5, 1500 yuan);
+         B SH001 wechat, return_exchange, responded 3 h, open;
+         C SH001 repeat of P1 (escalated), the region responded 1 h, open;
+         D HZ001 responded 30 min, plan 2.5 h, resolved 50.5 h, closed 80.5 h (3);
+         F SH001 escalated at 2 h, region responded 3 h, staged-closed at 19 h;
+         E BJ001 (NORTH), untouched."""
+    numbers: dict[str, int] = {}
+
+    async def open_(name, vin, at, **extra):
+        out = await open_complaint(complaint(vin, **extra), ledger, actor=CALL_CENTRE,
+                                   source="api", now=at)
+        numbers[name] = out.ticket.number
+        return out.ticket.number
+
+    async def act(number, actor, step, at):
+        await ledger.apply(number, lambda t: step(t, at), actor=actor, source="chat", now=at)
+
+    vins = {n: f"LFV2A21K6A30{i:05d}" for i, n in enumerate("P1 P2 A B D F E".split())}
+    p1 = await open_("P1", vins["P1"], TP)
+    await act(p1, SH_STAFF, lambda t, at: respond(t, SH_STAFF, "", at), TP + H)
+    await act(p1, CALL_CENTRE, lambda t, at: close(t, CALL_CENTRE, 4, "", at), TP + 30 * H)
+    p2 = await open_("P2", vins["P2"], TP + 2 * H, dealer_code="HZ001", channel="web",
+                     description="异响")
+    await act(p2, HZ_STAFF, lambda t, at: respond(t, HZ_STAFF, "", at), TP + 5 * H)
+
+    a = await open_("A", vins["A"], T0, description="空调不制冷")
+    await act(a, SH_STAFF, lambda t, at: respond(t, SH_STAFF, "", at), T0 + H)
+    await act(a, SH_STAFF, lambda t, at: first_solution(t, SH_STAFF, PLAN, at), T0 + 10 * H)
+    await act(a, SH_STAFF, lambda t, at: resolve(t, SH_STAFF, "", at), T0 + 20 * H)
+    await act(a, CALL_CENTRE, lambda t, at: close(t, CALL_CENTRE, 5, "", at), T0 + 30 * H)
+    b = await open_("B", vins["B"], T0 + D, channel="wechat", flags=["return_exchange"],
+                    description="要求退车")
+    await act(b, SH_STAFF, lambda t, at: respond(t, SH_STAFF, "", at), T0 + 27 * H)
+    c = await open_("C", vins["P1"], T0 + 2 * D)
+    await act(c, EAST, lambda t, at: respond(t, EAST, "", at), T0 + 49 * H)
+    d = await open_("D", vins["D"], T0 + 2 * H, dealer_code="HZ001", description="漏油")
+    await act(d, HZ_STAFF, lambda t, at: respond(t, HZ_STAFF, "", at), T0 + 2.5 * H)
+    await act(d, HZ_STAFF, lambda t, at: first_solution(t, HZ_STAFF, PLAN, at), T0 + 4.5 * H)
+    await act(d, HZ_STAFF, lambda t, at: resolve(t, HZ_STAFF, "", at), T0 + 52.5 * H)
+    await act(d, CALL_CENTRE, lambda t, at: close(t, CALL_CENTRE, 3, "", at), T0 + 82.5 * H)
+    f = await open_("F", vins["F"], T0 + 3 * H, description="销售欺诈")
+    await act(f, CALL_CENTRE, lambda t, at: escalate(t, CALL_CENTRE, "客户要求", at), T0 + 5 * H)
+    await act(f, EAST, lambda t, at: respond(t, EAST, "", at), T0 + 6 * H)
+    await act(f, EAST, lambda t, at: request_staged_closure(t, EAST, "诉求不合理", policy, at),
+              T0 + 20 * H)
+    await act(f, EAST_SECOND, lambda t, at: decide_staged_closure(
+        t, EAST_SECOND, approve=True, requested_by="east.he", reason="同意", now=at),
+        T0 + 22 * H)
+    await open_("E", vins["E"], T0 + H, dealer_code="BJ001", description="保养收费高")
+
+    async def compensation(number, amount, status, at):
+        await ApprovalRequest.create(
+            ticket_id=number, kind="compensation", requested_by="sh.zhang", requested_at=at,
+            reason="补偿", approver_role="dealer_gm", approver_userid="sh.gm",
+            amount=Decimal(amount), status=status, decided_at=at)
+
+    await compensation(p1, "300", "approved", TP + 10 * H)
+    await compensation(a, "1500", "approved", T0 + 25 * H)
+    await compensation(d, "800", "rejected", T0 + 25 * H)
+    return numbers
+
+
+@pytest.fixture
+async def week10(ledger, policy):
+    await load_tickets(ledger, policy)
+    return parse_period("weekly", "2026-W10", T0, ZONE)
+
+
+async def test_r24_dealer_weekly_figures_match_hand_computed_values(week10, policy):
+    figures = await compute_figures(week10, Scope.parse("dealer:SH001"), Limits.of(policy), ZONE)
+    assert figures.scope_name == "上海浦东4S店（SH001）"
+    assert (figures.received, figures.repeats, figures.escalations) == (4, 1, 1)
+    assert figures.by_category == {"escalated": 2, "general": 2}
+    assert figures.by_channel == {"phone": 3, "wechat": 1}
+    assert figures.by_flag == {"return_exchange": 1}
+    assert (figures.responded_in_time, figures.first_solution_in_time,
+            figures.resolved_in_time) == (0.5, 0.25, 0.5)
+    # responses 60, 60, 180, 180 min; resolutions 19 h (F), 20 h (A)
+    assert figures.response_median_min == pytest.approx(120)
+    assert figures.response_p90_min == pytest.approx(180)
+    assert figures.resolution_median_h == pytest.approx(19.5)
+    assert figures.resolution_p90_h == pytest.approx(19.9)
+    assert (figures.backlog, figures.overdue, figures.staged_closures) == (2, 2, 1)
+    assert figures.compensation_approved == 1500
+    assert figures.satisfaction == 5
+    assert figures.ranking == []
+    previous = figures.previous
+    assert previous is not None and previous.period.label == "2026-W09"
+    assert (previous.received, previous.responded_in_time, previous.resolved_in_time,
+            previous.satisfaction, previous.compensation_approved, previous.backlog) == (
+        1, 1.0, 1.0, 4, 300, 0)
+    assert (figures.change("received"), figures.change("responded_in_time"),
+            figures.change("satisfaction"), figures.change("compensation_approved")) == (
+        3, -0.5, 1, 1200)
+
+
+async def test_r24_region_weekly_figures_rank_its_dealers(week10, policy):
+    figures = await compute_figures(week10, Scope.parse("region:EAST"), Limits.of(policy), ZONE)
+    assert (figures.received, figures.repeats, figures.escalations) == (5, 1, 1)
+    assert figures.by_category == {"escalated": 2, "general": 3}
+    assert figures.by_channel == {"phone": 4, "wechat": 1}
+    assert (figures.responded_in_time, figures.first_solution_in_time,
+            figures.resolved_in_time) == (0.6, 0.4, 0.6)
+    # responses 30, 60, 60, 180, 180 min; resolutions 19, 20, 50.5 h
+    assert figures.response_median_min == pytest.approx(60)
+    assert figures.response_p90_min == pytest.approx(180)
+    assert figures.resolution_median_h == pytest.approx(20)
+    assert figures.resolution_p90_h == pytest.approx(44.4)
+    assert (figures.backlog, figures.overdue, figures.staged_closures) == (3, 3, 1)
+    assert figures.compensation_approved == 1500
+    assert figures.satisfaction == 4
+    assert [(r.rank, r.code, r.received, r.responded_in_time, r.resolved_in_time, r.backlog)
+            for r in figures.ranking] == [
+        (1, "HZ001", 1, 1.0, 1.0, 1), (2, "SH001", 4, 0.5, 0.5, 2)]
+    assert figures.previous is not None
+    assert (figures.previous.received, figures.previous.responded_in_time) == (2, 0.5)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+async def test_r24_workbook_chart_and_summary_of_a_region(week10, policy, tmp_path):
+    report = await build_report("weekly", "2026-W10", Scope.parse("region:EAST"), policy, ZONE,
+                                T0)
+    paths = write_files(report.figures, report.tickets, report.history, ZONE, tmp_path)
+    assert [p.name for p in paths] == ["report-weekly-2026-W10-region-EAST.xlsx",
+                                       "report-weekly-2026-W10-region-EAST.png"]
+    book = load_workbook(paths[0])
+    assert book.sheetnames == ["汇总", "经销商排名", "投诉明细"]
+    summary = {row[0]: row[1:4] for row in book["汇总"].iter_rows(min_row=3, values_only=True)}
+    assert summary["受理投诉"] == (5, 2, 3)
+    assert summary["2小时内响应率"] == (0.6, 0.5, pytest.approx(0.1))
+    assert summary["类别：升级投诉"][0] == 2
+    ranking = list(book["经销商排名"].iter_rows(min_row=2, values_only=True))
+    assert [r[:4] for r in ranking] == [(1, "HZ001", "杭州西湖4S店", 1), (2, "SH001",
+                                                                     "上海浦东4S店", 4)]
+    detail = list(book["投诉明细"].iter_rows(values_only=True))
+    assert len(detail) == 1 + 5 and detail[0][:3] == ("编号", "派单时间", "经销商")
+    assert {r[8] for r in detail[1:]} == {"138****5678"}  # phones masked
+    assert detail[1][1] == "2026-03-02 09:00"
+    assert png_size(paths[1].read_bytes()) == CHART_SIZE == (1200, 800)
+    assert [label for label, _ in report.history][-2:] == ["2026-W09", "2026-W10"]
+    assert report.history[-1][1] == {"general": 3, "escalated": 2, "important": 0}
+
+    text = markdown_summary(report.figures)
+    assert "### 投诉周报 2026-W10（03-02 至 03-08）" in text
+    assert "范围：华东区域事业部（EAST）" in text
+    assert "- 受理投诉：**5**（较上期 +3）" in text
+    assert "- 2小时内响应率：**60%**（较上期 +10个百分点）" in text
+    assert "1. 杭州西湖4S店（HZ001）受理 1，响应率 100%" in text
+
+
+async def test_r24_report_command_answers_with_the_groups_view(week10, ledger):
+    async def say(userid: str, text: str, chatid: str | None) -> str:
+        ctx = Context(actor=await actor_for(userid), ledger=ledger, now=T0 + 7 * D, zone=ZONE)
+        msg = ChatMessage(userid=userid, text=text, channel="robot", chatid=chatid, msgid="m1")
+        return (await handle_message(msg, ctx)).markdown
+
+    dealer = await say("sh.zhang", "/report week", "wrGRP-SH001")  # default: the last week
+    assert "投诉周报 2026-W10" in dealer and "范围：上海浦东4S店（SH001）" in dealer
+    assert "- 受理投诉：**4**（较上期 +3）" in dealer and "排名" not in dealer
+    region = await say("east.he", "报表 week 2026-W10", "wrGRP-EAST")
+    assert "**经销商排名**" in region and "2. 上海浦东4S店（SH001）受理 4" in region
+    brand = await say("cc.wang", "/report month 2026-03", "wrGRP-CC")
+    assert "投诉月报 2026-03（03-01 至 03-31）" in brand and "范围：全品牌" in brand
+    assert "- 受理投诉：**6**" in brand and "**区域排名**" in brand
+    assert "2026-W99" in await say("sh.zhang", "/report week 2026-W99", "wrGRP-SH001")
+
+
+async def test_r24_api_returns_json_and_csv_behind_the_token(client, policy):
+    await load_tickets(client.app[LEDGER], policy)
+    url = "/api/reports/weekly?period=2026-W10&scope=region:EAST"
+    assert (await client.get(url)).status == 401
+    response = await client.get(url, headers=AUTH)
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["period"]["label"] == "2026-W10" and body["scope"] == "region:EAST"
+    assert (body["received"], body["responded_in_time"], body["overdue"]) == (5, 0.6, 3)
+    assert body["change"]["received"] == 3
+    assert [r["code"] for r in body["ranking"]] == ["HZ001", "SH001"]
+    response = await client.get(url, headers={**AUTH, "Accept": "text/csv"})
+    assert response.content_type == "text/csv"
+    rows = list(csv.reader(io.StringIO(await response.text())))
+    assert rows[0] == ["指标", "2026-W10", "上期", "变化"]
+    assert ["受理投诉", "5", "2", "3"] in rows and ["渠道:微信", "1", "", ""] in rows
+    bad = await client.get("/api/reports/weekly?scope=city:X", headers=AUTH)
+    assert bad.status == 400 and "无法识别的范围" in (await bad.json())["error"]
+
+
+async def test_r24_cli_writes_the_workbook_and_the_chart(week10, db, tmp_path):
+    result = run_cli("report", "weekly", "--period", "2026-W10", "--scope", "dealer:SH001",
+                     "--out", str(tmp_path / "out"), env={"DATABASE_URL": db}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    xlsx = tmp_path / "out" / "report-weekly-2026-W10-dealer-SH001.xlsx"
+    assert result.stdout.split() == [str(xlsx), str(xlsx.with_suffix(".png"))]
+    assert len(list(load_workbook(xlsx)["投诉明细"].iter_rows())) == 1 + 4
+    assert png_size(xlsx.with_suffix(".png").read_bytes()) == (1200, 800)
