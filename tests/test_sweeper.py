@@ -17,7 +17,7 @@ from tortoise.functions import Count
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Category, Clock, OwnerLevel, Slot, Status
-from bot.domain.transitions import attempt, first_solution, respond
+from bot.domain.transitions import acknowledge_major, attempt, first_solution, respond
 from bot.intake import open_complaint
 from bot.ledger import Ledger
 from bot.policy import Policy
@@ -26,7 +26,7 @@ from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from schedulers.sweeper import oldest_overdue, sweep
 from tests.conftest import ORG, ROOT, T0, _truncate_postgres
-from tests.factories import CALL_CENTRE, EAST, PLAN, SH_STAFF
+from tests.factories import CALL_CENTRE, EAST, LEGAL, PLAN, SH_STAFF
 from tests.test_outbox import Delivery, complaint, delivering
 
 H = timedelta(hours=1)
@@ -286,3 +286,36 @@ async def _race_two_sweepers(ledger: Ledger, db: str) -> None:
     assert len(per_deadline) == due and set(per_deadline) == {1}
     assert await Deadline.filter(state="applied").count() == due
     assert await Deadline.filter(state="pending", due_at__lte=at).count() == 0
+
+
+async def test_r9_major_complaint_warns_at_once_and_reminds_once_when_unacknowledged(
+    ledger: Ledger, delivery: Delivery
+) -> None:
+    number = await dispatch(ledger, flags=["return_exchange"])
+    await delivery.run(T0)
+    box = delivery.mailbox
+    for leader in ("sh.zhou@sh001.example", "sh.wu@sh001.example"):  # R8: head and GM
+        assert any(f"#{number}" in m["Subject"] for m in box.to(leader)), leader
+    for warned in ("brand.xie@brand.example", "legal.han@brand.example"):  # R9
+        subjects = [m["Subject"] for m in box.to(warned)]
+        assert subjects == [f"【重大投诉预警】投诉 #{number}（上海浦东4S店）"]
+
+    def warnings(actions) -> list:
+        return [a for a in actions if a.clock is Clock.MAJOR_WARNING]
+
+    assert warnings(await sweep(ledger, now=T0 + 24 * H - S)) == []
+    assert len(warnings(await sweep(ledger, now=T0 + 24 * H))) == 1
+    assert warnings(await sweep(ledger, now=T0 + 30 * H)) == []
+    await delivery.run(T0 + 30 * H)
+    for warned in ("brand.xie@brand.example", "legal.han@brand.example"):
+        reminders = [m for m in box.to(warned) if "预警未确认" in m["Subject"]]
+        assert len(reminders) == 1 and f"#{number}" in reminders[0]["Subject"]
+
+
+async def test_r9_an_acknowledged_warning_is_not_reminded(ledger: Ledger) -> None:
+    number = await dispatch(ledger, flags=["disturbance"])
+    await ledger.apply(number, lambda t: acknowledge_major(t, LEGAL, T0 + H),
+                       actor=LEGAL, source="chat", now=T0 + H)
+    actions = await sweep(ledger, now=T0 + 2 * D)
+    assert Clock.MAJOR_WARNING not in {a.clock for a in actions}
+    assert await notices(number, "major_warning_overdue") == set()
