@@ -106,6 +106,26 @@ def split_number(args: str) -> tuple[int, str]:
     return parse_number(head), rest.strip()
 
 
+def text_command(
+    transition: Callable[..., Outcome], *, missing: str | None = None, with_policy: bool = False
+) -> Handler:
+    """The handler of a command shaped `/name 编号 text`: the text (a note or a
+    reason, required when `missing` says what to ask for) goes to
+    `transition(ticket, actor, text, [policy,] now)` through the ledger."""
+
+    async def handle(call: Call) -> Reply:
+        number, text = split_number(call.args)
+        if missing and not text:
+            raise UsageError(missing)
+        now = call.ctx.now
+        if with_policy:
+            policy = await ticket_policy(call.ctx, number)
+            return await call.apply(number, lambda t: transition(t, call.actor, text, policy, now))
+        return await call.apply(number, lambda t: transition(t, call.actor, text, now))
+
+    return handle
+
+
 def pop_option(text: str, names: tuple[str, ...]) -> tuple[str | None, str]:
     """Take one `name=value` (value up to the next space) out of the text."""
     keys = "|".join(re.escape(n) for n in names)

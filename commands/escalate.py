@@ -4,17 +4,7 @@ escalated to HQ (R4, R5)."""
 from __future__ import annotations
 
 from bot.domain.transitions import escalate
-from commands.base import Reply
-from commands.command import Call, Command, UsageError, split_number
-
-
-async def _escalate(call: Call) -> Reply:
-    number, reason = split_number(call.args)
-    if not reason:
-        raise UsageError("升级须说明原因。")
-    ctx = call.ctx
-    return await call.apply(number, lambda t: escalate(t, call.actor, reason, ctx.now))
-
+from commands.command import Command, text_command
 
 COMMAND = Command(
     name="escalate",
@@ -22,5 +12,5 @@ COMMAND = Command(
     summary="升级投诉：一般投诉转区域，升级投诉转本部（R4、R5）",
     usage="/escalate 编号 原因",
     example="/escalate 3 客户拒绝方案，要求退车",
-    handler=_escalate,
+    handler=text_command(escalate, missing="升级须说明原因。"),
 )

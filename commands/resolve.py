@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 from bot.domain.transitions import resolve
-from commands.base import Reply
-from commands.command import Call, Command, split_number
-
-
-async def _resolve(call: Call) -> Reply:
-    number, note = split_number(call.args)
-    ctx = call.ctx
-    return await call.apply(number, lambda t: resolve(t, call.actor, note, ctx.now))
-
+from commands.command import Command, text_command
 
 COMMAND = Command(
     name="resolve",
@@ -19,5 +11,5 @@ COMMAND = Command(
     summary="标记经销商已处理完毕，转呼叫中心回访（R23）",
     usage="/resolve 编号 [说明]",
     example="/resolve 1 已更换阀体，客户满意",
-    handler=_resolve,
+    handler=text_command(resolve),
 )

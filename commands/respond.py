@@ -9,13 +9,7 @@ from bot.domain.transitions import respond
 from bot.render.cards import load_view
 from bot.render.chat import render_outcome
 from commands.base import CardClick, Context, Reply
-from commands.command import Call, Command, split_number
-
-
-async def _respond(call: Call) -> Reply:
-    number, note = split_number(call.args)
-    ctx = call.ctx
-    return await call.apply(number, lambda t: respond(t, call.actor, note, ctx.now))
+from commands.command import Command, text_command
 
 
 async def _click(click: CardClick, ctx: Context, actor: Actor, number: int) -> Reply:
@@ -50,6 +44,6 @@ COMMAND = Command(
     summary="已联系客户、确认诉求，标记响应（R12：派单后 2 小时内）",
     usage="/respond 编号 [说明]",
     example="/respond 1 已电话联系客户，确认诉求",
-    handler=_respond,
+    handler=text_command(respond),
     click=_click,
 )

@@ -21,40 +21,41 @@ log = structlog.get_logger(__name__)
 API_ACTOR = Actor(userid="api", role=Role.CALL_CENTRE, name="呼叫中心系统")
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    """An API error: `{"error": message, ...}` with the status."""
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def _authorised(request: web.Request) -> web.Response | None:
+def authorised(request: web.Request) -> web.Response | None:
     """None when the bearer token matches (compared in constant time), else the refusal."""
     token = request.app[SETTINGS].api_token
     if token is None:
-        return _error(503, "the intake API is disabled: set API_TOKEN")
+        return json_error(503, "the intake API is disabled: set API_TOKEN")
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
         log.warning("api_unauthorised", path=request.path, remote=request.remote)
-        return _error(401, "missing or wrong bearer token")
+        return json_error(401, "missing or wrong bearer token")
     return None
 
 
 async def create_complaint(request: web.Request) -> web.Response:
     """Accept, classify and dispatch a complaint."""
-    if (refusal := _authorised(request)) is not None:
+    if (refusal := authorised(request)) is not None:
         return refusal
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body_bytes
-        return _error(413, f"body larger than {limit} bytes")
+        return json_error(413, f"body larger than {limit} bytes")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         log.info("api_bad_json", error=str(exc))
-        return _error(400, f"body is not valid JSON: {exc}")
+        return json_error(400, f"body is not valid JSON: {exc}")
     if not isinstance(body, dict):
-        return _error(400, "body must be a JSON object")
+        return json_error(400, "body must be a JSON object")
     try:
         complaint = parse_complaint(body)
         outcome = await open_complaint(
@@ -66,7 +67,7 @@ async def create_complaint(request: web.Request) -> web.Response:
         )
     except IntakeError as exc:
         log.info("api_complaint_rejected", fields=sorted(exc.fields))
-        return _error(422, "invalid complaint", fields=exc.fields)
+        return json_error(422, "invalid complaint", fields=exc.fields)
     ticket = outcome.ticket
     row = await TicketRow.get(id=ticket.number)
     body = await ticket_json(row)
@@ -75,16 +76,16 @@ async def create_complaint(request: web.Request) -> web.Response:
 
 async def get_complaint(request: web.Request) -> web.Response:
     """A ticket with its history, deadlines and notifications."""
-    if (refusal := _authorised(request)) is not None:
+    if (refusal := authorised(request)) is not None:
         return refusal
     try:
         number = int(request.match_info["number"].lstrip("#"))
     except ValueError:
-        return _error(400, "the ticket number must be an integer")
+        return json_error(400, "the ticket number must be an integer")
     # Ticket ids are 32-bit: a larger number cannot exist (and overflows PostgreSQL's int).
     row = await TicketRow.get_or_none(id=number) if 0 < number < 2**31 else None
     if row is None:
-        return _error(404, f"no ticket #{number}")
+        return json_error(404, f"no ticket #{number}")
     return web.json_response(await ticket_json(row, full=True))
 
 

@@ -8,13 +8,13 @@ from aiohttp import web
 from bot.app import CLOCK, LEDGER, SETTINGS
 from bot.reports.figures import Kind, Limits, Scope, compute_figures, parse_period
 from bot.reports.render import csv_text
-from webhooks.api import _authorised, _error
+from webhooks.api import authorised, json_error
 
 
 async def get_report(request: web.Request) -> web.Response:
     """The figures of one scope (default: the brand) for one period (default:
     the last complete one)."""
-    if (refusal := _authorised(request)) is not None:
+    if (refusal := authorised(request)) is not None:
         return refusal
     kind: Kind = "weekly" if request.match_info["kind"] == "weekly" else "monthly"
     zone = request.app[SETTINGS].zone
@@ -22,7 +22,7 @@ async def get_report(request: web.Request) -> web.Response:
         period = parse_period(kind, request.query.get("period"), request.app[CLOCK](), zone)
         scope = Scope.parse(request.query.get("scope", "brand"))
     except ValueError as exc:
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     limits = Limits.of(request.app[LEDGER].policies.current)
     figures = await compute_figures(period, scope, limits, zone)
     if "text/csv" in request.headers.get("Accept", ""):
