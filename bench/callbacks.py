@@ -2,6 +2,7 @@
 
     python bench/callbacks.py                 # SQLite
     python bench/callbacks.py --postgres      # PostgreSQL (scratch db via TEST_POSTGRES_URL)
+    python bench/callbacks.py --postgres --workers 2   # two server processes (WEB_WORKERS)
 
 A real `complaintbot serve` subprocess (robot token and key set, the example
 directory loaded, tickets pre-created) and, in the same run, a baseline aiohttp
@@ -23,7 +24,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import secrets
 import socket
 import statistics
 import sys
@@ -39,7 +39,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fill import DEALERS, ORG, fill_tickets, scratch_postgres
+from bench.fill import ORG, fill_tickets, group_command, scratch_postgres
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Status
@@ -51,7 +51,6 @@ from models import Ticket, TicketEvent
 
 ROBOT_TOKEN = "BenchRobotToken"
 ROBOT_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
-HANDLER = {"SH001": "sh.zhang", "HZ001": "hz.sun", "BJ001": "bj.liu", "TJ001": "tj.zhao"}
 EXE = Path(sys.executable).with_name("complaintbot")
 
 
@@ -68,19 +67,9 @@ def _callbacks(numbers: list[int]) -> list[tuple[dict[str, str], bytes]]:
     (those were stored already responded)."""
     cipher = CallbackCipher(ROBOT_TOKEN, ROBOT_KEY, "")
     timestamp = str(int(time.time()))
-    built = []
-    for n in numbers:
-        dealer = DEALERS[n % 4][0]
-        command = f"/respond {n}" if n % 2 else f"/followup {n} 客户确认方案"
-        message = {
-            "msgid": secrets.token_hex(16), "aibotid": "aibench", "chattype": "group",
-            "chatid": f"wrGRP-{dealer}", "from": {"userid": HANDLER[dealer]},
-            "response_url": "http://127.0.0.1:9/response_url", "msgtype": "text",
-            "text": {"content": f"@投诉助手 {command}"},
-        }
-        query, body = cipher.robot_callback(message, timestamp=timestamp)
-        built.append((query.as_params(), body))
-    return built
+    commands = {n: f"/respond {n}" if n % 2 else f"/followup {n} 客户确认方案" for n in numbers}
+    return [group_command(cipher, n, text, timestamp=timestamp, aibotid="aibench")[1:]
+            for n, text in commands.items()]
 
 
 async def _send_all(url: str, callbacks: list, *, rate: float | None, connections: int
@@ -222,6 +211,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="length of the fixed-rate phase")
     parser.add_argument("--saturation", type=int, default=3000, help="callbacks at saturation")
     parser.add_argument("--connections", type=int, default=32, help="connections at saturation")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="bot server processes (WEB_WORKERS; PostgreSQL only)")
     args = parser.parse_args()
     fixed = int(args.rate * args.seconds)
     async with AsyncExitStack() as stack:
@@ -230,11 +221,13 @@ async def main() -> None:
         else:
             url = f"sqlite://{stack.enter_context(tempfile.TemporaryDirectory())}/bench.sqlite3"
         db = "postgres" if args.postgres else "sqlite"
+        if args.workers > 1:
+            db += f"_{args.workers}workers"
         numbers = await prepare(url, fixed + args.saturation)
         bot_port, base_port = free_port(), free_port()
         env = {**os.environ, "DATABASE_URL": url, "HTTP_PORT": str(bot_port),
                "WECOM_ROBOT_TOKEN": ROBOT_TOKEN, "WECOM_ROBOT_AES_KEY": ROBOT_KEY,
-               "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"}
+               "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "WEB_WORKERS": str(args.workers)}
         bot = await asyncio.create_subprocess_exec(str(EXE), "serve", env=env,
                                                    stdout=asyncio.subprocess.DEVNULL)
         baseline = multiprocessing.get_context("spawn").Process(target=_baseline,

@@ -19,12 +19,15 @@ from pathlib import Path
 import asyncpg
 
 from bot.domain.enums import Category, Channel, Clock, OwnerLevel, Status
+from bot.wecom.crypto import CallbackCipher
 from models import Deadline, Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = ROOT / "examples" / "org.yaml"
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 DEALERS = (("SH001", "EAST"), ("HZ001", "EAST"), ("BJ001", "NORTH"), ("TJ001", "NORTH"))
+# A handler of each dealer in examples/org.yaml, who may work its tickets.
+HANDLER = {"SH001": "sh.zhang", "HZ001": "hz.sun", "BJ001": "bj.liu", "TJ001": "tj.zhao"}
 _BATCH = 5000
 
 
@@ -84,3 +87,18 @@ async def scratch_postgres(admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+def group_command(cipher: CallbackCipher, number: int, text: str, *, timestamp: str,
+                  aibotid: str) -> tuple[str, dict[str, str], bytes]:
+    """A filler ticket's handler typing `@投诉助手 text` in its dealer's group, as
+    WeChat Work's encrypted robot callback: (msgid, query parameters, body)."""
+    dealer = DEALERS[number % 4][0]
+    message = {
+        "msgid": uuid.uuid4().hex, "aibotid": aibotid, "chattype": "group",
+        "chatid": f"wrGRP-{dealer}", "from": {"userid": HANDLER[dealer]},
+        "response_url": "http://127.0.0.1:9/response_url", "msgtype": "text",
+        "text": {"content": f"@投诉助手 {text}"},
+    }
+    query, body = cipher.robot_callback(message, timestamp=timestamp)
+    return message["msgid"], query.as_params(), body

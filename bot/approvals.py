@@ -194,7 +194,7 @@ async def decide(
             # the request's cards follow its decision.
             event = await TicketEvent.filter(ticket_id=number).order_by("-id").first()
             assert event is not None  # ledger.apply just wrote it
-            await refresh_copies(number, event_id=event.id, now=now,
+            await refresh_copies({number: event.id}, now=now,
                                  task_prefix=f"ticket{number}-apr{req.id}-")
     return req, outcome
 

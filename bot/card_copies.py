@@ -16,6 +16,7 @@ on them can change them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -70,14 +71,15 @@ async def take_code(task_id: str, userid: str, now: datetime) -> str | None:
 
 
 async def refresh_copies(
-    ticket_id: int, *, event_id: int, now: datetime, task_prefix: str = ""
+    events: Mapping[int, int], *, now: datetime, task_prefix: str = ""
 ) -> int:
-    """Queue a card_update for every app copy of ticket `ticket_id` that can
-    still be updated, using up its response_code; the number queued. Call it
-    in the transaction of the change, so the update goes out if and only if
-    the change is stored. `task_prefix` limits it to the copies of one card
-    (an approval request's, bot/approvals.py)."""
-    query = SentCard.filter(ticket_id=ticket_id, channel="app").exclude(response_code="")
+    """Queue a card_update for every app copy of the tickets in `events`
+    (ticket number → the event that changed it) that can still be updated,
+    using up its response_code; the number queued. Call it in the transaction
+    of the change, so the update goes out if and only if the change is stored.
+    `task_prefix` limits it to the copies of one card (an approval request's,
+    bot/approvals.py)."""
+    query = SentCard.filter(ticket_id__in=list(events), channel="app").exclude(response_code="")
     if task_prefix:
         query = query.filter(task_id__startswith=task_prefix)
     copies = await query.order_by("id")
@@ -85,9 +87,10 @@ async def refresh_copies(
     for copy in copies:
         if not await _take(copy, now):
             continue
+        number: int = copy.ticket_id  # type: ignore[attr-defined]
         dedupe = hashlib.sha256(f"{CARD_UPDATE}|{copy.id}|{copy.response_code}".encode())
         rows.append(Notification(
-            ticket_id=ticket_id, event_id=event_id, kind=CARD_UPDATE, medium="app",
+            ticket_id=number, event_id=events[number], kind=CARD_UPDATE, medium="app",
             audience="card_holder", recipient=copy.userid, dedupe_key=dedupe.hexdigest(),
             status="pending", next_attempt_at=now, created_at=now,
             payload={"task_id": copy.task_id, "response_code": copy.response_code},

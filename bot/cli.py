@@ -18,6 +18,7 @@ from bot.directory_import import DirectoryError, import_directory
 from bot.logs import configure_logging
 from bot.policy import PolicyError, load_policy
 from bot.settings import Settings, SettingsError, load_settings
+from bot.workers import serve_workers
 
 log = structlog.get_logger("complaintbot")
 
@@ -25,12 +26,20 @@ log = structlog.get_logger("complaintbot")
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     load_policy(settings.policy_file)  # fail before binding the port
     log.info("starting", host=settings.http_host, port=settings.http_port,
-             database=settings.database_url.split("@")[-1])
+             database=settings.database_url.split("@")[-1], workers=settings.web_workers)
     if settings.api_token is None:
         log.warning("api_disabled", hint="set API_TOKEN to enable POST /api/complaints")
+    if settings.web_workers == 1:
+        _serve_one(settings)
+        return 0
+    return serve_workers(settings, _serve_one)
+
+
+def _serve_one(settings: Settings) -> None:
+    """One server process; with several, they share the port (SO_REUSEPORT)."""
+    configure_logging(settings.log_format, settings.log_level)  # a worker starts afresh
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
-                print=None, access_log=None)
-    return 0
+                print=None, access_log=None, reuse_port=settings.web_workers > 1)
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,7 +109,8 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                 return 0
             for row in await undelivered():
                 number = row.ticket_id  # type: ignore[attr-defined]
-                print(f"{row.id}\t{row.status}\t#{number}\t{row.kind}\t{row.medium}\t"
+                about = f"#{number}" if number is not None else "-"  # a report: no ticket
+                print(f"{row.id}\t{row.status}\t{about}\t{row.kind}\t{row.medium}\t"
                       f"tries={row.tries}\tnext={row.next_attempt_at.isoformat()}\t"
                       f"{row.last_error[:80]}")
             return 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
@@ -23,6 +24,10 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     """The tortoise configuration for a database URL (SQLite or PostgreSQL)."""
     if database_url.startswith("postgresql://"):
         database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    if database_url.startswith("sqlite://") and "cache_size=" not in database_url:
+        # SQLite's default page cache (2 MB) stops holding the hot pages near
+        # 100,000 tickets; 32 MB keeps a sweep's cost flat (bench/sweep.py).
+        database_url += ("&" if "?" in database_url else "?") + "cache_size=-32768"
     return {
         "connections": {"default": database_url},
         "apps": {
@@ -91,3 +96,15 @@ async def open_database(
         yield ctx
     finally:
         await ctx.close_connections()
+
+
+async def fetch_rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    """Run raw SQL written with `?` placeholders on either backend; rows as
+    dicts. For hot or aggregate queries that the ORM's query builder would
+    make slow (the roster of every change, the report figures)."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        count = iter(range(1, sql.count("?") + 1))
+        sql = re.sub(r"\?", lambda _: f"${next(count)}", sql)
+    _, rows = await connection.execute_query(sql, params)
+    return [dict(row) for row in rows]

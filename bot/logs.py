@@ -39,6 +39,10 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # APScheduler logs every run of every job at INFO: a line every few seconds.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # ...and a warning on every tick that finds the last round still running
+    # (an outbox round waiting out a slow WeChat Work): expected, not news. The
+    # jobs log their own failures (schedulers/runner.py).
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     # The database drivers log every statement with its parameters at DEBUG: the
     # customer's phone and VIN would reach the log (privacy, even at DEBUG).
     for name in ("tortoise.db_client", "aiosqlite"):

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.policy import ZoneName
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     timezone: ZoneName = Field("Asia/Shanghai", description="Zone for times shown to people")
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds")
     http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP server binds")
+    web_workers: int = Field(
+        1, ge=1, le=64, description="Server processes sharing the port (PostgreSQL only; "
+        "SQLite is one process): use the machine's cores",
+    )
     api_token: SecretStr | None = Field(
         None, description="Bearer token for /api/*; unset disables the intake API"
     )
@@ -118,6 +123,18 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(
         300, gt=0, description="How long a claimed notification stays with one worker"
     )
+    report_weekly_cron: str = Field(
+        "0 9 * * mon",
+        description="When the weekly reports go out: a crontab line (minute hour day month "
+        "weekday; name weekdays, mon..sun) in TIMEZONE; empty disables them",
+    )
+    report_monthly_cron: str = Field(
+        "0 9 1 * *", description="When the monthly reports go out (crontab, as above)"
+    )
+    report_catchup_delay_seconds: float = Field(
+        60, ge=0, description="After start-up, wait this long before delivering any report "
+        "missed while down (then checked hourly)",
+    )
     health_max_overdue_seconds: float = Field(
         300, gt=0, description="/healthz answers 503 when a due deadline waits longer than this"
     )
@@ -128,6 +145,20 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise ValueError("must start with sqlite:// or postgres://")
         return value
+
+    @field_validator("web_workers")
+    @classmethod
+    def _one_sqlite_process(cls, value: int, info: ValidationInfo) -> int:
+        if value > 1 and str(info.data.get("database_url", "")).startswith("sqlite://"):
+            raise ValueError("more than 1 needs PostgreSQL: SQLite is served by one process")
+        return value
+
+    @field_validator("report_weekly_cron", "report_monthly_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        if value.strip():
+            CronTrigger.from_crontab(value)  # ValueError says what is wrong
+        return value.strip()
 
     @field_validator("policy_file")
     @classmethod

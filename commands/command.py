@@ -37,15 +37,23 @@ class UsageError(Exception):
 @dataclass(frozen=True)
 class Call:
     """One command as its handler sees it: the parsed-off arguments, the
-    message, the context, the known actor and the group it came from."""
+    message, the context and the known actor."""
 
     command: Command
     args: str
     msg: ChatMessage
     ctx: Context
     actor: Actor
-    group: GroupChat | None
     commands: tuple[Command, ...]
+
+    async def bound_group(self) -> GroupChat | None:
+        """The group the command was typed in, with its dealer and region; None
+        one-to-one or in a group not bound with /bind. Read only by the commands
+        that ask, to spare every other command the query."""
+        if self.msg.chatid is None:
+            return None
+        return await GroupChat.get_or_none(chatid=self.msg.chatid).prefetch_related(
+            "dealer", "region")
 
     @property
     def in_group(self) -> bool:

@@ -63,7 +63,7 @@ async def _list(call: Call) -> Reply:
     if which is None:
         raise UsageError(f"无法识别“{call.args.strip()}”。")
     ctx, actor = call.ctx, call.actor
-    scope = scope_of(call.group, actor)
+    scope = scope_of(await call.bound_group(), actor)
     query = TicketRow.filter(**scope.filters).exclude(status__in=_FINAL)
     if which == "mine":
         query = query.filter(assignee=actor.userid)

@@ -15,9 +15,9 @@ _KINDS: dict[str, Kind] = {"week": "weekly", "周": "weekly", "周报": "weekly"
           "month": "monthly", "月": "monthly", "月报": "monthly"}
 
 
-def scope_of(call: Call) -> Scope:
+async def scope_of(call: Call) -> Scope:
     """The view this group (or, one-to-one, this person) gets."""
-    group, actor = call.group, call.actor
+    group, actor = await call.bound_group(), call.actor
     if group is not None:
         if group.kind == "dealer" and group.dealer is not None:
             return Scope("dealer", group.dealer.code)
@@ -42,7 +42,7 @@ async def _report(call: Call) -> Reply:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     limits = Limits.of(ctx.ledger.policies.current)
-    figures = await compute_figures(period, scope_of(call), limits, ctx.zone)
+    figures = await compute_figures(period, await scope_of(call), limits, ctx.zone)
     return Reply(markdown=markdown_summary(figures))
 
 

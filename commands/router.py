@@ -40,7 +40,6 @@ from commands import help as help_
 from commands import list as list_
 from commands.base import CardClick, ChatMessage, Context, Reply
 from commands.command import Call, Command, UsageError, parse_number
-from models import GroupChat
 
 log = structlog.get_logger(__name__)
 
@@ -109,13 +108,8 @@ class Router:
             allowed = "、".join(sorted(role.label for role in cmd.roles))
             return Reply(markdown=f"⛔ 只有{allowed}可以使用 /{cmd.name}。")
         try:
-            group = None
-            if msg.chatid:
-                group = await GroupChat.get_or_none(chatid=msg.chatid).prefetch_related(
-                    "dealer", "region"
-                )
             call = Call(command=cmd, args=args, msg=msg, ctx=ctx, actor=ctx.actor,
-                        group=group, commands=self.commands)
+                        commands=self.commands)
             reply = await cmd.handler(call)
         except UsageError as exc:
             COMMANDS.labels(command=cmd.name, outcome="usage_error").inc()

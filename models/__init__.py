@@ -9,6 +9,7 @@ from models.delegation import Delegation
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.notification import Notification
 from models.policy import PolicyVersion
+from models.report_run import ReportRun
 from models.ticket import Deadline, Ticket, TicketEvent
 from models.token import AccessToken
 
@@ -22,6 +23,7 @@ __all__ = [
     "Notification",
     "PolicyVersion",
     "ProcessedCallback",
+    "ReportRun",
     "Region",
     "SentCard",
     "Staff",

@@ -13,7 +13,7 @@ class ApprovalRequest(Model):
 
     id = fields.IntField(primary_key=True)
     ticket: fields.ForeignKeyRelation = fields.ForeignKeyField(
-        "complaintbot.Ticket", related_name="approvals", on_delete=fields.RESTRICT
+        "complaintbot.Ticket", related_name="approvals", on_delete=fields.RESTRICT, db_index=True
     )
     kind = fields.CharField(max_length=16)  # "staged_closure" | "compensation"
     requested_by = fields.CharField(max_length=64)

@@ -15,7 +15,7 @@ class SentCard(Model):
 
     id = fields.BigIntField(primary_key=True)
     ticket: fields.ForeignKeyRelation = fields.ForeignKeyField(
-        "complaintbot.Ticket", related_name="sent_cards", on_delete=fields.RESTRICT
+        "complaintbot.Ticket", related_name="sent_cards", on_delete=fields.RESTRICT, db_index=True
     )
     task_id = fields.CharField(max_length=128, unique=True)
     channel = fields.CharField(max_length=8)

@@ -13,7 +13,8 @@ class Notification(Model):
 
     id = fields.BigIntField(primary_key=True)
     ticket: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
-        "complaintbot.Ticket", related_name="notifications", null=True, on_delete=fields.RESTRICT
+        "complaintbot.Ticket", related_name="notifications", null=True, on_delete=fields.RESTRICT,
+        db_index=True,
     )
     event: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
         "complaintbot.TicketEvent", related_name="notifications", null=True,

@@ -63,7 +63,7 @@ class TicketEvent(Model):
 
     id = fields.BigIntField(primary_key=True)
     ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
-        "complaintbot.Ticket", related_name="events", on_delete=fields.RESTRICT
+        "complaintbot.Ticket", related_name="events", on_delete=fields.RESTRICT, db_index=True
     )
     at = fields.DatetimeField()
     kind = fields.CharField(max_length=48)

@@ -1,5 +1,7 @@
 """The in-process scheduler: one interval job sweeps due deadlines, one
-delivers the outbox.
+delivers the outbox, and one cron job per kind of report stores the reports
+for the outbox (schedulers/reports.py), also run at start-up and hourly to
+catch up with a report missed while down.
 
 APScheduler 3.11 with its memory job store only ticks; the state (deadlines,
 notifications) lives in the database, so a restart loses nothing and several
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiohttp import web
@@ -25,12 +28,15 @@ from bot.notify.sms import SmsTransport, sms_provider
 from bot.notify.wecom import AppTransport, GroupTransport, RobotTransport, WeComSender
 from bot.settings import Settings
 from schedulers.outbox import RetryPolicy, deliver_due
+from schedulers.reports import deliver_reports, due_period, report_trigger
 from schedulers.sweeper import sweep
 
 log = structlog.get_logger(__name__)
 
 # A job still running at shutdown gets this long to finish before the ORM closes.
 _SHUTDOWN_GRACE_SECONDS = 30
+# How often a missed or failed report is looked for after the start-up check.
+_REPORT_CATCHUP_SECONDS = 3600
 
 
 def transports_for(
@@ -84,8 +90,39 @@ def start_scheduler(
                       seconds=settings.sweep_interval_seconds, **options)
     scheduler.add_job(_job("outbox", outbox_round, running), "interval", id="outbox",
                       seconds=settings.outbox_interval_seconds, **options)
+    _add_report_jobs(scheduler, settings, ledger, clock, running, options)
     scheduler.start()
     return scheduler, running
+
+
+def _add_report_jobs(scheduler: AsyncIOScheduler, settings: Settings, ledger: Ledger,
+                     clock: Clock, running: set[asyncio.Task], options: dict) -> None:
+    """Each kind of report on its cron schedule, and a catch-up of both."""
+    schedules = {"weekly": settings.report_weekly_cron, "monthly": settings.report_monthly_cron}
+    triggers = {kind: report_trigger(crontab, settings.zone)
+                for kind, crontab in schedules.items() if crontab}
+    locks = {kind: asyncio.Lock() for kind in triggers}  # the cron and the catch-up
+
+    async def report_round(kind: str) -> None:
+        now = clock()
+        period = due_period(kind, triggers[kind], now, settings.zone)  # type: ignore[arg-type]
+        if period is not None:
+            async with locks[kind]:
+                await deliver_reports(period, now=now, policy=ledger.policies.current,
+                                      zone=settings.zone)
+
+    async def catch_up() -> None:
+        for kind in triggers:
+            await report_round(kind)
+
+    for kind, trigger in triggers.items():
+        scheduler.add_job(_job(f"report_{kind}", lambda k=kind: report_round(k), running),
+                          trigger, id=f"report_{kind}", **options)
+    if triggers:
+        first = datetime.now(UTC) + timedelta(seconds=settings.report_catchup_delay_seconds)
+        scheduler.add_job(_job("report_catchup", catch_up, running), "interval",
+                          id="report_catchup", seconds=_REPORT_CATCHUP_SECONDS,
+                          next_run_time=first, **options)
 
 
 async def scheduler_context(app: web.Application) -> AsyncIterator[None]:

@@ -242,6 +242,23 @@ async def test_a_deadline_the_rules_refuse_is_finished_not_retried(ledger: Ledge
     assert await sweep(ledger, now=T0 + H) == []
 
 
+async def test_a_deadline_that_fails_is_passed_over_and_the_rest_are_applied(
+    ledger: Ledger,
+) -> None:
+    numbers = [await dispatch(ledger, vin=f"LFV2A21K6A{i:07d}", plate=f"沪C{i:05d}")
+               for i in range(3)]
+    # A row edited by hand into something the bot cannot read.
+    await TicketRow.filter(id=numbers[1]).update(attempts=[{"garbled": True}])
+    actions = await sweep(ledger, now=T0 + 2 * H)
+    assert sorted(a.ticket for a in actions) == [numbers[0], numbers[2]]
+    assert all(a.result == "applied" for a in actions)
+    assert (await states(numbers[1]))[Clock.RESPONSE] == "pending", "left for a later sweep"
+    assert await breaches(numbers[1]) == []
+    await TicketRow.filter(id=numbers[1]).update(attempts=[])
+    [mended] = await sweep(ledger, now=T0 + 2 * H)
+    assert (mended.ticket, mended.result) == (numbers[1], "applied")
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 async def test_two_sweepers_on_postgres_apply_each_deadline_exactly_once(
@@ -256,7 +273,7 @@ async def test_two_sweepers_on_postgres_apply_each_deadline_exactly_once(
 
 
 async def _race_two_sweepers(ledger: Ledger, db: str) -> None:
-    tickets = 50
+    tickets = 250
     for i in range(tickets):
         await dispatch(ledger, vin=f"LFV2A21K6A{i:07d}", plate=f"沪C{i:05d}")
     at = T0 + 60 * H  # response, first solution, follow-up, solution e-mail: 4 per ticket

@@ -155,10 +155,12 @@ async def _run_once(
         return stored.response, True
     try:
         async with in_transaction():
-            claim = await ProcessedCallback.create(endpoint=endpoint, key=key, received_at=now)
             response = await apply()
-            claim.response = response
-            await claim.save(update_fields=["response"])
+            # The claim is written last, with the reply: a copy of the callback
+            # applied meanwhile (a retry racing the original) makes this insert
+            # fail, and the rollback takes this copy's change back with it.
+            await ProcessedCallback.create(endpoint=endpoint, key=key, received_at=now,
+                                           response=response)
     except IntegrityError:
         # A concurrent copy of the same callback claimed the key first.
         stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)

@@ -17,7 +17,8 @@ from models import Notification
 
 
 def build_email(settings: Settings, to: str, message: RenderedMessage) -> EmailMessage:
-    """The MIME message: multipart/alternative, text first, HTML preferred."""
+    """The MIME message: multipart/alternative, text first, HTML preferred;
+    with attachments (a report's workbook) multipart/mixed around it."""
     email = EmailMessage()
     email["Subject"] = message.subject
     email["From"] = settings.smtp_from
@@ -27,6 +28,10 @@ def build_email(settings: Settings, to: str, message: RenderedMessage) -> EmailM
     email["Message-ID"] = make_msgid(domain=sender.domain or "localhost")
     email.set_content(message.text)
     email.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        email.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                             filename=attachment.filename)
     return email
 
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from bot.card_copies import CARD_UPDATE, record_copy
 from bot.clock import Clock, utcnow
 from bot.notify import DeliveryError
 from bot.render.approvals import card_for_task as approval_card_for_task
 from bot.render.cards import member_card, new_task_id, ticket_of_task
 from bot.render.notices import SHANGHAI, RenderedMessage
-from models import GroupChat, Notification
+from bot.wecom.client import WeComError
+from models import GroupChat, Notification, SentCard
+
+log = structlog.get_logger(__name__)
+
+TASK_ID_USED = 42014
+"""WeChat Work's answer to a card whose task_id it has seen (WECOM.md)."""
 
 CARD_KINDS = frozenset({"dispatched", "escalated", "assigned"})
 """App notices that ask the member to act on the ticket: sent as its card with
@@ -36,26 +44,39 @@ class WeComSender(Protocol):
 
     async def send_webhook_markdown(self, key: str, content: str) -> Any: ...
 
+    async def send_webhook_image(self, key: str, image: bytes) -> Any: ...
+
     async def send_appchat_markdown(self, chatid: str, content: str) -> Any: ...
+
+    async def send_appchat_image(self, chatid: str, image: bytes) -> Any: ...
 
     async def post_response_url(self, url: str, body: dict) -> Any: ...
 
 
 class GroupTransport:
-    """Posts markdown into the group whose robot chatid is the recipient."""
+    """Posts markdown, or a message's image (a report's chart), into the group
+    whose robot chatid is the recipient."""
 
     def __init__(self, sender: WeComSender) -> None:
         self.sender = sender
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
-        """Through the group's webhook key if it has one, else its app chat id."""
+        """Through the group's webhook key if it has one, else its app chat id
+        (an image there is uploaded as media first)."""
         group = await GroupChat.get_or_none(chatid=notification.recipient)
         if group is None:
             raise DeliveryError(f"unknown group {notification.recipient!r}", retryable=False)
+        image = message.image
         if group.webhook_key:
-            await self.sender.send_webhook_markdown(group.webhook_key, message.markdown)
+            if image is not None:
+                await self.sender.send_webhook_image(group.webhook_key, image)
+            else:
+                await self.sender.send_webhook_markdown(group.webhook_key, message.markdown)
         elif group.app_chat_id:
-            await self.sender.send_appchat_markdown(group.app_chat_id, message.markdown)
+            if image is not None:
+                await self.sender.send_appchat_image(group.app_chat_id, image)
+            else:
+                await self.sender.send_appchat_markdown(group.app_chat_id, message.markdown)
         else:
             # Binding the group later (directory import) makes the next try succeed.
             raise DeliveryError(
@@ -97,14 +118,28 @@ class AppTransport:
         elif isinstance(card, dict):
             await self._send_card(userid, card, ticket_of_task(str(card.get("task_id", ""))))
         elif notification.kind in CARD_KINDS and number is not None:
-            card = await member_card(number, self.zone, task_id=new_task_id(number),
+            # The task_id is the row's: a retry of a send that reached WeChat
+            # Work (its answer lost) is refused as a repeat, not shown twice.
+            card = await member_card(number, self.zone,
+                                     task_id=new_task_id(number, f"n{notification.id}"),
                                      userid=userid)
             await self._send_card(userid, card, number)
         else:
             await self.sender.send_app_markdown([userid], message.markdown)
 
     async def _send_card(self, userid: str, card: dict, number: int | None) -> None:
-        answer = await self.sender.send_app_card([userid], card)
+        try:
+            answer = await self.sender.send_app_card([userid], card)
+        except WeComError as exc:
+            if exc.errcode != TASK_ID_USED:
+                raise
+            # An earlier try delivered this very card and its answer was lost
+            # (a timeout, a crash): delivered, but its response_code went with
+            # the answer, so later changes cannot update this copy.
+            log.warning("card_already_delivered", task_id=card["task_id"], userid=userid)
+            answer = {}
+            if await SentCard.exists(task_id=card["task_id"]):
+                return
         if number is not None:
             code = answer.get("response_code", "") if isinstance(answer, dict) else ""
             await record_copy(ticket_id=number, task_id=card["task_id"], channel="app",

@@ -44,10 +44,11 @@ _ROW_VALUE = 26
 _TASK_TICKET = re.compile(r"^ticket(\d+)-")
 
 
-def new_task_id(number: int) -> str:
-    """A task_id for a new card of ticket `number`: the number and a random part,
-    so every card instance differs (a repeated task_id is refused, errcode 42014)."""
-    return f"ticket{number}-{secrets.token_hex(6)}"
+def new_task_id(number: int, instance: str = "") -> str:
+    """A task_id for a new card of ticket `number`: the number and `instance`
+    (default a random part), so every card instance differs (a repeated
+    task_id is refused, errcode 42014)."""
+    return f"ticket{number}-{instance or secrets.token_hex(6)}"
 
 
 def ticket_of_task(task_id: str) -> int | None:

@@ -23,7 +23,7 @@ from bot.domain.enums import Clock, Role
 from bot.ledger import snapshot
 from bot.render.chat import scrub
 from bot.render.privacy import local_time, mask_phone, mask_vin
-from models import Deadline, Dealer, Notification, Region, Staff, TicketEvent
+from models import Deadline, Dealer, Notification, Region, ReportRun, Staff, TicketEvent
 from models import Ticket as TicketRow
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -47,14 +47,58 @@ class _Lenient(dict):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file an e-mail carries."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class RenderedMessage:
-    """One notification in every form its media need."""
+    """One notification in every form its media need; `image` is posted into a
+    group instead of the markdown, `attachments` go with the e-mail."""
 
     subject: str
     text: str
     html: str
     markdown: str
     sms_params: dict[str, str] = field(default_factory=dict)
+    image: bytes | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+REPORT_TITLES = {"weekly": "投诉周报", "monthly": "投诉月报"}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+async def render_report(run_id: int, part: str) -> RenderedMessage:
+    """A scheduled report's part (schedulers/reports.py): "markdown" for a
+    group, "image" (the chart) for a group, "workbook" for an e-mail with the
+    XLSX attached and the summary in its body."""
+    run = await ReportRun.get(id=run_id)
+    title = REPORT_TITLES[run.kind]
+    subject = f"【{title}】{run.period} {run.scope_name}"
+    if part == "image":
+        return RenderedMessage(subject=subject, text="", html="", markdown="",
+                               image=bytes(run.chart_png))
+    if part != "workbook":
+        return RenderedMessage(subject=subject, text=run.markdown, html="",
+                               markdown=run.markdown)
+    # The group's markdown, read as plain text: no headings, quotes or bold.
+    summary = "\n".join(line.removeprefix("### ").removeprefix("> ").replace("**", "")
+                        for line in run.markdown.splitlines())
+    context = {"subject": subject, "title": title, "period": run.period,
+               "scope_name": run.scope_name, "summary": summary}
+    filename = f"{title}-{run.period}-{run.scope_code or '全品牌'}.xlsx"
+    return RenderedMessage(
+        subject=subject,
+        text=_env.get_template("email/report.txt.j2").render(context).strip() + "\n",
+        html=_env.get_template("email/report.html.j2").render(context),
+        markdown=run.markdown,
+        attachments=(Attachment(filename, XLSX, bytes(run.workbook_xlsx)),),
+    )
 
 
 def duration_text(span: timedelta) -> str:
@@ -128,7 +172,11 @@ async def render(
 
     Times are shown in `zone`; a deadline nudge says how late it is as of `now`
     (default: when the breach was recorded). A row written with ready content
-    (`payload`, e.g. {"markdown": …} or a card) is passed through as it is."""
+    (`payload`, e.g. {"markdown": …} or a card) is passed through as it is; one
+    naming a report run renders that report's part."""
+    if notification.payload is not None and "report_run" in notification.payload:
+        return await render_report(int(notification.payload["report_run"]),
+                                   str(notification.payload.get("part", "markdown")))
     if notification.payload is not None:
         markdown = str(notification.payload.get("markdown", ""))
         return RenderedMessage(subject="", text=markdown, html="", markdown=markdown)

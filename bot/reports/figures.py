@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise import connections
 
+from bot.db import fetch_rows
 from bot.domain.enums import Category, Channel, Flag
 from bot.policy import Policy
 from models import Dealer, Region
@@ -156,15 +157,6 @@ def _postgres() -> bool:
     return connections.get("default").capabilities.dialect == "postgres"
 
 
-async def query(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    """Run raw SQL written with `?` placeholders on either backend; rows as dicts."""
-    if _postgres():
-        count = iter(range(1, sql.count("?") + 1))
-        sql = re.sub(r"\?", lambda _: f"${next(count)}", sql)
-    _, rows = await connections.get("default").execute_query(sql, params)
-    return [dict(row) for row in rows]
-
-
 def _seconds(start: str, finish: str) -> str:
     """SQL for the seconds from `start` to `finish` (two timestamp columns)."""
     if _postgres():
@@ -290,7 +282,8 @@ async def _percentile(values_sql: str, params: list[Any], count: int, share: flo
         return None
     position = share * (count - 1)
     low = math.floor(position)
-    rows = await query(f"SELECT v FROM ({values_sql}) q ORDER BY v LIMIT 2 OFFSET {low}", params)
+    rows = await fetch_rows(f"SELECT v FROM ({values_sql}) q ORDER BY v LIMIT 2 OFFSET {low}",
+                            params)
     first = float(rows[0]["v"])
     second = float(rows[1]["v"]) if len(rows) > 1 else first
     return first + (second - first) * (position - low)
@@ -298,7 +291,7 @@ async def _percentile(values_sql: str, params: list[Any], count: int, share: flo
 
 async def _grouped(column: str, cohort: str, params: list[Any], source: str = "ticket t"
                    ) -> dict[str, int]:
-    rows = await query(
+    rows = await fetch_rows(
         f"SELECT {column} AS k, COUNT(*) AS n FROM {source} WHERE {cohort} "
         f"GROUP BY {column} ORDER BY {column}", params)
     return {str(r["k"]): int(r["n"]) for r in rows}
@@ -327,7 +320,7 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
     responded, p1 = _in_time("t.responded_at", limits.response)
     solved, p2 = _in_time("t.first_solution_at", limits.first_solution)
     resolved, p3 = _in_time(finished, limits.resolution)
-    [main] = await query(
+    [main] = await fetch_rows(
         f"SELECT COUNT(*) AS received, "
         f"SUM(CASE WHEN t.repeat_of IS NOT NULL THEN 1 ELSE 0 END) AS repeats, "
         f"{responded} AS responded_in_time, {solved} AS solved_in_time, "
@@ -348,27 +341,27 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
     in_period = f"e.at >= ? AND e.at < ? AND {scope_sql}"
     events = "ticket_event e JOIN ticket t ON t.id = e.ticket_id"
     # An escalation is its own event, or the R15 breach / R14 follow-up that caused one.
-    [escalations] = await query(
+    [escalations] = await fetch_rows(
         f"SELECT COUNT(*) AS n FROM {events} WHERE {in_period} AND (e.kind = 'escalated' "
         f"OR (e.kind IN ('deadline_breached', 'followup') AND {_json_has('e.data', 'reason')}))",
         bounds + scope_params)
-    [staged] = await query(
+    [staged] = await fetch_rows(
         f"SELECT COUNT(*) AS n FROM {events} WHERE {in_period} "
         f"AND e.kind = 'staged_closure_approved'", bounds + scope_params)
 
     # Open at the period's end; overdue when older than the resolution limit and
     # not resolved by then.
-    [backlog] = await query(
+    [backlog] = await fetch_rows(
         f"SELECT COUNT(*) AS open, SUM(CASE WHEN t.dispatched_at <= ? AND "
         f"(t.resolved_at IS NULL OR t.resolved_at >= ?) THEN 1 ELSE 0 END) AS overdue "
         f"FROM ticket t WHERE t.dispatched_at < ? AND (t.closed_at IS NULL OR t.closed_at >= ?) "
         f"AND t.status <> 'cancelled' AND {scope_sql}",
         [period.end - limits.resolution, period.end, period.end, period.end] + scope_params)
-    [satisfaction] = await query(
+    [satisfaction] = await fetch_rows(
         f"SELECT AVG(t.satisfaction) AS v FROM ticket t WHERE t.closed_at >= ? "
         f"AND t.closed_at < ? AND t.satisfaction IS NOT NULL AND {scope_sql}",
         bounds + scope_params)
-    [compensation] = await query(
+    [compensation] = await fetch_rows(
         f"SELECT SUM(a.amount) AS v FROM approval_request a JOIN ticket t ON t.id = a.ticket_id "
         f"WHERE a.kind = 'compensation' AND a.status = 'approved' AND a.decided_at >= ? "
         f"AND a.decided_at < ? AND {scope_sql}", bounds + scope_params)
@@ -423,7 +416,7 @@ async def ranking(period: Period, scope: Scope, limits: Limits) -> list[RankRow]
     responded, p1 = _in_time("t.responded_at", limits.response, since=True)
     resolved, p2 = _in_time("COALESCE(t.resolved_at, t.closed_at)", limits.resolution,
                             since=True)
-    rows = await query(
+    rows = await fetch_rows(
         f"SELECT u.code AS code, u.name AS name, "
         f"SUM(CASE WHEN t.dispatched_at >= ? THEN 1 ELSE 0 END) AS received, "
         f"{responded} AS responded, {resolved} AS resolved, "

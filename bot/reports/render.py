@@ -72,8 +72,10 @@ def _counts(counts: dict[str, int]) -> str:
     return "、".join(f"{LABELS.get(k, k)} {n}" for k, n in counts.items()) or "无"
 
 
-def markdown_summary(figures: Figures) -> str:
-    """The report as WeChat Work markdown for a group, in Chinese."""
+def markdown_summary(figures: Figures, max_bytes: int | None = None) -> str:
+    """The report as WeChat Work markdown for a group, in Chinese. With
+    `max_bytes` (a group message holds 4096) a long ranking keeps its top rows
+    and says how many more the workbook has."""
     period = figures.period
     lines = [f"### 投诉{_KIND[period.kind]} {period.title}",
              f"> 范围：{figures.scope_name}", ""]
@@ -88,10 +90,19 @@ def markdown_summary(figures: Figures) -> str:
     if figures.ranking:
         unit = "经销商" if figures.scope.level == "region" else "区域"
         lines += ["", f"**{unit}排名**（按2小时内响应率）"]
-        lines += [f"{r.rank}. {r.name}（{r.code}）受理 {r.received}，响应率 "
-                  f"{_show(r.responded_in_time, 'share')}，3天解决率 "
-                  f"{_show(r.resolved_in_time, 'share')}，未结案 {r.backlog}"
-                  for r in figures.ranking]
+        rows = [f"{r.rank}. {r.name}（{r.code}）受理 {r.received}，响应率 "
+                f"{_show(r.responded_in_time, 'share')}，3天解决率 "
+                f"{_show(r.resolved_in_time, 'share')}，未结案 {r.backlog}"
+                for r in figures.ranking]
+
+        def fitted(shown: int) -> list[str]:
+            rest = len(rows) - shown
+            return lines + rows[:shown] + ([f"……其余 {rest} 个{unit}见邮件附件"] if rest else [])
+
+        shown = len(rows)
+        while max_bytes and shown and len("\n".join(fitted(shown)).encode()) > max_bytes:
+            shown -= 1
+        lines = fitted(shown)
     return "\n".join(lines)
 
 
@@ -116,8 +127,8 @@ def csv_text(figures: Figures) -> str:
 
 
 def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo) -> bytes:
-    """An XLSX workbook: 汇总 (headline and counts), 经销商排名 (the ranking)
-    and 投诉明细 (the tickets received, phones masked)."""
+    """An XLSX workbook: 汇总 (headline and counts), 经销商排名 (the ranking;
+    区域排名 for the brand) and 投诉明细 (the tickets received, phones masked)."""
     book = Workbook()
     summary = book.active
     summary.title = "汇总"
@@ -131,7 +142,7 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
         for key, count in counts.items():
             summary.append([f"{title}：{LABELS.get(key, key)}", count])
 
-    ranking = book.create_sheet("经销商排名")
+    ranking = book.create_sheet("区域排名" if figures.scope.level == "brand" else "经销商排名")
     ranking.append(["名次", "代码", "名称", "受理", "2小时内响应率", "3天内解决率", "期末未结案"])
     for r in figures.ranking:
         ranking.append([r.rank, r.code, r.name, r.received, r.responded_in_time,

@@ -14,8 +14,10 @@ the documented limits (30 messages a minute and 1000 an hour per app member,
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -39,8 +41,12 @@ TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 TOKEN_MARGIN = timedelta(minutes=5)
 
 Limits = Sequence[tuple[int, float]]
+# A request's body: JSON, or a multipart form built afresh for each try.
+Body = dict[str, Any] | Callable[[], aiohttp.FormData] | None
 MEMBER_LIMITS: Limits = ((30, 60.0), (1000, 3600.0))
 WEBHOOK_LIMITS: Limits = ((20, 60.0),)
+# The group robot takes images up to 2 MB before base64 encoding.
+WEBHOOK_IMAGE_MAX_BYTES = 2 * 1024 * 1024
 
 
 class WeComError(Exception):
@@ -166,9 +172,44 @@ class WeComClient:
         body = {"msgtype": "markdown", "markdown": {"content": content}}
         return await self._call("webhook/send", body, params={"key": key})
 
+    async def send_webhook_image(self, key: str, image: bytes) -> dict:
+        """Post a JPG or PNG (at most 2 MB) into a group through its robot
+        webhook: sent inline as base64 with the MD5 of the raw bytes."""
+        if len(image) > WEBHOOK_IMAGE_MAX_BYTES:
+            raise WeComError(40009, f"image of {len(image)} bytes exceeds 2 MB",
+                             retryable=False)
+        await self._pacer.wait(f"webhook:{key}", self._webhook_limits)
+        body = {"msgtype": "image", "image": {"base64": base64.b64encode(image).decode(),
+                                              "md5": hashlib.md5(image).hexdigest()}}
+        return await self._call("webhook/send", body, params={"key": key})
+
     async def send_appchat_markdown(self, chatid: str, content: str) -> dict:
         """Post markdown into a group the app created (appchat/send)."""
         body = {"chatid": chatid, "msgtype": "markdown", "markdown": {"content": content}}
+        return await self._with_token("appchat/send", body)
+
+    async def upload_image(self, image: bytes, filename: str) -> str:
+        """Upload a JPG or PNG as temporary media (media/upload, kept 3 days);
+        its media_id."""
+
+        def form() -> aiohttp.FormData:  # a FormData is spent once sent: one per try
+            data = aiohttp.FormData()
+            data.add_field("media", image, filename=filename,
+                           content_type="image/png" if image.startswith(b"\x89PNG")
+                           else "image/jpeg")
+            return data
+
+        answer = await self._with_token("media/upload", form, query={"type": "image"})
+        media_id = answer.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise WeComError(-1, "media/upload answered without a media_id")
+        return media_id
+
+    async def send_appchat_image(self, chatid: str, image: bytes) -> dict:
+        """Post an image into a group the app created: uploaded first, then sent
+        by its media_id (appchat/send)."""
+        media_id = await self.upload_image(image, "chart.png")
+        body = {"chatid": chatid, "msgtype": "image", "image": {"media_id": media_id}}
         return await self._with_token("appchat/send", body)
 
     async def post_response_url(self, url: str, body: dict) -> dict:
@@ -197,16 +238,17 @@ class WeComClient:
         for userid in userids:
             await self._pacer.wait(f"member:{userid}", self._member_limits)
 
-    async def _with_token(self, path: str, body: dict[str, Any]) -> dict:
+    async def _with_token(self, path: str, body: Body, *,
+                          query: dict[str, str] | None = None) -> dict:
         token = await self._access_token()
         try:
-            return await self._call(path, body, params={"access_token": token})
+            return await self._call(path, body, params={**(query or {}), "access_token": token})
         except WeComError as exc:
             if exc.errcode not in TOKEN_ERRCODES:
                 raise
             log.info("wecom_token_rejected", path=path, errcode=exc.errcode)
         token = await self._access_token(rejected=token)
-        return await self._call(path, body, params={"access_token": token})
+        return await self._call(path, body, params={**(query or {}), "access_token": token})
 
     async def _access_token(self, *, rejected: str | None = None) -> str:
         """A token valid for a while yet: from memory, else from the database
@@ -243,7 +285,7 @@ class WeComClient:
     async def _call(
         self,
         path: str,
-        body: dict[str, Any] | None,
+        body: Body,
         *,
         params: dict[str, str] | None = None,
         method: str = "POST",
@@ -268,11 +310,13 @@ class WeComClient:
             attempt += 1
 
     async def _attempt(
-        self, method: str, url: str, body: dict[str, Any] | None, params: dict[str, str] | None
+        self, method: str, url: str, body: Body, params: dict[str, str] | None
     ) -> dict | WeComError:
         """The answer of one request, or the error it ended in."""
+        payload = {"data": body()} if callable(body) else {"json": body}
         try:
-            async with self._session_open().request(method, url, json=body, params=params) as resp:
+            async with self._session_open().request(method, url, params=params,
+                                                    **payload) as resp:
                 if resp.status >= 500:
                     return WeComError(-1, f"HTTP {resp.status}")
                 if resp.status != 200:

@@ -1,11 +1,12 @@
 """A local WeChat Work: the API the bot calls and the callbacks it receives.
 
 `WeComEmulator` serves the parts of the API complaintbot uses (gettoken,
-message/send, message/update_template_card, appchat/send, webhook/send and the
-smart robot's response_url) under `/cgi-bin/`, checks access tokens and the
-documented limits it knows, and records every request in `requests` (also
-readable as JSON at `GET /emulator/log`). It can be told to fail the next
-calls (`fail_next`) or to expire its tokens (`expire_tokens`) for fault tests.
+message/send, message/update_template_card, appchat/send, media/upload,
+webhook/send and the smart robot's response_url) under `/cgi-bin/`, checks
+access tokens and the documented limits it knows, and records every request
+in `requests` (also readable as JSON at `GET /emulator/log`). It can be told to fail the next
+calls (`fail_next`), to fail every call for a while (`outage` until `restore`)
+or to expire its tokens (`expire_tokens`) for fault tests.
 
 Its `robot_message`, `robot_click`, `app_message` and `app_click` deliver
 callbacks to the bot exactly as WeChat Work does: encrypted and signed with
@@ -18,6 +19,9 @@ play; only `complaintbot demo` (bot/demo.py) mounts it beside the bot.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import json
 import re
 import secrets
@@ -39,6 +43,20 @@ _APPCHAT_MSGTYPES = {"text", "markdown", "textcard", "news", "image", "file"}
 _WEBHOOK_MSGTYPES = {"text", "markdown", "markdown_v2", "image", "news", "file", "template_card"}
 _TOKEN_LIFETIME = timedelta(seconds=7200)
 _RESPONSE_URL_LIFETIME = timedelta(hours=1)
+_MEDIA_LIFETIME = timedelta(days=3)
+_MEDIA_IMAGE_MAX_BYTES = 10 * 1024 * 1024
+
+
+_ANSWER_LATE = web.RequestKey("answer_late", float)
+
+
+@web.middleware
+async def _answer_late(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Hold the answer of a call a fault made late; the call is done already."""
+    response = await handler(request)
+    if request.get(_ANSWER_LATE):
+        await asyncio.sleep(request[_ANSWER_LATE])
+    return response
 
 
 class EmulatorError(Exception):
@@ -47,11 +65,18 @@ class EmulatorError(Exception):
 
 @dataclass(frozen=True)
 class Fault:
-    """How to spoil one API call: an HTTP status, an errcode, and/or a delay."""
+    """How to spoil one API call: an HTTP status, an errcode, and/or a delay.
+    With a status or errcode the call is refused (after the delay); a delay
+    alone answers late but does the call, as an overloaded WeChat Work may
+    (unless the server cancels the handler of a caller who hung up, as
+    aiohttp's test server does)."""
 
     status: int | None = None
     errcode: int | None = None
     delay: float = 0.0
+    # Do the call, then hold the answer this long: past the caller's timeout,
+    # the call happened but its answer is lost (the case retries must survive).
+    answer_late: float = 0.0
 
 
 class WeComEmulator:
@@ -81,14 +106,18 @@ class WeComEmulator:
         self._cards: dict[str, dict[str, Any]] = {}
         self._task_ids: set[str] = set()
         self._response_urls: dict[str, dict[str, Any]] = {}
+        # Temporary media uploaded (media/upload): media_id -> when it expires.
+        self._media: dict[str, Any] = {}
         self._faults: deque[Fault] = deque()
+        self._outage: deque[Fault] = deque()
         self._session: aiohttp.ClientSession | None = None
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[_answer_late])
         self.app[EMULATOR] = self
         self.app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         self.app.router.add_post("/cgi-bin/message/send", self._message_send)
         self.app.router.add_post("/cgi-bin/message/update_template_card", self._update_card)
         self.app.router.add_post("/cgi-bin/appchat/send", self._appchat_send)
+        self.app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         self.app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         self.app.router.add_post("/emulator/response_url/{id}", self._response_url)
         self.app.router.add_get("/emulator/log", self._log)
@@ -103,11 +132,23 @@ class WeComEmulator:
 
     def fail_next(
         self, count: int = 1, *, status: int | None = None, errcode: int | None = None,
-        delay: float = 0.0,
+        delay: float = 0.0, answer_late: float = 0.0,
     ) -> None:
         """Spoil the next `count` API calls (gettoken excepted): answer HTTP
-        `status`, or errcode `errcode`, after waiting `delay` seconds."""
-        self._faults.extend([Fault(status=status, errcode=errcode, delay=delay)] * count)
+        `status`, or errcode `errcode`, after waiting `delay` seconds; or do
+        the call and answer `answer_late` seconds later."""
+        self._faults.extend([Fault(status=status, errcode=errcode, delay=delay,
+                                   answer_late=answer_late)] * count)
+
+    def outage(self, *faults: Fault) -> None:
+        """Spoil every API call (gettoken excepted) until `restore`, with each
+        of `faults` in turn (5xx, errcode 45009, slow answers ...). Calls
+        queued by `fail_next` go first."""
+        self._outage = deque(faults)
+
+    def restore(self) -> None:
+        """End the outage: calls are answered normally again."""
+        self._outage = deque()
 
     def expire_tokens(self) -> None:
         """Make every access token handed out so far expired (errcode 42001)."""
@@ -184,7 +225,34 @@ class WeComEmulator:
             return self._answer(request, body, {"errcode": 86003, "errmsg": "invalid chatid"})
         if body.get("msgtype") not in _APPCHAT_MSGTYPES:
             return self._answer(request, body, {"errcode": 40008, "errmsg": "invalid message type"})
+        if body["msgtype"] in ("image", "file"):
+            media_id = str((body.get(body["msgtype"]) or {}).get("media_id", ""))
+            if self._media.get(media_id, self._clock()) <= self._clock():
+                return self._answer(request, body, {"errcode": 40007,
+                                                    "errmsg": "invalid media_id"})
         return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        """Temporary media (3 days), multipart field `media`; recorded without
+        its bytes: type, filename, size and md5."""
+        form = await request.post()
+        media = form.get("media")
+        raw = media.file.read() if isinstance(media, web.FileField) else b""
+        body = {"type": request.query.get("type"), "filename": getattr(media, "filename", ""),
+                "size": len(raw), "md5": hashlib.md5(raw).hexdigest()}
+        _, refusal = await self._checked(request, body=body)
+        if refusal is not None:
+            return refusal
+        if body["type"] != "image" or not raw or len(raw) > _MEDIA_IMAGE_MAX_BYTES:
+            return self._answer(request, body, {"errcode": 40009, "errmsg": "invalid image size"})
+        if not raw.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+            return self._answer(request, body, {"errcode": 40009,
+                                                "errmsg": "invalid image: only png or jpg"})
+        media_id = f"media-{secrets.token_urlsafe(16)}"
+        self._media[media_id] = self._clock() + _MEDIA_LIFETIME
+        return self._answer(request, body, {
+            "errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
+            "created_at": str(int(self._clock().timestamp()))})
 
     async def _webhook_send(self, request: web.Request) -> web.Response:
         body, refusal = await self._checked(request, token=False)
@@ -198,7 +266,25 @@ class WeComEmulator:
         content = body[msgtype].get("content", "")
         if msgtype.startswith("markdown") and len(str(content).encode()) > 4096:
             return self._answer(request, body, {"errcode": 40058, "errmsg": "content too long"})
+        if msgtype == "image" and (problem := self._image_problem(body["image"])):
+            return self._answer(request, body, problem)
         return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
+
+    @staticmethod
+    def _image_problem(image: dict[str, Any]) -> dict[str, Any] | None:
+        """Why a webhook image would be refused: not base64, over 2 MB, the md5
+        not that of the decoded bytes, or not a PNG or JPG."""
+        try:
+            raw = base64.b64decode(str(image.get("base64", "")), validate=True)
+        except (binascii.Error, ValueError):
+            return {"errcode": 40009, "errmsg": "invalid image: base64"}
+        if not raw or len(raw) > 2 * 1024 * 1024:
+            return {"errcode": 40009, "errmsg": "invalid image size"}
+        if hashlib.md5(raw).hexdigest() != image.get("md5"):
+            return {"errcode": 40009, "errmsg": "invalid image: md5 mismatch"}
+        if not raw.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+            return {"errcode": 40009, "errmsg": "invalid image: only png or jpg"}
+        return None
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body, refusal = await self._checked(request, token=False)
@@ -222,22 +308,36 @@ class WeComEmulator:
         return web.json_response({"requests": self.requests[since:], "next": len(self.requests)})
 
     async def _checked(
-        self, request: web.Request, *, token: bool = True
+        self, request: web.Request, *, token: bool = True, body: Any = None
     ) -> tuple[dict[str, Any], web.Response | None]:
-        """The JSON body, and the refusal when a fault, the token or the body says so."""
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        """The JSON body (or the `body` read otherwise, a multipart upload's),
+        and the refusal when a fault, the token or the body says so."""
+        if body is None:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+        fault = None
         if self._faults:
             fault = self._faults.popleft()
-            await asyncio.sleep(fault.delay)
+        elif self._outage:
+            fault = self._outage[0]
+            self._outage.rotate(-1)
+        if fault is not None:
+            # A refusal is recorded as the call arrives: the caller may hang up
+            # before a slow one is answered.
             if fault.status is not None:
                 self._record(request, body, {"http_status": fault.status})
+                await asyncio.sleep(fault.delay)
                 return {}, web.Response(status=fault.status, text="emulated failure")
             if fault.errcode is not None:
-                return {}, self._answer(request, body, {"errcode": fault.errcode,
-                                                        "errmsg": "emulated failure"})
+                answer = {"errcode": fault.errcode, "errmsg": "emulated failure"}
+                self._record(request, body, answer)
+                await asyncio.sleep(fault.delay)
+                return {}, web.json_response(answer)
+            await asyncio.sleep(fault.delay)
+            if fault.answer_late:
+                request[_ANSWER_LATE] = fault.answer_late
         if token:
             given = request.query.get("access_token")
             if not given:

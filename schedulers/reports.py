@@ -1,0 +1,218 @@
+"""Scheduled reports (R24): each week and each month, every dealer group gets
+its dealer's figures, every region group its dealers ranked, HQ the regions;
+the managers of each get the workbook by e-mail. Each report goes out once per
+period, across restarts and replicas.
+
+A run works out the period whose delivery time has come (the last one the cron
+schedule fired for), and for every scope someone receives (a group bound to it
+or a manager with an e-mail address) that has no `ReportRun` for the period
+yet: computes and renders the report outside any transaction, then in one
+transaction stores the run with its outbox rows (markdown and chart for each
+group, the workbook for each manager). The run's unique key is the claim: when
+another replica committed the same report first, the insert fails and this
+one's work is dropped and it leaves the rest of the period to the other.
+Sending is the outbox worker's, with its retries.
+
+Because a run only does what is missing, running it again is harmless: the
+scheduler also runs it at start-up and hourly, which delivers a report missed
+while the bot was down, or one whose computation failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.triggers.cron import CronTrigger
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from bot.domain.enums import Role
+from bot.policy import Policy
+from bot.reports.figures import Kind, Period, Report, Scope, build_report, parse_period
+from bot.reports.render import chart, markdown_summary, workbook
+from models import GroupChat, Notification, ReportRun, Staff
+
+log = structlog.get_logger(__name__)
+
+# Who is e-mailed the workbook of each level of report.
+MANAGER_ROLES: dict[str, tuple[Role, ...]] = {
+    "dealer": (Role.DEALER_MANAGER, Role.DEALER_GM),
+    "region": (Role.SECOND_LEVEL_MANAGER, Role.SENIOR_MANAGER),
+    "brand": (Role.SECOND_LEVEL_MANAGER, Role.SENIOR_MANAGER),  # HQ's own (no region)
+}
+# Which groups receive each level of report.
+_GROUP_KIND = {"dealer": "dealer", "region": "region", "hq": "brand"}
+_LEVEL_ORDER = {"dealer": 0, "region": 1, "brand": 2}
+# A group robot's markdown message holds at most 4096 bytes.
+MARKDOWN_MAX_BYTES = 4096
+# The longest a schedule may go without firing and still be caught up with.
+_LOOKBACK = timedelta(days=40)
+
+
+def report_trigger(crontab: str, zone: ZoneInfo) -> CronTrigger:
+    """The schedule of one kind of report: a crontab line in the configured zone."""
+    return CronTrigger.from_crontab(crontab, timezone=zone)
+
+
+def due_period(kind: Kind, trigger: CronTrigger, now: datetime, zone: ZoneInfo
+               ) -> Period | None:
+    """The period whose report is due at `now`: the last complete one as of the
+    schedule's latest firing (None when it did not fire in the last 40 days).
+    Before Monday 09:00 that is still the week before last, already sent."""
+    fired = None
+    upcoming = trigger.get_next_fire_time(None, now - _LOOKBACK)
+    while upcoming is not None and upcoming <= now:
+        fired = upcoming
+        upcoming = trigger.get_next_fire_time(upcoming, upcoming + timedelta(seconds=1))
+    return parse_period(kind, None, fired, zone) if fired else None
+
+
+@dataclass
+class Audience:
+    """Who receives one scope's report."""
+
+    groups: list[str] = field(default_factory=list)  # chatids
+    emails: list[str] = field(default_factory=list)
+
+
+async def audiences() -> dict[Scope, Audience]:
+    """Every scope with a group bound to it or a manager with an e-mail address,
+    dealers first, then regions, then the brand."""
+    found: dict[Scope, Audience] = {}
+    groups = await GroupChat.filter(kind__in=list(_GROUP_KIND)).order_by("id").values(
+        "chatid", "kind", "dealer__code", "region__code")
+    for group in groups:
+        level = _GROUP_KIND[group["kind"]]
+        code = group[f"{level}__code"] if level != "brand" else ""
+        if code is None:
+            continue  # a dealer or region group not bound yet
+        found.setdefault(Scope(level, code), Audience()).groups.append(  # type: ignore[arg-type]
+            group["chatid"])
+    roles = {role for level_roles in MANAGER_ROLES.values() for role in level_roles}
+    managers = await Staff.filter(~Q(email=""), active=True, role__in=roles).order_by(
+        "id").values("email", "role", "dealer__code", "region__code")
+    for person in managers:
+        dealer, region = person["dealer__code"], person["region__code"]
+        scope = (Scope("dealer", dealer) if dealer else
+                 Scope("region", region) if region else Scope("brand"))
+        if person["role"] in MANAGER_ROLES[scope.level]:
+            emails = found.setdefault(scope, Audience()).emails
+            if person["email"] not in emails:
+                emails.append(person["email"])
+    return dict(sorted(found.items(), key=lambda item: (_LEVEL_ORDER[item[0].level],
+                                                         item[0].code)))
+
+
+@dataclass
+class ReportStats:
+    """What one run did: reports stored for delivery, already there, taken by
+    another replica meanwhile (then it stops), failed to compute."""
+
+    delivered: list[str] = field(default_factory=list)
+    already: int = 0
+    lost: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _rendered(report: Report, zone: ZoneInfo) -> tuple[str, bytes, bytes]:
+    """The markdown, the chart and the workbook (run in the rendering process)."""
+    return (markdown_summary(report.figures, max_bytes=MARKDOWN_MAX_BYTES),
+            chart(report.figures, report.history), workbook(report.figures, report.tickets, zone))
+
+
+def _renderer() -> ProcessPoolExecutor:
+    """One process that draws a run's charts and workbooks: seconds of CPU per
+    large workbook that, in a thread, would hold the GIL away from callbacks
+    (and pyplot is not thread-safe). Spawned, not forked: the bot has threads."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _dedupe_key(run: str, part: str, medium: str, recipient: str) -> str:
+    key = f"report:{run}:{part}:{medium}:{recipient}"
+    if len(key) > 255:  # a very long e-mail address: its digest names it
+        key = f"report:{run}:{part}:{medium}:{hashlib.sha256(recipient.encode()).hexdigest()}"
+    return key
+
+
+async def _claim(period: Period, scope: Scope, audience: Audience, parts: tuple[str, bytes,
+                 bytes], name: str, now: datetime) -> bool:
+    """Store the run and its outbox rows in one transaction; False when another
+    replica stored this report first."""
+    markdown, png, xlsx = parts
+    try:
+        async with in_transaction():
+            run = await ReportRun.create(
+                kind=period.kind, period=period.label, scope_level=scope.level,
+                scope_code=scope.code, scope_name=name, created_at=now, markdown=markdown,
+                chart_png=png, workbook_xlsx=xlsx)
+            # The run's id keeps a report stored afresh (its run deleted to
+            # send it again, see docs/runbook.md) apart from the first one.
+            label = f"{run.id}:{period.kind}:{period.label}:{scope}"
+            sends = [("markdown", "group", chatid) for chatid in audience.groups]
+            sends += [("image", "group", chatid) for chatid in audience.groups]
+            sends += [("workbook", "email", address) for address in audience.emails]
+            await Notification.bulk_create([
+                Notification(kind=f"report_{period.kind}", medium=medium,
+                             audience="group" if medium == "group" else "managers",
+                             recipient=recipient,
+                             dedupe_key=_dedupe_key(label, part, medium, recipient),
+                             next_attempt_at=now, created_at=now,
+                             payload={"report_run": run.id, "part": part})
+                for part, medium, recipient in sends
+            ])
+    except IntegrityError:
+        return False
+    return True
+
+
+async def deliver_reports(period: Period, *, now: datetime, policy: Policy, zone: ZoneInfo
+                          ) -> ReportStats:
+    """Store, for the outbox to send, every report of `period` not stored yet."""
+    stats = ReportStats()
+    done = set(await ReportRun.filter(kind=period.kind, period=period.label).values_list(
+        "scope_level", "scope_code"))
+    scopes = await audiences()
+    todo = [(scope, audience) for scope, audience in scopes.items()
+            if (scope.level, scope.code) not in done]
+    stats.already = len(scopes) - len(todo)
+    if not todo:
+        return stats
+    with _renderer() as renderer:
+        await _deliver_each(todo, period, now=now, policy=policy, zone=zone, stats=stats,
+                            renderer=renderer)
+    if stats.delivered or stats.failed:
+        log.info("reports_stored", kind=period.kind, period=period.label,
+                 delivered=stats.delivered, already=stats.already, lost=stats.lost,
+                 failed=stats.failed)
+    return stats
+
+
+async def _deliver_each(todo: list[tuple[Scope, Audience]], period: Period, *, now: datetime,
+                        policy: Policy, zone: ZoneInfo, stats: ReportStats,
+                        renderer: ProcessPoolExecutor) -> None:
+    loop = asyncio.get_running_loop()
+    for scope, audience in todo:
+        try:
+            report = await build_report(period.kind, period.label, scope, policy, zone, now)
+            parts = await loop.run_in_executor(renderer, _rendered, report, zone)
+        except Exception:  # one scope's failure must not hold back the others
+            log.exception("report_failed", kind=period.kind, period=period.label,
+                          scope=str(scope))
+            stats.failed.append(str(scope))
+            continue
+        if not await _claim(period, scope, audience, parts, report.figures.scope_name, now):
+            # Another replica is going through this period too, in the same
+            # order: leave the rest to it (if it dies, the next check resumes).
+            stats.lost += 1
+            log.info("reports_left_to_another_replica", kind=period.kind, period=period.label,
+                     scope=str(scope))
+            break
+        stats.delivered.append(str(scope))
