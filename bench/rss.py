@@ -23,16 +23,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.callbacks import (
-    EXE,
-    HANDLER,
-    ROBOT_KEY,
-    ROBOT_TOKEN,
-    free_port,
-    prepare,
-    wait_ready,
-)
-from bench.fill import DEALERS
+from bench.callbacks import EXE, ROBOT_KEY, ROBOT_TOKEN, free_port, prepare, wait_ready
+from bench.fill import DEALERS, HANDLER
 from bot.wecom.crypto import CallbackCipher
 
 

@@ -71,6 +71,17 @@ def _row_values(ticket: Ticket) -> dict[str, Any]:
     return values
 
 
+async def _save_changes(row: TicketRow, before: Ticket, after: Ticket) -> None:
+    """Write only the columns the change touched: every column in the UPDATE
+    would rewrite every index entry of the row (plate, VIN, dealer, status …),
+    the cost that grows with the number of tickets stored."""
+    old, new = _row_values(before), _row_values(after)
+    changed = {name: value for name, value in new.items() if old[name] != value}
+    if changed:
+        row.update_from_dict(changed)
+        await row.save(update_fields=list(changed))
+
+
 def _dedupe_key(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
@@ -171,7 +182,6 @@ class Ledger:
                 except Refused as refused:
                     results[change.number] = refused
                     continue
-                row.update_from_dict(_row_values(outcome.ticket))
                 policy = await self.policies.get(outcome.ticket.policy_version)
                 applied.append(_Applied(row, before, outcome, change.cause, policy))
                 results[change.number] = outcome
@@ -191,7 +201,7 @@ class Ledger:
         events: dict[int, TicketEvent] = {}
         for done in applied:
             if update:
-                await done.row.save()
+                await _save_changes(done.row, done.before, done.outcome.ticket)
             events[done.row.id] = await TicketEvent.create(
                 ticket=done.row, at=now, kind=done.outcome.event, actor=actor.userid,
                 actor_name=actor.name, source=source, data=done.outcome.data,

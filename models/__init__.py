@@ -10,6 +10,7 @@ from models.directory import Dealer, GroupChat, Region, Staff
 from models.notification import Notification
 from models.policy import PolicyVersion
 from models.report_run import ReportRun
+from models.send_slot import SendSlot
 from models.ticket import Deadline, Ticket, TicketEvent
 from models.token import AccessToken
 
@@ -24,6 +25,7 @@ __all__ = [
     "PolicyVersion",
     "ProcessedCallback",
     "ReportRun",
+    "SendSlot",
     "Region",
     "SentCard",
     "Staff",

@@ -7,7 +7,8 @@ commits; only then does it render and send each one, outside any transaction
 (SMTP or an HTTP call must never hold a lock or, on SQLite, the database).
 The result is recorded per row: "sent", or back to "pending" with exponential
 backoff, or "dead" after OUTBOX_MAX_TRIES tries or an error that says retrying
-cannot help. A worker that dies mid-send leaves its rows "sending"; when the
+cannot help; a send a rate limit holds back (`retry_after`) waits its turn
+without using a try. A worker that dies mid-send leaves its rows "sending"; when the
 lease lapses they are claimed again.
 """
 
@@ -66,6 +67,7 @@ class DeliveryStats:
     claimed: int = 0
     sent: int = 0
     retrying: int = 0
+    paced: int = 0
     dead: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -140,6 +142,18 @@ async def _deliver_in_turn(
             message = await render(row, zone=zone, now=now)
             await transport.deliver(row, message)
         except Exception as exc:  # any failure of any adapter is recorded on the row
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                # A rate limit's turn to wait (bot/wecom/pacing.py): back in the
+                # queue until then, and not counted as a try.
+                stats.paced += 1
+                await Notification.filter(id=row.id).update(
+                    status="pending", next_attempt_at=now + timedelta(seconds=retry_after),
+                    lease_until=None, tries=F("tries") - 1,
+                )
+                log.info("notification_paced", id=row.id, kind=row.kind, medium=row.medium,
+                         retry_after=round(retry_after, 1))
+                continue
             error = f"{type(exc).__name__}: {exc}"[:2000]
             stats.errors.append(error)
             OUTBOX_FAILURES.labels(medium=row.medium).inc()

@@ -152,11 +152,12 @@ async def _apply_batch(
                 skip_locked=True, no_key=True)
         }
         busy = [number for number in chosen if number not in locked]
-        # Read again under the tickets' locks.
+        # Read again under the tickets' locks. By id alone: with `state` in the
+        # query SQLite walks the (state, due_at) index over every pending row.
         pending = {
             d.id: d
-            for d in await Deadline.filter(
-                id__in=[chosen[number] for number in locked], state="pending")
+            for d in await Deadline.filter(id__in=[chosen[number] for number in locked])
+            if d.state == "pending"
         }
         changes: list[Change] = []
         for number, row in locked.items():

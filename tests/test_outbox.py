@@ -209,6 +209,42 @@ async def test_a_card_whose_answer_was_lost_is_delivered_once_not_dead(ledger, e
     assert len(copies) == 2 and copies[0].response_code == "", "its code was lost"
 
 
+async def test_messages_past_a_members_limit_wait_their_turn_without_using_tries(
+    ledger, emulator, clock
+):
+    """WeChat Work drops app messages past a member's limit silently: the
+    outbox holds them back until there is room, and they still go out."""
+    first = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
+    second = await open_complaint(complaint(vin="LFV2A21K6A3099999", plate="沪B99999"),
+                                  ledger, actor=CALL_CENTRE, source="api", now=T0)
+    client = WeComClient(
+        api_base=f"{emulator.url}/cgi-bin", corp_id=WECOM_SECRETS["wecom_corp_id"],
+        secret=WECOM_SECRETS["wecom_secret"], agent_id=WECOM_SECRETS["wecom_agent_id"],
+        backoff=0.01, clock=lambda: clock[0], member_limits=((1, 60.0),),
+    )
+    app = {"app": AppTransport(client)}
+    try:
+        stats = await deliver_due(app, now=T0, retry=FAST)
+        assert (stats.sent, stats.paced, stats.retrying, stats.dead) == (2, 2, 0, 0)
+        waiting = await Notification.filter(medium="app", status="pending")
+        assert {n.ticket_id for n in waiting} == {second.ticket.number}
+        assert {(n.tries, n.next_attempt_at) for n in waiting} == {(0, T0 + timedelta(minutes=1))}
+        assert (await deliver_due(app, now=T0 + timedelta(seconds=59), retry=FAST)).claimed == 0
+        clock[0] = T0 + timedelta(minutes=1)
+        later = await deliver_due(app, now=clock[0], retry=FAST)
+    finally:
+        await client.close()
+    assert (later.sent, later.paced) == (2, 0)
+    cards = [json.loads(c) for userid in ("sh.zhang", "sh.chen")
+             for c in delivery_cards(emulator, userid)]
+    assert sorted(c["task_id"].split("-")[0] for c in cards) == sorted(
+        [f"ticket{first.ticket.number}", f"ticket{second.ticket.number}"] * 2)
+
+
+def delivery_cards(emulator: WeComEmulator, userid: str) -> list[str]:
+    return Delivery(None, emulator, {}).app_messages(userid)  # type: ignore[arg-type]
+
+
 async def test_an_error_retrying_cannot_fix_is_dead_at_once(ledger, delivery):
     out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
     delivery.emulator.fail_next(1, errcode=60020)  # server IP not trusted

@@ -4,15 +4,13 @@ retried, permanent ones raised, sends paced."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from bot.wecom.client import WeComClient, WeComError
+from bot.wecom.client import RateLimited, WeComClient, WeComError
 from bot.wecom.emulator import WeComEmulator
 from models import AccessToken
 from tests.conftest import T0, WECOM_SECRETS
@@ -183,19 +181,24 @@ async def test_a_wrong_secret_fails_without_retrying(
     assert emulator.sent("message/send") == []
 
 
-async def test_sends_to_one_member_are_paced(
+async def test_sends_to_one_member_are_paced_across_replicas(
     db: str, emulator: WeComEmulator, clock: list
 ) -> None:
-    api = make_client(emulator, clock, member_limits=((2, 0.4),))
+    """Two clients (two replicas) share a member's limit through the database:
+    a send with no room is not made, and says how long to wait."""
+    first, second = (make_client(emulator, clock, member_limits=((2, 60.0),)) for _ in "12")
     try:
-        started = time.monotonic()
-        await asyncio.gather(*(api.send_app_markdown(["sh.chen"], f"#1 {n}") for n in range(2)))
-        await api.send_app_markdown(["sh.wu"], "#1 other member")
-        unpaced = time.monotonic() - started
-        await api.send_app_markdown(["sh.chen"], "#1 third")
-        paced = time.monotonic() - started
+        await first.send_app_markdown(["sh.chen"], "#1 one")
+        clock[0] += timedelta(seconds=10)
+        await second.send_app_markdown(["sh.chen"], "#1 two")
+        await second.send_app_markdown(["sh.wu"], "#1 other member")
+        with pytest.raises(RateLimited) as paced:
+            await first.send_app_markdown(["sh.chen"], "#1 three")
+        assert paced.value.retry_after == pytest.approx(50.0)
+        clock[0] += timedelta(seconds=50)
+        await first.send_app_markdown(["sh.chen"], "#1 three")
     finally:
-        await api.close()
-    assert unpaced < 0.35
-    assert paced >= 0.39
-    assert len(emulator.sent("message/send")) == 4
+        await first.close()
+        await second.close()
+    sent = [r["json"]["markdown"]["content"] for r in emulator.sent("message/send")]
+    assert sent == ["#1 one", "#1 two", "#1 other member", "#1 three"]

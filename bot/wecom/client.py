@@ -8,7 +8,9 @@ errcode -1 and 45009) are retried a few times with exponential backoff inside
 a call; what is still failing is raised as `WeComError`, whose `retryable`
 tells the outbox whether to try the row again later. Sends are paced under
 the documented limits (30 messages a minute and 1000 an hour per app member,
-20 a minute per group webhook) so WeChat Work never drops one silently.
+20 a minute per group webhook), counted across replicas (bot/wecom/pacing.py):
+a send with no room raises `RateLimited` and the outbox tries it later, so
+WeChat Work never drops one silently.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ import structlog
 from bot.clock import Clock, utcnow
 from bot.metrics import WECOM_API_ERRORS
 from bot.settings import Settings
+from bot.wecom.pacing import MEMBER_LIMITS, WEBHOOK_LIMITS, Limits, take_slot
 from models import AccessToken
 
 log = structlog.get_logger(__name__)
@@ -40,11 +42,8 @@ TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 # Refresh this long before the token's announced expiry.
 TOKEN_MARGIN = timedelta(minutes=5)
 
-Limits = Sequence[tuple[int, float]]
 # A request's body: JSON, or a multipart form built afresh for each try.
 Body = dict[str, Any] | Callable[[], aiohttp.FormData] | None
-MEMBER_LIMITS: Limits = ((30, 60.0), (1000, 3600.0))
-WEBHOOK_LIMITS: Limits = ((20, 60.0),)
 # The group robot takes images up to 2 MB before base64 encoding.
 WEBHOOK_IMAGE_MAX_BYTES = 2 * 1024 * 1024
 
@@ -67,31 +66,15 @@ class WeComError(Exception):
         return self.errcode in RETRYABLE_ERRCODES
 
 
-class Pacer:
-    """Sliding-window send limits per key (a member, a webhook), for one process."""
+class RateLimited(Exception):
+    """The send would break a WeChat Work limit (bot/wecom/pacing.py) and was
+    not made; try again in `retry_after` seconds. Not a failure."""
 
-    def __init__(self) -> None:
-        self._sent: dict[str, deque[float]] = {}
+    retryable = True
 
-    async def wait(self, key: str, limits: Limits) -> None:
-        """Return once one more send to `key` keeps within every (count, seconds) limit."""
-        loop = asyncio.get_running_loop()
-        longest = max(window for _, window in limits)
-        sent = self._sent.setdefault(key, deque(maxlen=max(count for count, _ in limits)))
-        while True:
-            now = loop.time()
-            while sent and sent[0] <= now - longest:
-                sent.popleft()
-            delay = 0.0
-            for count, window in limits:
-                recent = [t for t in sent if t > now - window]
-                if len(recent) >= count:
-                    delay = max(delay, recent[-count] + window - now)
-            if delay <= 0:
-                sent.append(now)
-                return
-            log.info("wecom_pacing", key=key.split(":", 1)[0], wait_seconds=round(delay, 2))
-            await asyncio.sleep(delay)
+    def __init__(self, key: str, retry_after: float) -> None:
+        super().__init__(f"{key.split(':', 1)[0]} send limit: wait {retry_after:.1f} s")
+        self.retry_after = retry_after
 
 
 class WeComClient:
@@ -121,7 +104,6 @@ class WeComClient:
         self._member_limits = member_limits
         self._webhook_limits = webhook_limits
         self._clock = clock
-        self._pacer = Pacer()
         self._session: aiohttp.ClientSession | None = None
         self._token_name = f"app:{corp_id}:{agent_id}"
         self._token: AccessToken | None = None
@@ -168,7 +150,7 @@ class WeComClient:
 
     async def send_webhook_markdown(self, key: str, content: str) -> dict:
         """Post markdown into a group through its robot webhook (webhook/send?key=)."""
-        await self._pacer.wait(f"webhook:{key}", self._webhook_limits)
+        await self._pace(f"webhook:{key}", self._webhook_limits)
         body = {"msgtype": "markdown", "markdown": {"content": content}}
         return await self._call("webhook/send", body, params={"key": key})
 
@@ -178,7 +160,7 @@ class WeComClient:
         if len(image) > WEBHOOK_IMAGE_MAX_BYTES:
             raise WeComError(40009, f"image of {len(image)} bytes exceeds 2 MB",
                              retryable=False)
-        await self._pacer.wait(f"webhook:{key}", self._webhook_limits)
+        await self._pace(f"webhook:{key}", self._webhook_limits)
         body = {"msgtype": "image", "image": {"base64": base64.b64encode(image).decode(),
                                               "md5": hashlib.md5(image).hexdigest()}}
         return await self._call("webhook/send", body, params={"key": key})
@@ -236,7 +218,13 @@ class WeComClient:
 
     async def _pace_members(self, userids: list[str]) -> None:
         for userid in userids:
-            await self._pacer.wait(f"member:{userid}", self._member_limits)
+            await self._pace(f"member:{userid}", self._member_limits)
+
+    async def _pace(self, key: str, limits: Limits) -> None:
+        wait = await take_slot(key, limits, self._clock())
+        if wait > 0:
+            log.info("wecom_paced", key=key.split(":", 1)[0], wait_seconds=round(wait, 2))
+            raise RateLimited(key, wait)
 
     async def _with_token(self, path: str, body: Body, *,
                           query: dict[str, str] | None = None) -> dict:

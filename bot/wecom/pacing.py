@@ -1,0 +1,54 @@
+"""WeChat Work's send limits, kept by all replicas together.
+
+App messages past 30 a minute or 1,000 an hour per member are dropped without
+an error; a group webhook refuses more than 20 a minute (45009). Each replica
+pacing on its own would let two of them send twice the limit, so a send first
+takes a slot in the database (models.SendSlot): under a per-key advisory lock
+on PostgreSQL (one process on SQLite), count the key's slots in each window
+and take one if every window has room. A send with no room is not made: the
+caller is told how long to wait, and the outbox puts the row back until then
+rather than holding up every other recipient's messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+from models import SendSlot
+
+Limits = Sequence[tuple[int, float]]
+"""(count, seconds) windows: at most `count` sends in any `seconds`."""
+
+MEMBER_LIMITS: Limits = ((30, 60.0), (1000, 3600.0))
+WEBHOOK_LIMITS: Limits = ((20, 60.0),)
+
+
+async def take_slot(key: str, limits: Limits, now: datetime) -> float:
+    """Take a send slot for `key` at `now`: 0.0 when taken, else the seconds
+    until one is free (nothing taken)."""
+    longest = timedelta(seconds=max(window for _, window in limits))
+    async with in_transaction():
+        connection = connections.get("default")
+        if connection.capabilities.dialect == "postgres":
+            # Serialises the replicas' counts of this key until commit.
+            await connection.execute_query("SELECT pg_advisory_xact_lock(hashtext($1))", [key])
+        wait = 0.0
+        for count, seconds in limits:
+            window = timedelta(seconds=seconds)
+            taken = SendSlot.filter(key=key, at__gt=now - window)
+            over = await taken.count() - count
+            if over >= 0:
+                # The slot that frees first, for a send now to fit, is the
+                # (over + 1)-th oldest in the window.
+                [oldest] = await taken.order_by("at").offset(over).limit(1).values_list(
+                    "at", flat=True)
+                wait = max(wait, (oldest + window - now).total_seconds())
+        if wait > 0:
+            return wait
+        await SendSlot.filter(key=key, at__lte=now - longest).delete()
+        await SendSlot.create(key=key, at=now)
+    return 0.0
