@@ -25,7 +25,14 @@ from bot.domain.transitions import (
     respond,
 )
 from bot.intake import Complaint, open_complaint
-from bot.reports.figures import Limits, Scope, build_report, compute_figures, parse_period
+from bot.reports.figures import (
+    Limits,
+    Scope,
+    build_report,
+    compute_figures,
+    parse_period,
+    ticket_list,
+)
 from bot.reports.render import CHART_SIZE, markdown_summary, write_files
 from commands.base import ChatMessage, Context
 from commands.router import handle_message
@@ -197,6 +204,9 @@ async def test_r24_workbook_chart_and_summary_of_a_region(week10, policy, tmp_pa
                                                                      "上海浦东4S店", 4)]
     detail = list(book["投诉明细"].iter_rows(values_only=True))
     assert len(detail) == 1 + 5 and detail[0][:3] == ("编号", "派单时间", "经销商")
+    period = parse_period("weekly", "2026-W10", T0, ZONE)
+    paged = await ticket_list(period, Scope.parse("region:EAST"), page=2)
+    assert [t["id"] for t in paged] == [r[0] for r in detail[1:]], "read in pages, all once"
     assert {r[8] for r in detail[1:]} == {"138****5678"}  # phones masked
     assert detail[1][1] == "2026-03-02 09:00"
     assert png_size(paths[1].read_bytes()) == CHART_SIZE == (1200, 800)

@@ -129,9 +129,10 @@ def csv_text(figures: Figures) -> str:
 def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo) -> bytes:
     """An XLSX workbook: 汇总 (headline and counts), 经销商排名 (the ranking;
     区域排名 for the brand) and 投诉明细 (the tickets received, phones masked)."""
-    book = Workbook()
-    summary = book.active
-    summary.title = "汇总"
+    # Write-only: rows stream to the file (a brand's month holds 100,000+
+    # tickets; the in-memory workbook took 3x the time and the memory).
+    book = Workbook(write_only=True)
+    summary = book.create_sheet("汇总")
     summary.append([f"投诉{_KIND[figures.period.kind]}", figures.period.title,
                     figures.scope_name])
     summary.append(["指标", "本期", "上期", "变化"])
