@@ -87,12 +87,20 @@ def _dedupe_key(*parts: object) -> str:
 
 
 @dataclass(frozen=True)
+class UnderPolicy:
+    """A transition that needs the policy its ticket was opened under (its
+    clocks and windows): the ledger finds the policy while it holds the row."""
+
+    transition: Callable[[Ticket, Policy], Outcome]
+
+
+@dataclass(frozen=True)
 class Change:
     """One transition of one ticket. `cause` names the deadline (clock, due
     time) when the clock makes the change, so its notices are keyed by it."""
 
     number: int
-    transition: Transition
+    transition: Transition | UnderPolicy
     cause: tuple[Clock, datetime] | None = None
 
 
@@ -129,7 +137,7 @@ class Ledger:
     async def apply(
         self,
         number: int,
-        transition: Transition,
+        transition: Transition | UnderPolicy,
         *,
         actor: Actor,
         source: str,
@@ -177,12 +185,16 @@ class Ledger:
                 if row is None:
                     continue
                 before = snapshot(row)
+                policy = await self.policies.get(before.policy_version)
+                step = change.transition
                 try:
-                    outcome = change.transition(before)
+                    if isinstance(step, UnderPolicy):
+                        outcome = step.transition(before, policy)
+                    else:
+                        outcome = step(before)
                 except Refused as refused:
                     results[change.number] = refused
                     continue
-                policy = await self.policies.get(outcome.ticket.policy_version)
                 applied.append(_Applied(row, before, outcome, change.cause, policy))
                 results[change.number] = outcome
             if applied:
@@ -244,7 +256,10 @@ class Ledger:
         self, applied: list[_Applied], events: dict[int, TicketEvent], now: datetime
     ) -> None:
         """One outbox row per notice and recipient, routed from one roster."""
-        roster = await Roster.load(d.outcome.ticket for d in applied if d.outcome.notices)
+        noticed = [d.outcome.ticket for d in applied if d.outcome.notices]
+        if not noticed:
+            return
+        roster = await Roster.load(noticed)
         rows: list[Notification] = []
         for done in applied:
             number, event = done.row.id, events[done.row.id]

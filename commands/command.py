@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor, Outcome, Refused, Ticket
+from bot.ledger import UnderPolicy
 from bot.policy import Policy
 from bot.render.chat import render_outcome
 from commands.base import CardClick, ChatMessage, Context, Reply
@@ -63,7 +64,7 @@ class Call:
     async def apply(
         self,
         number: int,
-        transition: Callable[[Ticket], Outcome],
+        transition: Callable[[Ticket], Outcome] | UnderPolicy,
         *,
         names: Mapping[str, str] | None = None,
     ) -> Reply:
@@ -127,8 +128,8 @@ def text_command(
             raise UsageError(missing)
         now = call.ctx.now
         if with_policy:
-            policy = await ticket_policy(call.ctx, number)
-            return await call.apply(number, lambda t: transition(t, call.actor, text, policy, now))
+            return await call.apply(number, UnderPolicy(
+                lambda t, policy: transition(t, call.actor, text, policy, now)))
         return await call.apply(number, lambda t: transition(t, call.actor, text, now))
 
     return handle

@@ -31,8 +31,7 @@ from tortoise.transactions import in_transaction
 from bot.domain.enums import Clock, Status
 from bot.domain.ticket import SYSTEM, Refused
 from bot.domain.transitions import deadline_due
-from bot.ledger import Change, Ledger, Transition, snapshot
-from bot.policy import Policy
+from bot.ledger import Change, Ledger, UnderPolicy, snapshot
 from models import Deadline
 from models import Ticket as TicketRow
 
@@ -134,8 +133,8 @@ async def _apply_isolated(
     return actions, passed
 
 
-def _breach(clock: Clock, due_at: datetime, policy: Policy, now: datetime) -> Transition:
-    return lambda ticket: deadline_due(ticket, clock, due_at, policy, now)
+def _breach(clock: Clock, due_at: datetime, now: datetime) -> UnderPolicy:
+    return UnderPolicy(lambda ticket, policy: deadline_due(ticket, clock, due_at, policy, now))
 
 
 async def _apply_batch(
@@ -159,13 +158,12 @@ async def _apply_batch(
             for d in await Deadline.filter(id__in=[chosen[number] for number in locked])
             if d.state == "pending"
         }
-        changes: list[Change] = []
-        for number, row in locked.items():
-            deadline = pending.get(chosen[number])
-            if deadline is not None:
-                policy = await ledger.policies.get(row.policy_id)  # type: ignore[attr-defined]
-                changes.append(Change(number, _breach(deadline.clock, deadline.due_at, policy, now),
-                                      cause=(deadline.clock, deadline.due_at)))
+        changes = [
+            Change(number, _breach(deadline.clock, deadline.due_at, now),
+                   cause=(deadline.clock, deadline.due_at))
+            for number in locked
+            if (deadline := pending.get(chosen[number])) is not None
+        ]
         results = await ledger.apply_many(changes, actor=SYSTEM, source="clock", now=now)
         actions: list[SweepAction] = []
         for change in changes:
