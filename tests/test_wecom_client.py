@@ -155,6 +155,17 @@ async def test_a_card_is_sent_and_then_updated_once(
     assert duplicate.value.errcode == 42014
 
 
+async def test_a_response_code_older_than_72_hours_is_refused(
+    api: WeComClient, emulator: WeComEmulator, clock: list
+) -> None:
+    code = (await api.send_app_card(["sh.zhang"], {**CARD, "task_id": "ticket1-old"})
+            )["response_code"]
+    clock[0] += timedelta(hours=72)
+    with pytest.raises(WeComError) as expired:
+        await api.update_template_card(["sh.zhang"], code, CARD)
+    assert expired.value.errcode == 40035 and "expired" in expired.value.errmsg
+
+
 async def test_group_posts_by_webhook_and_app_chat(
     api: WeComClient, emulator: WeComEmulator
 ) -> None:

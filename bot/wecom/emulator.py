@@ -43,6 +43,8 @@ _APPCHAT_MSGTYPES = {"text", "markdown", "textcard", "news", "image", "file"}
 _WEBHOOK_MSGTYPES = {"text", "markdown", "markdown_v2", "image", "news", "file", "template_card"}
 _TOKEN_LIFETIME = timedelta(seconds=7200)
 _RESPONSE_URL_LIFETIME = timedelta(hours=1)
+# A response_code works once, within 72 h (WECOM.md).
+_CODE_LIFETIME = timedelta(hours=72)
 _MEDIA_LIFETIME = timedelta(days=3)
 _MEDIA_IMAGE_MAX_BYTES = 10 * 1024 * 1024
 
@@ -197,7 +199,8 @@ class WeComEmulator:
                 return self._answer(request, body, problem)
             self._task_ids.add(card["task_id"])
             code = secrets.token_hex(16)
-            self._cards[code] = {"userids": valid, "task_id": card["task_id"], "used": False}
+            self._cards[code] = {"userids": valid, "task_id": card["task_id"], "used": False,
+                                 "issued": self._clock()}
             answer["response_code"] = code
         return self._answer(request, body, answer)
 
@@ -208,9 +211,9 @@ class WeComEmulator:
         if body.get("agentid") != self.agent_id:
             return self._answer(request, body, {"errcode": 40056, "errmsg": "invalid agentid"})
         card = self._cards.get(str(body.get("response_code")))
-        if card is None or card["used"]:
+        if card is None or card["used"] or self._clock() - card["issued"] >= _CODE_LIFETIME:
             return self._answer(request, body, {"errcode": 40035,
-                                                "errmsg": "invalid or used response_code"})
+                                                "errmsg": "invalid, used or expired response_code"})
         if not isinstance(body.get("template_card"), dict) and "button" not in body:
             return self._answer(request, body, {"errcode": 40035,
                                                 "errmsg": "template_card or button missing"})
@@ -453,7 +456,8 @@ class WeComEmulator:
         made up unless `response_code` is given)."""
         if response_code is None:
             response_code = secrets.token_hex(16)
-            self._cards[response_code] = {"userids": [userid], "task_id": task_id, "used": False}
+            self._cards[response_code] = {"userids": [userid], "task_id": task_id,
+                                          "used": False, "issued": self._clock()}
         fields = {
             "ToUserName": self.corp_id, "FromUserName": userid,
             "CreateTime": int(self._clock().timestamp()), "MsgType": "event",
