@@ -11,7 +11,6 @@ so a double click, a retry or a race is applied once."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -24,7 +23,7 @@ from bot.domain.approvals import decide_compensation
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor, Audience, Medium, Outcome, Refused, Ticket
 from bot.domain.transitions import decide_staged_closure
-from bot.ledger import Ledger
+from bot.ledger import Ledger, Transition, UnderPolicy
 from bot.render.approvals import (
     approval_task_id,
     decision_text,
@@ -65,7 +64,7 @@ async def delegates_of(approver: str, now: datetime) -> list[str]:
 async def open_request(
     ledger: Ledger,
     number: int,
-    transition: Callable[[Ticket], Outcome],
+    transition: Transition | UnderPolicy,
     *,
     kind: str,
     actor: Actor,

@@ -4,9 +4,12 @@ three different time slots within three days close the ticket as unreachable."""
 from __future__ import annotations
 
 from bot.domain.enums import Slot
+from bot.domain.ticket import Outcome, Ticket
 from bot.domain.transitions import attempt, slot_of
+from bot.ledger import UnderPolicy
+from bot.policy import Policy
 from commands.base import Reply
-from commands.command import Call, Command, UsageError, split_number, ticket_policy
+from commands.command import Call, Command, UsageError, split_number
 
 _SLOTS = {word: slot for slot in Slot for word in (slot.value, slot.label)}
 
@@ -14,15 +17,17 @@ _SLOTS = {word: slot for slot in Slot for word in (slot.value, slot.label)}
 async def _attempt(call: Call) -> Reply:
     number, rest = split_number(call.args)
     ctx = call.ctx
-    policy = await ticket_policy(ctx, number)
-    if rest:
-        slot = _SLOTS.get(rest.lower())
-        if slot is None:
-            raise UsageError(f"时段须为 上午、下午 或 晚上（morning/afternoon/evening），"
-                             f"而不是“{rest}”。")
-    else:
-        slot = slot_of(ctx.now, policy, ctx.zone)
-    return await call.apply(number, lambda t: attempt(t, call.actor, slot, policy, ctx.now))
+    slot = _SLOTS.get(rest.lower()) if rest else None
+    if rest and slot is None:
+        raise UsageError(f"时段须为 上午、下午 或 晚上（morning/afternoon/evening），"
+                         f"而不是“{rest}”。")
+
+    def attempted(ticket: Ticket, policy: Policy) -> Outcome:
+        # Without a slot, the one it is now by the ticket's policy.
+        when = slot if slot is not None else slot_of(ctx.now, policy, ctx.zone)
+        return attempt(ticket, call.actor, when, policy, ctx.now)
+
+    return await call.apply(number, UnderPolicy(attempted))
 
 
 COMMAND = Command(

@@ -11,13 +11,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bot.domain.enums import Role
-from bot.domain.ticket import Actor, Outcome, Refused, Ticket
+from bot.domain.ticket import Actor, Outcome, Ticket
 from bot.ledger import UnderPolicy
-from bot.policy import Policy
 from bot.render.chat import render_outcome
 from commands.base import CardClick, ChatMessage, Context, Reply
 from models import GroupChat
-from models import Ticket as TicketRow
 
 # Ticket numbers are 32-bit ids in the database.
 _MAX_NUMBER = 2**31 - 1
@@ -177,11 +175,3 @@ def parse_yes_no(value: str, label: str) -> bool:
     if word in _NO:
         return False
     raise UsageError(f"{label}须填写“是”或“否”，而不是“{value}”。")
-
-
-async def ticket_policy(ctx: Context, number: int) -> Policy:
-    """The policy ticket `number` was opened under (its clocks and windows)."""
-    digests = await TicketRow.filter(id=number).values_list("policy_id", flat=True)
-    if not digests:
-        raise Refused(f"没有编号为 #{number} 的投诉。")
-    return await ctx.ledger.policies.get(str(digests[0]))

@@ -7,8 +7,9 @@ from decimal import Decimal, InvalidOperation
 
 from bot.approvals import open_request
 from bot.domain.approvals import request_compensation, yuan
+from bot.ledger import UnderPolicy
 from commands.base import Reply
-from commands.command import Call, Command, UsageError, split_number, ticket_policy
+from commands.command import Call, Command, UsageError, split_number
 from models import Staff
 
 
@@ -34,10 +35,10 @@ async def _compensate(call: Call) -> Reply:
     if not reason:
         raise UsageError("请说明赔偿原因。")
     ctx = call.ctx
-    policy = await ticket_policy(ctx, number)
     _, req = await open_request(
         ctx.ledger, number,
-        lambda t: request_compensation(t, call.actor, amount, reason, policy, ctx.now),
+        UnderPolicy(lambda t, policy: request_compensation(t, call.actor, amount, reason,
+                                                          policy, ctx.now)),
         kind="compensation", actor=call.actor, reason=reason, now=ctx.now, zone=ctx.zone,
         amount=amount,
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from bot.approvals import open_request
 from bot.domain.transitions import request_staged_closure
+from bot.ledger import UnderPolicy
 from bot.render.chat import render_outcome
 from commands.base import Reply
-from commands.command import Call, Command, UsageError, split_number, ticket_policy
+from commands.command import Call, Command, UsageError, split_number
 
 
 async def _stage(call: Call) -> Reply:
@@ -15,10 +16,10 @@ async def _stage(call: Call) -> Reply:
     if not reason:
         raise UsageError("请说明申请阶段性结案的原因。")
     ctx = call.ctx
-    policy = await ticket_policy(ctx, number)
     outcome, req = await open_request(
         ctx.ledger, number,
-        lambda t: request_staged_closure(t, call.actor, reason, policy, ctx.now),
+        UnderPolicy(lambda t, policy: request_staged_closure(t, call.actor, reason, policy,
+                                                            ctx.now)),
         kind="staged_closure", actor=call.actor, reason=reason, now=ctx.now, zone=ctx.zone,
     )
     text = render_outcome(outcome, call.actor, ctx.zone, now=ctx.now)

@@ -10,23 +10,11 @@ import structlog
 from structlog.testing import capture_logs
 
 from bot.app import LEDGER
-from bot.intake import open_complaint, parse_complaint
 from schedulers.sweeper import sweep
 from tests.conftest import T0, WeComWorld
-from tests.factories import CALL_CENTRE
+from tests.test_webhooks_robot import open_ticket
 
 GROUP = "wrGRP-SH001"
-
-
-async def _open_ticket(world: WeComWorld) -> int:
-    complaint = parse_complaint({
-        "customer_name": "李先生", "customer_phone": "13812345678", "car_model": "速腾",
-        "plate": "沪A12345", "vin": "LFV2A21K6A3012345", "channel": "phone",
-        "description": "变速箱顿挫，多次维修未解决", "dealer_code": "SH001",
-    })
-    outcome = await open_complaint(complaint, world.bot.app[LEDGER], actor=CALL_CENTRE,
-                                   source="api", now=T0)
-    return outcome.ticket.number
 
 
 def _merged() -> list[structlog.types.Processor]:
@@ -34,7 +22,7 @@ def _merged() -> list[structlog.types.Processor]:
 
 
 async def test_a_robot_command_logs_its_msgid_user_and_ticket(wecom: WeComWorld):
-    number = await _open_ticket(wecom)
+    number = await open_ticket(wecom)
     with capture_logs(processors=_merged()) as logs:
         await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /respond 1 已联系",
                                            msgid="msg-log-1")
@@ -48,7 +36,7 @@ async def test_a_robot_command_logs_its_msgid_user_and_ticket(wecom: WeComWorld)
 
 
 async def test_an_app_command_logs_its_msgid(wecom: WeComWorld):
-    await _open_ticket(wecom)
+    await open_ticket(wecom)
     with capture_logs(processors=_merged()) as logs:
         await wecom.emulator.app_message("sh.zhang", "/respond 1 已联系", msgid=4242)
     changed = next(e for e in logs if e["event"] == "ticket_changed")
@@ -58,7 +46,7 @@ async def test_an_app_command_logs_its_msgid(wecom: WeComWorld):
 async def test_the_context_ends_with_the_callback(wecom: WeComWorld):
     """A line written after the callback (here a sweep) carries no stale msgid,
     but the ledger still names the ticket of each change."""
-    number = await _open_ticket(wecom)
+    number = await open_ticket(wecom)
     await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /list", msgid="msg-log-2")
     with capture_logs(processors=_merged()) as logs:
         structlog.get_logger("test").info("after_callback")
