@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bot.clock import Clock, utcnow
 from bot.db import open_database
+from bot.keys import CLOCK, LEDGER, SETTINGS, WECOM
 from bot.ledger import Ledger
 from bot.policy import load_policy
 from bot.policy_book import PolicyBook
@@ -17,10 +18,6 @@ from bot.wecom.client import WeComClient
 
 log = structlog.get_logger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-LEDGER = web.AppKey("ledger", Ledger)
-CLOCK = web.AppKey("clock", Clock)
-WECOM = web.AppKey("wecom", WeComClient)
 
 
 def create_app(

@@ -15,8 +15,9 @@ from aiohttp import web
 from bot.app import create_app
 from bot.db import open_database
 from bot.directory_import import DirectoryError, import_directory
+from bot.domain.policy import PolicyError
 from bot.logs import configure_logging
-from bot.policy import PolicyError, load_policy
+from bot.policy import load_policy
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workers import serve_workers
 

@@ -21,8 +21,9 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.app import SETTINGS, create_app
+from bot.app import create_app
 from bot.directory_import import DirectoryError, import_directory
+from bot.keys import SETTINGS
 from bot.policy import load_policy
 from bot.settings import Settings
 from bot.wecom.devpage import mount_chat_page

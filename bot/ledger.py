@@ -29,8 +29,8 @@ from bot.domain.calendar import first_attempt
 from bot.domain.deadlines import Deadline as DomainDeadline
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Clock, Flag, Slot
+from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, ContactAttempt, Outcome, Refused, Solution, Ticket
-from bot.policy import Policy
 from bot.policy_book import PolicyBook
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow

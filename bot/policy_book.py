@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.policy import Policy, policy_from_document
+from bot.domain.policy import Policy, policy_from_document
 from models import PolicyVersion
 
 

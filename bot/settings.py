@@ -18,7 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.policy import ZoneName
+from bot.domain.policy import ZoneName
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
 

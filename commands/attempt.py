@@ -4,10 +4,10 @@ three different time slots within three days close the ticket as unreachable."""
 from __future__ import annotations
 
 from bot.domain.enums import Slot
+from bot.domain.policy import Policy
 from bot.domain.ticket import Outcome, Ticket
 from bot.domain.transitions import attempt, slot_of
 from bot.ledger import UnderPolicy
-from bot.policy import Policy
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, split_number
 

@@ -35,7 +35,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.domain.enums import Role
-from bot.policy import Policy
+from bot.domain.policy import Policy
 from bot.reports.figures import Kind, Period, Report, Scope, build_report, parse_period
 from bot.reports.render import chart, markdown_summary, workbook
 from models import GroupChat, Notification, ReportRun, Staff

@@ -19,8 +19,8 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.app import CLOCK, LEDGER, SETTINGS, WECOM
 from bot.clock import Clock, utcnow
+from bot.keys import CLOCK, LEDGER, SETTINGS, WECOM
 from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport

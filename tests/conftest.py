@@ -23,8 +23,9 @@ from tortoise import connections
 from bot.app import create_app
 from bot.db import open_database
 from bot.directory_import import import_directory
+from bot.domain.policy import Policy
 from bot.ledger import Ledger
-from bot.policy import Policy, load_policy
+from bot.policy import load_policy
 from bot.policy_book import PolicyBook
 from bot.settings import DEFAULT_POLICY_FILE, Settings, load_settings
 from bot.wecom.emulator import WeComEmulator

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.enums import Category, Channel, OwnerLevel, Role, Status
+from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, Solution, Ticket
-from bot.policy import Policy
 
 CALL_CENTRE = Actor("cc.wang", Role.CALL_CENTRE, "王客服")
 SH_STAFF = Actor("sh.zhang", Role.DEALER_STAFF, "张专员", dealer_code="SH001", region_code="EAST")

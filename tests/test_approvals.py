@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import WECOM
+from bot.keys import WECOM
 from models import ApprovalRequest, Ticket, TicketEvent
 from schedulers.runner import transports_for
 from tests.conftest import WeComWorld

@@ -20,10 +20,10 @@ from bot.domain.calendar import (
 )
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Clock
+from bot.domain.policy import BusinessCalendar, Policy, PolicyError, policy_from_document
 from bot.domain.ticket import Medium
 from bot.intake import open_complaint
 from bot.ledger import Ledger
-from bot.policy import BusinessCalendar, Policy, PolicyError, policy_from_document
 from bot.policy_book import PolicyBook
 from models import Notification, TicketEvent
 from schedulers.sweeper import sweep

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import WECOM
+from bot.keys import WECOM
 from bot.notify import Transport
 from bot.render.privacy import mask_phone, mask_vin
 from bot.wecom.emulator import WeComEmulator

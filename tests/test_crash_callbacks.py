@@ -42,7 +42,7 @@ from bot.clock import utcnow
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Status
-from bot.policy import Policy
+from bot.domain.policy import Policy
 from bot.policy_book import PolicyBook
 from bot.render.cards import ticket_of_task
 from bot.wecom.crypto import CallbackCipher

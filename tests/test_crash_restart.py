@@ -30,10 +30,10 @@ from tortoise.functions import Count
 from bot.clock import utcnow
 from bot.db import open_database
 from bot.directory_import import import_directory
+from bot.domain.policy import Policy
 from bot.intake import open_complaint
 from bot.ledger import Ledger
 from bot.notify.email import EmailTransport
-from bot.policy import Policy
 from bot.policy_book import PolicyBook
 from models import Deadline, Notification, TicketEvent
 from schedulers.outbox import RetryPolicy, deliver_due

@@ -27,7 +27,7 @@ from bench.fill import DEALERS, HANDLER
 from bot.app import create_app
 from bot.clock import utcnow
 from bot.db import open_database
-from bot.policy import Policy
+from bot.domain.policy import Policy
 from bot.settings import load_settings
 from bot.wecom.emulator import Fault, WeComEmulator
 from commands.router import FAILURE

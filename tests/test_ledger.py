@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 
 from bot.domain.enums import Category, Channel, Clock, Status
+from bot.domain.policy import parse_duration
 from bot.domain.ticket import SYSTEM, Refused
 from bot.domain.transitions import deadline_due, escalate, respond
 from bot.intake import Complaint, open_complaint
 from bot.ledger import Ledger, NotFound
-from bot.policy import parse_duration
 from bot.policy_book import PolicyBook
 from models import Deadline, GroupChat, Notification, PolicyVersion, TicketEvent
 from models import Ticket as TicketRow

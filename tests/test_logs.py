@@ -9,7 +9,7 @@ from datetime import timedelta
 import structlog
 from structlog.testing import capture_logs
 
-from bot.app import LEDGER
+from bot.keys import LEDGER
 from schedulers.sweeper import sweep
 from tests.conftest import T0, WeComWorld
 from tests.test_webhooks_robot import open_ticket

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import structlog
 
-from bot.app import LEDGER, WECOM
+from bot.keys import LEDGER, WECOM
 from bot.logs import configure_logging
 from bot.render.privacy import mask_phone, mask_vin
 from models import Ticket

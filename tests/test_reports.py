@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from bot.app import LEDGER
 from bot.directory import actor_for
 from bot.domain.transitions import (
     close,
@@ -25,6 +24,7 @@ from bot.domain.transitions import (
     respond,
 )
 from bot.intake import Complaint, open_complaint
+from bot.keys import LEDGER
 from bot.reports.figures import (
     Limits,
     Scope,

@@ -12,7 +12,8 @@ import pytest
 
 import bot.settings
 from bot.db import open_database
-from bot.policy import PolicyError, load_policy
+from bot.domain.policy import PolicyError
+from bot.policy import load_policy
 from bot.settings import SettingsError, load_settings
 from tests.conftest import ROOT
 

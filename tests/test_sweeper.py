@@ -17,10 +17,10 @@ from tortoise.functions import Count
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Category, Clock, OwnerLevel, Slot, Status
+from bot.domain.policy import Policy
 from bot.domain.transitions import acknowledge_major, attempt, first_solution, respond
 from bot.intake import open_complaint
 from bot.ledger import Ledger
-from bot.policy import Policy
 from bot.policy_book import PolicyBook
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from bot.app import LEDGER, WECOM, create_app
+from bot.app import create_app
 from bot.intake import open_complaint, parse_complaint
+from bot.keys import LEDGER, WECOM
 from bot.wecom.crypto import CallbackCipher, signature
 from models import Notification, ProcessedCallback, Ticket, TicketEvent
 from tests.conftest import T0, WeComWorld, wecom_settings

@@ -9,10 +9,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bot.app import CLOCK, LEDGER, SETTINGS
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor
 from bot.intake import IntakeError, open_complaint, parse_complaint
+from bot.keys import CLOCK, LEDGER, SETTINGS
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 

@@ -25,8 +25,8 @@ import structlog
 from aiohttp import web
 from wechatpy.enterprise import parse_message
 
-from bot.app import CLOCK, SETTINGS
 from bot.card_copies import note_click, take_code
+from bot.keys import CLOCK, SETTINGS
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply

@@ -28,8 +28,8 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from bot.app import LEDGER, SETTINGS
 from bot.directory import actor_for
+from bot.keys import LEDGER, SETTINGS
 from bot.metrics import CALLBACKS
 from bot.settings import Settings, SettingsError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused, SignedQuery

@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 from tortoise import connections
 
-from bot.app import CLOCK, SETTINGS
+from bot.keys import CLOCK, SETTINGS
 from schedulers.sweeper import oldest_overdue
 
 log = structlog.get_logger(__name__)

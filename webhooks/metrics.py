@@ -10,8 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from tortoise.functions import Count
 
-from bot.app import CLOCK
 from bot.domain.ticket import Medium
+from bot.keys import CLOCK
 from bot.metrics import exposition
 from models import Deadline, Notification
 from schedulers.outbox import UNDELIVERED

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.app import CLOCK, LEDGER, SETTINGS
+from bot.keys import CLOCK, LEDGER, SETTINGS
 from bot.reports.figures import Kind, Limits, Scope, compute_figures, parse_period
 from bot.reports.render import csv_text
 from webhooks.api import authorised, json_error

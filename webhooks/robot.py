@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bot.app import CLOCK, SETTINGS
 from bot.card_copies import record_copy
+from bot.keys import CLOCK, SETTINGS
 from bot.render.cards import ticket_of_task
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from commands import router

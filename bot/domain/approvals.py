@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from bot.domain.enums import OwnerLevel, Role
 from bot.domain.permissions import Action, check
+from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, Audience, Medium, Notice, Outcome, Refused, Ticket
-from bot.policy import Policy
 
 _OWNER_GROUP = {
     OwnerLevel.DEALER: Audience.DEALER_GROUP,

@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import chinese_calendar
 
+from bot.domain.policy import BusinessCalendar
 from bot.domain.ticket import Medium
-from bot.policy import BusinessCalendar
 
 
 def _statutory_day(day: date) -> str | None:

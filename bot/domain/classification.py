@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.domain.enums import Category, Channel, Flag, OwnerLevel
-from bot.policy import Policy
+from bot.domain.policy import Policy
 
 _RANK = {Category.GENERAL: 0, Category.ESCALATED: 1, Category.IMPORTANT: 2}
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from bot.domain.calendar import add_working_time
 from bot.domain.enums import Category, Clock, Status
+from bot.domain.policy import Policy
 from bot.domain.ticket import Ticket
-from bot.policy import Policy
 
 
 @dataclass(frozen=True, order=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.policy import Policy
+from bot.domain.policy import Policy
 
 
 @dataclass(frozen=True)

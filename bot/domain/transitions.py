@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from bot.domain.classification import Classification
 from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
 from bot.domain.permissions import Action, check
+from bot.domain.policy import Policy
 from bot.domain.ticket import (
     Actor,
     Audience,
@@ -26,7 +27,6 @@ from bot.domain.ticket import (
     Solution,
     Ticket,
 )
-from bot.policy import Policy
 
 _ESCALATION = {Category.GENERAL: Category.ESCALATED, Category.ESCALATED: Category.IMPORTANT}
 _OWNER_GROUP = {

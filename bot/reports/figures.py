@@ -29,7 +29,7 @@ from tortoise import connections
 
 from bot.db import fetch_rows
 from bot.domain.enums import Category, Channel, Flag
-from bot.policy import Policy
+from bot.domain.policy import Policy
 from models import Dealer, Region
 from models import Ticket as TicketRow
 
