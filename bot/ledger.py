@@ -232,18 +232,26 @@ class Ledger:
         self, wanted: dict[int, Iterable[DomainDeadline]], now: datetime
     ) -> None:
         """Store exactly each ticket's wanted set: cancel the moot, add the new,
-        keep the rest (whatever their state, so nothing due fires twice)."""
+        re-arm the cancelled that are wanted again (a staged closure rejected:
+        the clocks it held run on), keep the rest (applied or refused, so
+        nothing due fires twice)."""
         keys = {number: {(w.clock, w.due_at) for w in deadlines}
                 for number, deadlines in wanted.items()}
         have: dict[int, set[tuple[Clock, datetime]]] = {number: set() for number in wanted}
         moot: list[int] = []
+        rearmed: list[int] = []
         for d in await Deadline.filter(ticket_id__in=list(wanted)):
             number: int = d.ticket_id  # type: ignore[attr-defined]
             have[number].add((d.clock, d.due_at))
-            if d.state == "pending" and (d.clock, d.due_at) not in keys[number]:
+            is_wanted = (d.clock, d.due_at) in keys[number]
+            if d.state == "pending" and not is_wanted:
                 moot.append(d.id)
+            elif d.state == "cancelled" and is_wanted:
+                rearmed.append(d.id)
         if moot:
             await Deadline.filter(id__in=moot).update(state="cancelled", finished_at=now)
+        if rearmed:
+            await Deadline.filter(id__in=rearmed).update(state="pending", finished_at=None)
         new = [
             Deadline(ticket_id=number, clock=clock, due_at=due_at)
             for number in wanted
