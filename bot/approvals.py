@@ -46,7 +46,8 @@ _CARD_KIND = {"staged_closure": "staged_closure_request", "compensation": "compe
 
 async def approver_for(role: Role, ticket: Ticket) -> str:
     """The userid of the person holding `role` for the ticket (its dealer, or
-    its region, else HQ); Refused when nobody does."""
+    the department owning it: HQ for an HQ ticket, else its region, else HQ);
+    Refused when nobody does."""
     audience = _ROLE_AUDIENCE.get(role)
     found = await recipients_for(audience, Medium.APP, ticket) if audience else []
     holder = await Staff.filter(userid__in=found, role=role, active=True).order_by("id").first()

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.db import fetch_rows
-from bot.domain.enums import Role
+from bot.domain.enums import OwnerLevel, Role
 from bot.domain.ticket import Actor, Audience, Medium, Ticket
 
 _GROUP_OF = {
@@ -23,8 +23,8 @@ _PEOPLE: dict[Audience, tuple[tuple[Role, ...], str]] = {
     Audience.DEALER_LEADERS: ((Role.DEALER_MANAGER, Role.DEALER_GM), "dealer"),
     Audience.REGION_HANDLERS: ((Role.REGION_STAFF,), "region"),
     Audience.HQ_HANDLERS: ((Role.HQ_STAFF,), "hq"),
-    Audience.SECOND_LEVEL_MANAGER: ((Role.SECOND_LEVEL_MANAGER,), "region_else_hq"),
-    Audience.SENIOR_MANAGER: ((Role.SENIOR_MANAGER,), "region_else_hq"),
+    Audience.SECOND_LEVEL_MANAGER: ((Role.SECOND_LEVEL_MANAGER,), "owning_department"),
+    Audience.SENIOR_MANAGER: ((Role.SENIOR_MANAGER,), "owning_department"),
     Audience.BRAND_AND_LEGAL: ((Role.BRAND_DIVISION, Role.LEGAL), "anywhere"),
     Audience.LEGAL: ((Role.LEGAL,), "anywhere"),
 }
@@ -139,9 +139,13 @@ class Roster:
                 people = [p for p in people if p.region == ticket.region_code]
             elif where == "hq":
                 people = [p for p in people if p.hq]
-            elif where == "region_else_hq":
+            elif where == "owning_department":
+                # R18/R19: the managers of the department that owns the ticket:
+                # HQ's own for an HQ ticket, else its region's (HQ's when the
+                # region has none).
+                hq = [p for p in people if p.hq]
                 regional = [p for p in people if p.region == ticket.region_code]
-                people = regional or [p for p in people if p.hq]
+                people = hq if ticket.owner_level is OwnerLevel.HQ else regional or hq
         found = [p.email if medium is Medium.EMAIL else p.userid
                  for p in people if p.userid != ticket.about_staff]
         return list(dict.fromkeys(a for a in found if a))
