@@ -19,11 +19,11 @@ from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
 from bot.directory import recipients_for
-from bot.domain.approvals import decide_compensation
+from bot.domain.approvals import OpenRequest, decide_compensation, ended_requests
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor, Audience, Medium, Outcome, Refused, Ticket
 from bot.domain.transitions import decide_staged_closure
-from bot.ledger import Ledger, Transition, UnderPolicy
+from bot.ledger import Ledger, Transition, UnderPolicy, end_requests
 from bot.render.approvals import (
     approval_task_id,
     decision_text,
@@ -32,6 +32,7 @@ from bot.render.approvals import (
     staff_names,
 )
 from models import ApprovalRequest, Delegation, Notification, Staff, TicketEvent
+from models import Ticket as TicketRow
 
 # Who holds an approving role, as the directory's audiences find them.
 _ROLE_AUDIENCE = {
@@ -89,7 +90,23 @@ async def open_request(
         assert event is not None  # ledger.apply just wrote it
         for userid in [approver, *await delegates_of(approver, now)]:
             await _queue_card(req, event, userid, now, zone)
+        await _supersede(req, outcome.ticket, event, actor, now)
     return outcome, req
+
+
+async def _supersede(
+    req: ApprovalRequest, ticket: Ticket, event: TicketEvent, actor: Actor, now: datetime
+) -> None:
+    """The new request `req` ends the older open ones of its kind: cancelled,
+    their cards updated where their codes allow."""
+    number: int = req.ticket_id  # type: ignore[attr-defined]
+    pending = [OpenRequest(i, k) for i, k in await ApprovalRequest.filter(
+        ticket_id=number, status="open").values_list("id", "kind")]
+    ended = ended_requests(ticket, ticket, pending, opened=OpenRequest(req.id, req.kind))
+    await end_requests(ended, actor=actor, now=now)
+    for old in ended:
+        await refresh_copies({number: event.id}, now=now,
+                             task_prefix=f"ticket{number}-apr{old}-")
 
 
 async def _queue_card(
@@ -145,11 +162,19 @@ async def decidable(
     if req is None:
         raise Refused(f"没有编号为 {request_id} 的审批申请。")
     on_behalf_of = await _on_behalf_of(req, actor, now)
+    if req.status == "cancelled":
+        raise Refused(cancelled_text(req))
     if req.status != "open":
         names = await staff_names([req.decided_by, req.decided_on_behalf_of])
         raise Refused(f"#{req.ticket_id} 的{request_title(req)}"  # type: ignore[attr-defined]
                       f"已处理（{decision_text(req, zone, names)}），无需再次操作。")
     return req, on_behalf_of
+
+
+def cancelled_text(req: ApprovalRequest) -> str:
+    """Why a cancelled request can no longer be decided (with the ticket number)."""
+    return (f"#{req.ticket_id} 的{request_title(req)}已撤销"  # type: ignore[attr-defined]
+            f"（{req.decision_reason}），不能再审批。")
 
 
 async def decide(
@@ -166,6 +191,11 @@ async def decide(
     decision in one transaction; refused as `decidable` says, and a rejection
     without a reason."""
     async with in_transaction():
+        # The ticket's row first, as every change of the ticket locks it: a
+        # close that cancels the request and this decision cannot interleave.
+        tickets = await ApprovalRequest.filter(id=request_id).values_list(
+            "ticket_id", flat=True)
+        await TicketRow.filter(id__in=tickets).select_for_update(no_key=True)
         req, on_behalf_of = await decidable(request_id, actor, now=now, zone=zone, lock=True)
         if not approve and not reason.strip():
             raise Refused("驳回须说明原因。")
@@ -199,12 +229,15 @@ async def decide(
     return req, outcome
 
 
-async def open_requests_for(number: int, actor: Actor, now: datetime) -> list[ApprovalRequest]:
-    """The open requests on ticket `number` that `actor` may decide, oldest first."""
+async def open_requests_for(
+    number: int, actor: Actor, now: datetime, *, status: str = "open"
+) -> list[ApprovalRequest]:
+    """The open requests on ticket `number` that `actor` may decide, oldest
+    first (with `status`, those of `actor`'s that are in that state)."""
     approvers = [actor.userid, *await Delegation.filter(
         delegate=actor.userid, until__gte=now).values_list("approver", flat=True)]
     return await ApprovalRequest.filter(
-        ticket_id=number, status="open", approver_userid__in=approvers).order_by("id")
+        ticket_id=number, status=status, approver_userid__in=approvers).order_by("id")
 
 
 async def approved_compensations(number: int) -> list[ApprovalRequest]:

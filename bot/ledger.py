@@ -25,6 +25,7 @@ from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
 from bot.directory import Roster
+from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
 from bot.domain.deadlines import Deadline as DomainDeadline
 from bot.domain.deadlines import pending_deadlines
@@ -32,7 +33,7 @@ from bot.domain.enums import Clock, Flag, Slot
 from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, ContactAttempt, Outcome, Refused, Solution, Ticket
 from bot.policy_book import PolicyBook
-from models import Deadline, Notification, TicketEvent
+from models import ApprovalRequest, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 
 log = structlog.get_logger(__name__)
@@ -221,6 +222,8 @@ class Ledger:
         await self._reconcile_deadlines(
             {d.row.id: pending_deadlines(d.outcome.ticket, d.policy) for d in applied}, now
         )
+        if update:
+            await self._end_requests(applied, actor=actor, now=now)
         await self._enqueue(applied, events, now)
         # Cards already sent for a changed ticket show the change (bot/card_copies.py).
         changed = {d.row.id: events[d.row.id].id for d in applied
@@ -259,6 +262,24 @@ class Ledger:
         ]
         if new:
             await Deadline.bulk_create(new)
+
+    async def _end_requests(self, applied: list[_Applied], *, actor: Actor,
+                            now: datetime) -> None:
+        """Cancel the open approval requests the changes end (closed, reopened,
+        moved to another owner or handler: bot/domain/approvals.py). Their
+        cards follow with the ticket's (`refresh_copies`), and a later
+        decision is refused. The ticket rows are locked, and a decision locks
+        its ticket first, so a request is decided or cancelled, never both."""
+        ending = [d for d in applied if ending_reason(d.before, d.outcome.ticket)]
+        if not ending:
+            return
+        pending: dict[int, list[OpenRequest]] = {d.row.id: [] for d in ending}
+        for req_id, number, kind in await ApprovalRequest.filter(
+                ticket_id__in=list(pending), status="open").values_list("id", "ticket_id", "kind"):
+            pending[number].append(OpenRequest(req_id, kind))
+        for done in ending:
+            ended = ended_requests(done.before, done.outcome.ticket, pending[done.row.id])
+            await end_requests(ended, actor=actor, now=now)
 
     async def _enqueue(
         self, applied: list[_Applied], events: dict[int, TicketEvent], now: datetime
@@ -300,3 +321,12 @@ class Ledger:
                     )
         if rows:
             await Notification.bulk_create(rows, ignore_conflicts=True)
+
+
+async def end_requests(ended: dict[int, str], *, actor: Actor, now: datetime) -> None:
+    """Mark open approval requests (id → reason) cancelled by `actor`'s change
+    at `now`; a request decided meanwhile is left as decided."""
+    for req_id, reason in ended.items():
+        await ApprovalRequest.filter(id=req_id, status="open").update(
+            status="cancelled", decided_by=actor.userid, decided_at=now, decision_reason=reason)
+        log.info("approval_cancelled", request=req_id, reason=reason)

@@ -4,9 +4,9 @@ rejection always records its reason, so the button asks for it."""
 from __future__ import annotations
 
 from bot.approvals import decidable
-from bot.domain.ticket import Actor
+from bot.domain.ticket import Actor, Refused
 from bot.render.approvals import request_title
-from commands.approve import decide_and_reply, request_on
+from commands.approve import decide_and_reply, request_on, show_decided
 from commands.base import CardClick, Context, Reply
 from commands.command import Call, Command, UsageError, split_number
 
@@ -24,7 +24,11 @@ async def _click(click: CardClick, ctx: Context, actor: Actor, request_id: int) 
     """驳回 on an approval card (key `reject:<request id>`): nothing is decided
     until the reason is sent; a decided request, or someone not its approver,
     gets the same answer as a decision would."""
-    req, _ = await decidable(request_id, actor, now=ctx.now, zone=ctx.zone)
+    try:
+        req, _ = await decidable(request_id, actor, now=ctx.now, zone=ctx.zone)
+    except Refused:
+        await show_decided(request_id, click.task_id, ctx)
+        raise
     number = req.ticket_id  # type: ignore[attr-defined]
     return Reply(markdown=f"请回复“/reject {number} 驳回原因”以驳回 #{number} 的"
                           f"{request_title(req)}（驳回须说明原因）。")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from bot.domain.enums import OwnerLevel, Role
+from bot.domain.enums import OwnerLevel, Role, Status
 from bot.domain.permissions import Action, check
 from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, Audience, Medium, Notice, Outcome, Refused, Ticket
@@ -77,3 +79,63 @@ def decide_compensation(
     notices = (Notice(kind=event, audience=_OWNER_GROUP[ticket.owner_level],
                       medium=Medium.GROUP),)
     return Outcome(ticket, event, data, notices)
+
+
+_KIND_LABELS = {"staged_closure": "阶段性结案", "compensation": "赔偿"}
+_ENDED_BY_STATUS = {
+    Status.CLOSED: "已结案",
+    Status.STAGED_CLOSED: "已阶段性结案",
+    Status.CLOSED_UNREACHABLE: "已结案（无法联系客户）",
+    Status.CANCELLED: "已撤销",
+}
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """An approval request still waiting for its decision, as far as its end matters."""
+
+    id: int
+    kind: str
+
+
+def ending_reason(before: Ticket, after: Ticket) -> str | None:
+    """Why a change of the ticket ends its open approval requests, or None
+    when it does not: a request asks about the ticket as it was, so closing,
+    cancelling, reopening, moving it to another owner or another handler
+    leaves nothing to decide. The reason (Chinese, with the ticket number) is
+    what the approver reads on the card and when trying to decide."""
+    label = _label(after)
+    if after.status.is_final and not before.status.is_final:
+        return f"{label} {_ENDED_BY_STATUS[after.status]}"
+    if before.status.is_final and not after.status.is_final:
+        return f"{label} 已重新打开"
+    if after.owner_level is not before.owner_level:
+        return f"{label} 已升级至{after.owner_level.label}处理"
+    if (after.dealer_code, after.region_code) != (before.dealer_code, before.region_code):
+        return f"{label} 已改派至经销商 {after.dealer_code}"
+    if before.assignee is not None and after.assignee != before.assignee:
+        return f"{label} 已改派给其他处理人"
+    return None
+
+
+def ended_requests(
+    before: Ticket,
+    after: Ticket,
+    pending: Sequence[OpenRequest],
+    *,
+    opened: OpenRequest | None = None,
+) -> dict[int, str]:
+    """The open requests (`pending`) a change of the ticket ends, each with the
+    reason: all of them when `ending_reason` says so, and, when the change
+    opens request `opened`, the older ones of its kind, which it supersedes."""
+    reason = ending_reason(before, after)
+    ended: dict[int, str] = {}
+    for req in pending:
+        if opened is not None and req.id == opened.id:
+            continue
+        if reason is not None:
+            ended[req.id] = reason
+        elif opened is not None and req.kind == opened.kind:
+            ended[req.id] = (f"{_label(after)} 已有新的{_KIND_LABELS.get(req.kind, req.kind)}"
+                             f"申请（审批单 {opened.id}）")
+    return ended

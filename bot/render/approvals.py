@@ -73,6 +73,12 @@ def decision_text(
     label = STATUS_LABELS.get(req.status, req.status)
     if req.decided_at is None:
         return label
+    if req.status == "cancelled":
+        # Nobody decided: the ticket moved on (bot/domain/approvals.py), and
+        # the reason says how.
+        at = req.decided_at.astimezone(zone)
+        return (f"{label} {at.strftime('%H:%M')}" if brief
+                else f"{label}（{req.decision_reason}） {short_time(req.decided_at, zone)}")
     who = names.get(req.decided_by or "", req.decided_by or "")
     if req.decided_on_behalf_of:
         on_behalf = req.decided_on_behalf_of
@@ -111,7 +117,8 @@ def approval_card(
                      else f"{approver}（{role}）"))
     reason = f"原因：{scrub(req.reason, ticket)}"
     if req.decision_reason:
-        reason += f"｜意见：{scrub(req.decision_reason, ticket)}"
+        heading = "撤销" if req.status == "cancelled" else "意见"
+        reason += f"｜{heading}：{scrub(req.decision_reason, ticket)}"
     card: dict[str, Any] = {
         "card_type": "button_interaction",
         "source": {"desc": "投诉审批"},
