@@ -6,13 +6,20 @@ PostgreSQL; each step asserts what people see."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
+from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
+from bot.domain.enums import Category, OwnerLevel, Status
+from bot.domain.policy import Policy
 from bot.keys import LEDGER
 from models import ApprovalRequest, Notification, Ticket
 from schedulers.sweeper import sweep
-from tests.conftest import TOKEN
+from tests.conftest import T0, TOKEN
+from tests.factories import make_ticket
 from tests.test_approvals import app_replies, talk
 from tests.test_conversation import Conversation, cards, posts, updates
 
@@ -163,3 +170,40 @@ async def test_r6_a_card_decided_by_command_loses_its_buttons(talk: Conversation
     assert f"#{n}" in again and "已批准" in again
     [update] = updates(sent, "sh.wu")
     assert update["replace_text"].startswith("已批准")
+
+
+# -- the pure rule: which open requests a change ends ------------------------
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"status": Status.CLOSED}, "#1024 已结案"),
+    ({"status": Status.CANCELLED}, "#1024 已撤销"),
+    ({"status": Status.STAGED_CLOSED}, "#1024 已阶段性结案"),
+    ({"owner_level": OwnerLevel.REGION, "category": Category.ESCALATED},
+     "#1024 已升级至区域处理"),
+    ({"dealer_code": "HZ001"}, "#1024 已改派至经销商 HZ001"),
+    ({"assignee": "sh.chen"}, "#1024 已改派给其他处理人"),
+    ({"followup_count": 1}, None),
+    ({"status": Status.RESPONDED}, None),
+])
+def test_r6_which_changes_end_open_requests(
+    policy: Policy, change: dict[str, Any], reason: str | None
+) -> None:
+    before = make_ticket(policy, T0, assignee="sh.zhang")
+    after = replace(before, **change)
+    pending = [OpenRequest(1, "compensation"), OpenRequest(2, "staged_closure")]
+    assert ending_reason(before, after) == reason
+    expected = {1: reason, 2: reason} if reason else {}
+    assert ended_requests(before, after, pending) == expected
+
+
+def test_r6_reopening_and_a_newer_request_end_open_requests(policy: Policy) -> None:
+    closed = make_ticket(policy, T0, status=Status.STAGED_CLOSED)
+    reopened = replace(closed, status=Status.DISPATCHED)
+    assert ending_reason(closed, reopened) == "#1024 已重新打开"
+    # A first assignment is no reassignment.
+    ticket = make_ticket(policy, T0)
+    assert ending_reason(ticket, replace(ticket, assignee="sh.zhang")) is None
+    pending = [OpenRequest(1, "compensation"), OpenRequest(2, "staged_closure"),
+               OpenRequest(3, "compensation")]
+    assert ended_requests(ticket, ticket, pending, opened=OpenRequest(3, "compensation")) == {
+        1: "#1024 已有新的赔偿申请（审批单 3）"}
