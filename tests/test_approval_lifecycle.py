@@ -8,18 +8,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
-from bot.domain.enums import Category, OwnerLevel, Status
+from bot.domain.approvals import (
+    OpenRequest,
+    decide_compensation,
+    ended_requests,
+    ending_reason,
+)
+from bot.domain.enums import Category, OwnerLevel, Role, Status
 from bot.domain.policy import Policy
+from bot.domain.ticket import Refused
 from bot.keys import LEDGER
 from models import ApprovalRequest, Notification, Ticket
 from schedulers.sweeper import sweep
 from tests.conftest import T0, TOKEN
-from tests.factories import make_ticket
+from tests.factories import CALL_CENTRE, make_ticket
 from tests.test_approvals import app_replies, talk
 from tests.test_conversation import Conversation, cards, posts, updates
 
@@ -207,3 +214,12 @@ def test_r6_reopening_and_a_newer_request_end_open_requests(policy: Policy) -> N
                OpenRequest(3, "compensation")]
     assert ended_requests(ticket, ticket, pending, opened=OpenRequest(3, "compensation")) == {
         1: "#1024 已有新的赔偿申请（审批单 3）"}
+
+
+def test_r6_no_compensation_is_approved_on_a_closed_ticket(policy: Policy) -> None:
+    gm = replace(CALL_CENTRE, userid="sh.wu", role=Role.DEALER_GM, dealer_code="SH001")
+    closed = make_ticket(policy, T0, status=Status.CLOSED)
+    with pytest.raises(Refused, match="#1024 当前状态为「已结案」"):
+        decide_compensation(closed, gm, approve=True, amount=Decimal("1500"),
+                            approver_role=Role.DEALER_GM, requested_by="sh.zhang", reason="",
+                            now=T0)

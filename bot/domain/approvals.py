@@ -68,7 +68,10 @@ def decide_compensation(
     on_behalf_of: str | None = None,
 ) -> Outcome:
     """R25: the holder of the approving role (or their delegate) decides; the
-    owner's group is told, with the amount when approved."""
+    owner's group is told, with the amount when approved. Never on a closed
+    ticket (its open requests end with it: `ending_reason`)."""
+    if ticket.status.is_final:
+        raise Refused(f"{_label(ticket)} 当前状态为「{ticket.status.label}」，不能再审批赔偿。")
     if actor.userid == requested_by:
         raise Refused("不能审批自己提交的申请。")
     if actor.role is not approver_role and on_behalf_of is None:
