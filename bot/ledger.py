@@ -31,6 +31,7 @@ from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Clock, Flag, Slot
 from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, ContactAttempt, Outcome, Refused, Solution, Ticket
+from bot.domain.transitions import note_legal_mentions
 from bot.policy_book import PolicyBook
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -195,6 +196,7 @@ class Ledger:
                 except Refused as refused:
                     results[change.number] = refused
                     continue
+                outcome = note_legal_mentions(before, outcome, policy)
                 applied.append(_Applied(row, before, outcome, change.cause, policy))
                 results[change.number] = outcome
             if applied:

@@ -93,3 +93,161 @@ async def test_r2_escalation_informs_the_dealer_group_and_asks_the_region(ledger
     (region,) = await posted(number, "wrGRP-EAST", "escalated")
     assert f"`/respond {number}`" in region
     assert (await TicketRow.get(id=number)).category is Category.ESCALATED
+
+
+async def legal_mails(number: int) -> list[str]:
+    rows = await Notification.filter(ticket_id=number, kind="legal_flag", medium="email")
+    return [r.recipient for r in rows]
+
+
+@pytest.mark.parametrize("command", [
+    "/respond {n} 客户说要去法院起诉",
+    "/followup {n} 客户已找律师",
+    "/escalate {n} 客户威胁打官司",
+])
+async def test_r8_legal_words_in_a_later_note_flag_the_ticket(ledger, say, command):
+    """Item 8 (R26): the ledger scans every change's note, not only intake."""
+    number = (await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                   now=T0)).ticket.number
+    assert not (await TicketRow.get(id=number)).legal
+    if command.startswith("/followup"):
+        await say("sh.zhang", f"/respond {number}")
+    actor = "east.he" if command.startswith("/escalate") else "sh.zhang"
+    reply = await say(actor, command.format(n=number))
+    assert "已提示法务（R26）" in reply.markdown
+    assert (await TicketRow.get(id=number)).legal
+    assert await legal_mails(number) == ["legal.han@brand.example"]
+    # Said again, the ticket is flagged already: legal is not told twice.
+    await say("sh.zhang", f"/attempt {number} 客户又提到律师")
+    assert len(await legal_mails(number)) == 1
+
+
+async def test_r8_plan_fields_are_scanned_too(ledger, say):
+    number = (await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                   now=T0)).ticket.number
+    await say("sh.zhang", f"/respond {number}")
+    await say("sh.zhang", f"/plan {number} 诉求=退车，否则起诉 原因=阀体磨损 方案=更换阀体 "
+                          "接受=是 回访=是")
+    assert (await TicketRow.get(id=number)).legal
+
+
+async def test_r8_legal_command_and_its_alias_flag_once(ledger, say):
+    first = (await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                  now=T0)).ticket.number
+    reply = await say("sh.zhang", f"/legal {first} 客户情绪激动", chatid="wrGRP-SH001")
+    assert reply.markdown.startswith(f"⚖️ #{first} 已标记为涉及法律诉讼，已提示法务（R26）")
+    assert (await TicketRow.get(id=first)).legal
+    assert await legal_mails(first) == ["legal.han@brand.example"]
+    again = await say("sh.zhang", f"法务 {first}")
+    assert again.markdown == f"⛔ #{first} 已提示法务，无需重复标记。"
+    # Another dealer may not flag this dealer's ticket.
+    other = await say("bj.liu", f"/legal {first}")
+    assert other.markdown.startswith("⛔") and "不属于" in other.markdown
+
+
+@pytest.mark.parametrize(("channel", "legal"), [("law_firm", True), ("parent_company", False)])
+async def test_r2_law_firm_and_parent_company_channels(ledger, channel, legal):
+    """Item 8 (R2): both channels are accepted; a law firm's complaint is
+    flagged to legal at intake (R26, classification.legal_channels)."""
+    out = await open_complaint(complaint(channel=channel), ledger, actor=CALL_CENTRE,
+                               source="api", now=T0)
+    assert out.ticket.legal is legal
+    assert bool(await legal_mails(out.ticket.number)) is legal
+
+
+PLAN_REFUSED = "诉求=退车 原因=阀体磨损 方案=更换阀体 接受=否 回访=是"
+
+
+async def responded_ticket(ledger, say) -> int:
+    number = (await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                   now=T0)).ticket.number
+    await say("sh.zhang", f"/respond {number}")
+    return number
+
+
+async def test_r7_no_agreement_escalates_at_once_by_default(ledger, say, clock):
+    """Item 7 (R15): /plan … 接受=否 hands the ticket to the region, which is
+    asked to respond; the dealer group is told."""
+    number = await responded_ticket(ledger, say)
+    clock[0] = T0 + H
+    reply = await say("sh.zhang", f"/plan {number} {PLAN_REFUSED}")
+    assert "⬆️ 客户不接受方案（R15），已升级为升级投诉，转区域负责。" in reply.markdown
+    row = await TicketRow.get(id=number)
+    assert (row.category, row.owner_level) == (Category.ESCALATED, OwnerLevel.REGION)
+    assert row.solution["customer_accepts"] is False
+    (region,) = await posted(number, "wrGRP-EAST", "escalated")
+    assert "客户不接受方案（R15）" in region and f"`/respond {number}`" in region
+    (dealer,) = await posted(number, "wrGRP-SH001", "escalated")
+    assert INFORMED in dealer
+
+
+@pytest.fixture
+async def notify_ledger(ledger):
+    """The ledger under a policy whose no_agreement action is `notify`."""
+    from bot.domain.policy import policy_from_document
+    from bot.ledger import Ledger
+    from bot.policy_book import PolicyBook
+
+    document = ledger.policies.current.document()
+    document["no_agreement"] = {"action": "notify", "decide_within": "24h"}
+    book = PolicyBook(policy_from_document(document))
+    await book.store_current()
+    return Ledger(book)
+
+
+async def test_r7_no_agreement_notifies_the_region_with_its_own_clock(notify_ledger, clock):
+    """Item 7 (R15, notify): the region is told and asked to decide by a time;
+    undecided at that time, the ticket escalates."""
+    from models import Deadline
+    from schedulers.sweeper import sweep
+
+    async def say(userid: str, text: str) -> Reply:
+        ctx = Context(actor=await actor_for(userid), ledger=notify_ledger, now=clock[0],
+                      zone=ZONE)
+        return await handle_message(ChatMessage(userid=userid, text=text, channel="robot"), ctx)
+
+    number = await responded_ticket(notify_ledger, say)
+    clock[0] = T0 + H
+    reply = await say("sh.zhang", f"/plan {number} {PLAN_REFUSED}")
+    assert "已通知区域决定是否升级" in reply.markdown
+    row = await TicketRow.get(id=number)
+    assert row.owner_level is OwnerLevel.DEALER and row.no_agreement_at == T0 + H
+    (region,) = await posted(number, "wrGRP-EAST", "no_agreement")
+    assert "【客户不接受方案】" in region and f"`/escalate {number} 原因`" in region
+    assert "2026-03-03 10:00</font> 前决定" in region
+    assert await posted(number, "east.he", "no_agreement")  # the region's handler, in the app
+    (dealer,) = await posted(number, "wrGRP-SH001", "no_agreement")
+    assert INFORMED in dealer and "/escalate" not in dealer
+    pending = await Deadline.filter(ticket_id=number, clock="no_agreement", state="pending")
+    assert [d.due_at for d in pending] == [T0 + 25 * H]
+    await sweep(notify_ledger, now=T0 + 25 * H)
+    row = await TicketRow.get(id=number)
+    assert (row.owner_level, row.no_agreement_at) == (OwnerLevel.REGION, None)
+
+
+async def test_r7_an_accepted_plan_stops_the_regions_clock(notify_ledger, clock):
+    from models import Deadline
+
+    async def say(userid: str, text: str) -> Reply:
+        ctx = Context(actor=await actor_for(userid), ledger=notify_ledger, now=clock[0],
+                      zone=ZONE)
+        return await handle_message(ChatMessage(userid=userid, text=text, channel="robot"), ctx)
+
+    number = await responded_ticket(notify_ledger, say)
+    await say("sh.zhang", f"/plan {number} {PLAN_REFUSED}")
+    await say("sh.zhang", f"/plan {number} {PLAN_REFUSED.replace('接受=否', '接受=是')}")
+    assert (await TicketRow.get(id=number)).no_agreement_at is None
+    assert not await Deadline.filter(ticket_id=number, clock="no_agreement", state="pending")
+
+
+async def test_r7_a_dealer_manager_may_escalate_dealer_staff_may_not(ledger, say):
+    """Item 7: the dealer's department head asks for escalation himself."""
+    number = await responded_ticket(ledger, say)
+    staff = await say("sh.zhang", f"/escalate {number} 客户不接受方案")
+    assert staff.markdown == f"⛔ 只有区域或本部可以执行此操作（#{number}）。"
+    manager = await say("sh.zhou", f"/escalate {number} 客户不接受方案")
+    assert manager.markdown.startswith(f"⬆️ #{number} 已升级为升级投诉，转区域负责（周经理")
+    again = await say("sh.zhou", f"/escalate {number} 再升级")
+    assert again.markdown.startswith("⛔") and "经销商不能再升级" in again.markdown
+    other = await say("hz.qian", f"/escalate {number} 不是我店的")
+    assert other.markdown.startswith("⛔")
