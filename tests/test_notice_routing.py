@@ -251,3 +251,54 @@ async def test_r7_a_dealer_manager_may_escalate_dealer_staff_may_not(ledger, say
     assert again.markdown.startswith("⛔") and "经销商不能再升级" in again.markdown
     other = await say("hz.qian", f"/escalate {number} 不是我店的")
     assert other.markdown.startswith("⛔")
+
+
+async def lonely_dealer() -> None:
+    """A dealer the directory knows with no staff and no group (R20)."""
+    from models import Dealer, Region
+
+    await Dealer.create(code="NJ001", name="南京新街口4S店",
+                        region=await Region.get(code="EAST"))
+
+
+async def test_r9_a_notice_nobody_can_receive_goes_to_the_region(ledger, say):
+    """Item 9 (R20): intake to a dealer with no handler and no group; the
+    region's group is told which notices reached nobody and asked to take it
+    up; the region's /list shows the ticket, a dealer's does not."""
+    await lonely_dealer()
+    number = (await open_complaint(complaint(dealer_code="NJ001"), ledger, actor=CALL_CENTRE,
+                                   source="api", now=T0)).ticket.number
+    missed = await Notification.filter(ticket_id=number, status="unroutable")
+    assert {(r.kind, r.audience) for r in missed} == {
+        ("dispatched", "dealer_group"), ("dispatched", "dealer_handlers")}
+    (region,) = await posted(number, "wrGRP-EAST", "unroutable")
+    assert f"【通知无人接收】</font>投诉 #{number}**（一般投诉，南京新街口4S店）" in region
+    assert "无法送达：经销商投诉群、经销商客户关系专员" in region and "R20" in region
+    listed = await say("east.he", "/list", chatid="wrGRP-EAST")
+    assert "⚠️ 有通知无人接收的投诉 1 条" in listed.markdown
+    assert f"> #{number}：经销商投诉群、经销商客户关系专员" in listed.markdown
+    dealer = await say("sh.zhang", "/list", chatid="wrGRP-SH001")
+    assert "无人接收" not in dealer.markdown
+
+
+async def test_r9_a_routable_change_tells_the_region_nothing_extra(ledger):
+    number = (await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                   now=T0)).ticket.number
+    assert not await Notification.filter(ticket_id=number, kind="unroutable")
+    assert not await Notification.filter(ticket_id=number, status="unroutable")
+
+
+async def test_r9_healthz_is_degraded_while_notices_reach_nobody(client):
+    from tests.conftest import TOKEN
+
+    healthy = await client.get("/healthz")
+    assert healthy.status == 200 and (await healthy.json())["status"] == "ok"
+    await lonely_dealer()
+    body = complaint(dealer_code="NJ001").model_dump(mode="json")
+    answer = await client.post("/api/complaints", json=body,
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status == 201
+    degraded = await client.get("/healthz")
+    assert degraded.status == 200
+    assert (await degraded.json())["status"] == "degraded"
+    assert (await degraded.json())["unroutable_notices"] == 2

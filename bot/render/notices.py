@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from bot.directory import AUDIENCE_LABELS
 from bot.domain.enums import Clock, Role
 from bot.domain.permissions import Action, audience_may
 from bot.domain.ticket import Audience
@@ -168,7 +169,17 @@ async def _context(notification: Notification, zone: ZoneInfo, now: datetime | N
         # meet: an instruction line is shown only to those who may follow it.
         "may": _may(notification.audience, ticket),
         "in_group": notification.medium == "group",
+        "missed": await _missed(notification) if notification.kind == "unroutable" else "",
     }
+
+
+async def _missed(notification: Notification) -> str:
+    """R20: who the notices of the same change could not reach."""
+    rows = await Notification.filter(
+        event_id=notification.event_id,  # type: ignore[attr-defined]
+        status="unroutable").values_list("audience", flat=True)
+    # Audience is a StrEnum: the stored value finds its label.
+    return "、".join(AUDIENCE_LABELS.get(a, a) for a in dict.fromkeys(rows))
 
 
 _ASKED = (Action.RESPOND, Action.PLAN, Action.ESCALATE)
