@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.db import fetch_rows
-from bot.domain.enums import OwnerLevel, Role
+from bot.domain.enums import OwnerLevel, Role, Status
 from bot.domain.ticket import Actor, Audience, Medium, Ticket
 
 _GROUP_OF = {
@@ -154,3 +154,72 @@ class Roster:
 async def recipients_for(audience: Audience, medium: Medium, ticket: Ticket) -> list[str]:
     """Addresses for one notice about one ticket (see Roster.recipients)."""
     return (await Roster.load([ticket])).recipients(audience, medium, ticket)
+
+
+# Who a notice was for, as people read it (the region's notice and /list name
+# the audiences nobody could reach).
+AUDIENCE_LABELS = {
+    Audience.CUSTOMER: "客户",
+    Audience.DEALER_GROUP: "经销商投诉群",
+    Audience.REGION_GROUP: "区域投诉群",
+    Audience.HQ_GROUP: "本部投诉群",
+    Audience.CALL_CENTRE_GROUP: "呼叫中心群",
+    Audience.DEALER_HANDLERS: "经销商客户关系专员",
+    Audience.DEALER_MANAGERS: "经销商部门负责人",
+    Audience.DEALER_LEADERS: "经销商部门负责人和总经理",
+    Audience.REGION_HANDLERS: "区域处理人",
+    Audience.HQ_HANDLERS: "本部处理人",
+    Audience.SECOND_LEVEL_MANAGER: "二级经理",
+    Audience.SENIOR_MANAGER: "高级经理",
+    Audience.BRAND_AND_LEGAL: "品牌事业部和法务部",
+    Audience.LEGAL: "法务部",
+    Audience.ASSIGNEE: "被指派人",
+}
+_FALLBACKS = (Audience.REGION_GROUP, Audience.HQ_GROUP, Audience.CALL_CENTRE_GROUP)
+
+
+def fallback_group(
+    roster: Roster, ticket: Ticket, missed: set[Audience]
+) -> tuple[Audience, list[str]] | None:
+    """R20: the group a notice nobody could receive goes to instead: the
+    ticket's region group, else HQ's, else the call centre's (never one that
+    was itself missed). None when nothing is missed or no group exists."""
+    if not missed:
+        return None
+    for audience in _FALLBACKS:
+        if audience in missed:
+            continue
+        chatids = roster.recipients(audience, Medium.GROUP, ticket)
+        if chatids:
+            return audience, chatids
+    return None
+
+
+_OPEN = "t.status NOT IN ({})".format(", ".join(f"'{s.value}'" for s in Status if s.is_final))
+
+
+async def unroutable_count() -> int:
+    """How many notices of open tickets nobody could receive (R20, /healthz)."""
+    rows = await fetch_rows(
+        "SELECT COUNT(*) AS n FROM notification n JOIN ticket t ON t.id = n.ticket_id"
+        f" WHERE n.status = 'unroutable' AND {_OPEN}", [])
+    return int(rows[0]["n"])
+
+
+async def unroutable_by_ticket(region_code: str | None) -> dict[int, list[str]]:
+    """Open tickets (of one region, or all) with notices nobody could receive:
+    ticket number -> who was missed, as people read it (R20, /list)."""
+    where, params = f"n.status = 'unroutable' AND {_OPEN}", []
+    if region_code is not None:
+        where += " AND t.region_code = ?"
+        params.append(region_code)
+    rows = await fetch_rows(
+        "SELECT DISTINCT n.ticket_id AS number, n.audience FROM notification n"
+        f" JOIN ticket t ON t.id = n.ticket_id WHERE {where} ORDER BY n.ticket_id, n.audience",
+        params)
+    missed: dict[int, list[str]] = {}
+    for row in rows:
+        # Audience is a StrEnum: the stored value finds its label.
+        label = AUDIENCE_LABELS.get(row["audience"], row["audience"])
+        missed.setdefault(int(row["number"]), []).append(label)
+    return missed

@@ -24,14 +24,25 @@ import structlog
 from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
-from bot.directory import Roster
+from bot.directory import Roster, fallback_group
 from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
 from bot.domain.deadlines import Deadline as DomainDeadline
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Clock, Flag, Slot
 from bot.domain.policy import Policy
-from bot.domain.ticket import Actor, ContactAttempt, Outcome, Refused, Solution, Ticket
+from bot.domain.ticket import (
+    Actor,
+    Audience,
+    ContactAttempt,
+    Medium,
+    Notice,
+    Outcome,
+    Refused,
+    Solution,
+    Ticket,
+)
+from bot.domain.transitions import note_legal_mentions
 from bot.policy_book import PolicyBook
 from models import ApprovalRequest, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -196,6 +207,7 @@ class Ledger:
                 except Refused as refused:
                     results[change.number] = refused
                     continue
+                outcome = note_legal_mentions(before, outcome, policy)
                 applied.append(_Applied(row, before, outcome, change.cause, policy))
                 results[change.number] = outcome
             if applied:
@@ -294,31 +306,47 @@ class Ledger:
             number, event = done.row.id, events[done.row.id]
             cause = done.cause
             origin = f"{cause[0].value}@{cause[1].isoformat()}" if cause else f"event{event.id}"
+            ticket = done.outcome.ticket
+            routed: list[tuple[Notice, str]] = []
+            lost: list[Notice] = []
             for notice in done.outcome.notices:
-                recipients = roster.recipients(notice.audience, notice.medium, done.outcome.ticket)
+                recipients = roster.recipients(notice.audience, notice.medium, ticket)
                 if not recipients:
                     log.warning("notice_unroutable", ticket=number, kind=notice.kind,
                                 audience=notice.audience.value, medium=notice.medium.value)
-                for recipient in recipients or [""]:
-                    rows.append(
-                        Notification(
-                            ticket_id=number,
-                            event_id=event.id,
-                            kind=notice.kind,
-                            medium=notice.medium.value,
-                            audience=notice.audience.value,
-                            recipient=recipient,
-                            dedupe_key=_dedupe_key(
-                                number, origin, notice.kind, recipient, notice.medium
-                            ),
-                            status="pending" if recipient else "unroutable",
-                            # Quiet hours hold e-mails and nudges back (bot/domain/calendar.py).
-                            next_attempt_at=first_attempt(
-                                now, notice.medium, done.policy.calendar,
-                                caused_by_deadline=cause is not None),
-                            created_at=now,
-                        )
+                    if notice.audience is not Audience.CUSTOMER:
+                        lost.append(notice)
+                routed.extend((notice, recipient) for recipient in recipients or [""])
+            # R20: what nobody can receive goes to the region's group (else HQ's,
+            # else the call centre's) as one notice naming who was missed; the
+            # unroutable rows stay, for /healthz and the region's /list.
+            fallback = fallback_group(roster, ticket, {n.audience for n in lost})
+            if lost and fallback is not None:
+                audience, chatids = fallback
+                routed.extend((Notice("unroutable", audience, Medium.GROUP), chatid)
+                              for chatid in chatids)
+            for notice, recipient in routed:
+                rows.append(
+                    Notification(
+                        ticket_id=number,
+                        event_id=event.id,
+                        kind=notice.kind,
+                        medium=notice.medium.value,
+                        audience=notice.audience.value,
+                        recipient=recipient,
+                        # An unroutable row per audience, not one for all of them.
+                        dedupe_key=_dedupe_key(
+                            number, origin, notice.kind,
+                            recipient or f"unroutable:{notice.audience.value}", notice.medium
+                        ),
+                        status="pending" if recipient else "unroutable",
+                        # Quiet hours hold e-mails and nudges back (bot/domain/calendar.py).
+                        next_attempt_at=first_attempt(
+                            now, notice.medium, done.policy.calendar,
+                            caused_by_deadline=cause is not None),
+                        created_at=now,
                     )
+                )
         if rows:
             await Notification.bulk_create(rows, ignore_conflicts=True)
 

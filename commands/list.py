@@ -10,6 +10,7 @@ from typing import Any
 
 from tortoise.expressions import Subquery
 
+from bot.directory import unroutable_by_ticket
 from bot.domain.enums import OwnerLevel, Status
 from bot.domain.permissions import Action, check
 from bot.domain.ticket import Actor, Refused
@@ -81,8 +82,9 @@ async def _list(call: Call) -> Reply:
             continue
         visible.append(ticket)
     title = _TITLES[which]
+    missed = await _unroutable_lines(scope, actor)
     if not visible:
-        return Reply(markdown=f"📋 {scope.label}：暂无{title}。")
+        return Reply(markdown="\n".join([f"📋 {scope.label}：暂无{title}。", *missed]))
     shown = visible[:SHOWN]
     deadlines = await pending_deadlines_of([t.number for t in shown if t.number])
     names = await dealer_names()
@@ -94,7 +96,22 @@ async def _list(call: Call) -> Reply:
                                         next_deadline=pending[0]))
     if len(visible) > SHOWN:
         lines.append(f"…… 另有 {len(visible) - SHOWN} 条未显示，请用 /show 编号 查看。")
-    return Reply(markdown="\n".join(lines))
+    return Reply(markdown="\n".join([*lines, *missed]))
+
+
+async def _unroutable_lines(scope: Scope, actor: Actor) -> list[str]:
+    """R20: for a region (its group, or its people one-to-one), the open
+    tickets with notices nobody could receive, so the region takes them up."""
+    region = scope.filters.get("region_code")
+    if region is None or actor.level is OwnerLevel.DEALER:
+        return []
+    missed = await unroutable_by_ticket(region)
+    if not missed:
+        return []
+    lines = [f"⚠️ 有通知无人接收的投诉 {len(missed)} 条（R20，请区域跟进并补充通讯录）："]
+    for number, who in list(missed.items())[:SHOWN]:
+        lines.append(f"> #{number}：{'、'.join(who)}")
+    return lines
 
 
 COMMAND = Command(

@@ -4,7 +4,8 @@ the customer accepts, whether a return visit is planned."""
 from __future__ import annotations
 
 from bot.domain.ticket import Solution
-from bot.domain.transitions import first_solution
+from bot.domain.transitions import propose_solution
+from bot.ledger import UnderPolicy
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, keyed_fields, parse_yes_no, split_number
 
@@ -38,7 +39,8 @@ async def _plan(call: Call) -> Reply:
     number, rest = split_number(call.args)
     solution = parse_solution(rest)
     ctx = call.ctx
-    return await call.apply(number, lambda t: first_solution(t, call.actor, solution, ctx.now))
+    return await call.apply(number, UnderPolicy(
+        lambda t, policy: propose_solution(t, call.actor, solution, policy, ctx.now)))
 
 
 COMMAND = Command(

@@ -40,6 +40,8 @@ class Ticket(Model):
     owner_responded_at = fields.DatetimeField(null=True)
     owner_solution_at = fields.DatetimeField(null=True)
     escalated_at = fields.DatetimeField(null=True)
+    # R15: since when the region has had to decide on a customer's "no agreement".
+    no_agreement_at = fields.DatetimeField(null=True)
     resolved_at = fields.DatetimeField(null=True)
     closed_at = fields.DatetimeField(null=True)
     followup_count = fields.IntField(default=0)

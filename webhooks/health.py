@@ -7,6 +7,7 @@ import structlog
 from aiohttp import web
 from tortoise import connections
 
+from bot.directory import unroutable_count
 from bot.keys import CLOCK, SETTINGS
 from schedulers.sweeper import oldest_overdue
 
@@ -27,6 +28,13 @@ async def healthz(request: web.Request) -> web.Response:
         log.warning("healthz_sweep_behind", oldest_overdue_seconds=seconds)
         return web.json_response({"status": "error", "database": "ok",
                                   "oldest_overdue_seconds": seconds}, status=503)
+    # R20: notices nobody could receive (the directory lacks a handler or a
+    # group) leave the bot working but degraded until the directory is fixed.
+    unroutable = await unroutable_count()
+    if unroutable:
+        return web.json_response({"status": "degraded", "database": "ok",
+                                  "oldest_overdue_seconds": seconds,
+                                  "unroutable_notices": unroutable})
     return web.json_response({"status": "ok", "database": "ok",
                               "oldest_overdue_seconds": seconds})
 

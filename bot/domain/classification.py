@@ -26,12 +26,21 @@ def more_severe(a: Category, b: Category) -> Category:
     return a if _RANK[a] >= _RANK[b] else b
 
 
-def mentions_legal_action(description: str, flags: Iterable[Flag], policy: Policy) -> bool:
-    """R26: the legal_threat flag or a legal keyword in the complaint text."""
-    if Flag.LEGAL_THREAT in flags:
+def mentions_legal_action(
+    description: str, flags: Iterable[Flag], policy: Policy, channel: Channel | None = None
+) -> bool:
+    """R26: the legal_threat flag, a legal channel (a law firm) or a legal
+    keyword in the complaint text."""
+    if Flag.LEGAL_THREAT in flags or channel in policy.classification.legal_channels:
         return True
-    text = description.lower()
-    return any(word.lower() in text for word in policy.classification.legal_keywords)
+    return has_legal_keyword(description, policy)
+
+
+def has_legal_keyword(text: str, policy: Policy) -> bool:
+    """R26: a word of `classification.legal_keywords` in a free text (the
+    complaint at intake, any note later)."""
+    lowered = text.lower()
+    return any(word.lower() in lowered for word in policy.classification.legal_keywords)
 
 
 def classify(
@@ -62,7 +71,7 @@ def classify(
     major = bool(is_repeat or channel in rules.major_channels or flags & rules.major_flags)
     if major:
         reasons.append("重大投诉（R7）")
-    legal = mentions_legal_action(description, flags, policy)
+    legal = mentions_legal_action(description, flags, policy, channel)
     if legal:
         reasons.append("涉及法律诉讼，已提示法务（R26）")
     return Classification(

@@ -60,6 +60,9 @@ def pending_deadlines(ticket: Ticket, policy: Policy) -> list[Deadline]:
         if ticket.followup_count == 0:
             found.append(_after(start, clocks.followup, Clock.FOLLOWUP, policy))
         found.append(_after(start, clocks.resolution, Clock.RESOLUTION, policy))
+        if ticket.no_agreement_at is not None:
+            found.append(_after(ticket.no_agreement_at, policy.no_agreement.decide_within,
+                                Clock.NO_AGREEMENT, policy))
     else:
         owner = (
             policy.clocks.escalated

@@ -47,6 +47,8 @@ class Channel(_Labelled):
     NEW_MEDIA = "new_media", "新媒体"
     MANUFACTURER = "manufacturer", "厂家"
     GROUP_OFFICE = "group_office", "集团办公室"
+    LAW_FIRM = "law_firm", "律师事务所"
+    PARENT_COMPANY = "parent_company", "母公司"
 
 
 class Flag(_Labelled):
@@ -112,6 +114,7 @@ class Clock(_Labelled):
     CALLBACK = "callback", "呼叫中心回访"
     STAGED_DECISION = "staged_decision", "阶段性结案审批"
     MAJOR_WARNING = "major_warning", "重大投诉预警"
+    NO_AGREEMENT = "no_agreement", "客户不接受方案待区域决定"
 
 
 class Slot(_Labelled):

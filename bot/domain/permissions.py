@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from bot.domain.enums import OwnerLevel, Role
-from bot.domain.ticket import SYSTEM, Actor, Refused, Ticket
+from bot.domain.ticket import SYSTEM, Actor, Audience, Refused, Ticket
 
 
 class Action(StrEnum):
@@ -28,12 +28,15 @@ class Action(StrEnum):
     STAGE = "stage"
     COMPENSATE = "compensate"
     MARK_MAJOR = "mark_major"
+    FLAG_LEGAL = "flag_legal"
 
 
 _CALL_CENTRE_ONLY = {Action.CLOSE, Action.DISPUTE_DECIDE}
 _OWNER_LEVEL_ONLY = {Action.RESPOND, Action.ASSIGN}
 _REGION_OR_HQ = {Action.ESCALATE, Action.REOPEN, Action.STAGE}
 _READ_ONLY_ROLES = {Role.BRAND_DIVISION, Role.LEGAL}
+# R15: a dealer's manager or GM may hand a ticket their store holds up to the region.
+_DEALER_ESCALATORS = {Role.DEALER_MANAGER, Role.DEALER_GM}
 
 
 def in_scope(actor: Actor, ticket: Ticket) -> bool:
@@ -68,12 +71,18 @@ def check(actor: Actor, ticket: Ticket, action: Action) -> None:
     if action in _CALL_CENTRE_ONLY:
         raise Refused(f"只有呼叫中心可以执行此操作（{number}）。")
     if actor.role in _READ_ONLY_ROLES:
-        if action is Action.VIEW:
+        # Legal may flag a ticket for itself (R26) wherever it sits.
+        if action is Action.VIEW or (action is Action.FLAG_LEGAL and actor.role is Role.LEGAL):
             return
         raise Refused(f"{actor.role.label}只能查看投诉，不能处理（{number}）。")
     if not in_scope(actor, ticket):
         raise Refused(_out_of_scope(actor, ticket, number))
     level = actor.level
+    if (action is Action.ESCALATE and level is OwnerLevel.DEALER
+            and actor.role in _DEALER_ESCALATORS):
+        if ticket.owner_level is not OwnerLevel.DEALER:
+            raise Refused(f"{number} 已不在经销商处理阶段，经销商不能再升级。")
+        return
     if action in _REGION_OR_HQ and level is OwnerLevel.DEALER:
         raise Refused(f"只有区域或本部可以执行此操作（{number}）。")
     if action is Action.DISPUTE and level is not OwnerLevel.DEALER:
@@ -85,6 +94,50 @@ def check(actor: Actor, ticket: Ticket, action: Action) -> None:
         )
     if action is Action.STAGE and level is not ticket.owner_level:
         raise Refused(f"只有负责该投诉的{ticket.owner_level.label}可以申请阶段性结案（R19）。")
+
+
+# Who stands for an audience when a notice asks "may they do it?": a member of
+# the group or role the notice goes to, sitting where the ticket is.
+_AUDIENCE_ROLE = {
+    Audience.DEALER_GROUP: Role.DEALER_STAFF,
+    Audience.DEALER_HANDLERS: Role.DEALER_STAFF,
+    Audience.DEALER_MANAGERS: Role.DEALER_MANAGER,
+    Audience.DEALER_LEADERS: Role.DEALER_MANAGER,
+    Audience.REGION_GROUP: Role.REGION_STAFF,
+    Audience.REGION_HANDLERS: Role.REGION_STAFF,
+    Audience.SECOND_LEVEL_MANAGER: Role.SECOND_LEVEL_MANAGER,
+    Audience.SENIOR_MANAGER: Role.SENIOR_MANAGER,
+    Audience.HQ_GROUP: Role.HQ_STAFF,
+    Audience.HQ_HANDLERS: Role.HQ_STAFF,
+    Audience.CALL_CENTRE_GROUP: Role.CALL_CENTRE,
+    Audience.BRAND_AND_LEGAL: Role.BRAND_DIVISION,
+    Audience.LEGAL: Role.LEGAL,
+}
+_DEALER_AUDIENCES = {Audience.DEALER_GROUP, Audience.DEALER_HANDLERS,
+                     Audience.DEALER_MANAGERS, Audience.DEALER_LEADERS}
+_REGION_AUDIENCES = {Audience.REGION_GROUP, Audience.REGION_HANDLERS}
+
+
+def audience_may(audience: Audience, ticket: Ticket, action: Action) -> bool:
+    """Whether the people a notice goes to may take `action` on the ticket,
+    by the very rule (`check`) their commands meet: a notice asks for an action
+    only of those who may take it (issue 12 item 2). The customer and an
+    assignee are not asked here (False)."""
+    role = _AUDIENCE_ROLE.get(audience)
+    if role is None:
+        return False
+    dealer = ticket.dealer_code if audience in _DEALER_AUDIENCES else None
+    region = ticket.region_code if dealer or audience in _REGION_AUDIENCES else None
+    # A member of a regional manager audience sits in the ticket's region.
+    if role in (Role.SECOND_LEVEL_MANAGER, Role.SENIOR_MANAGER):
+        region = ticket.region_code
+    stand_in = Actor(userid=f"audience:{audience.value}", role=role,
+                     dealer_code=dealer, region_code=region)
+    try:
+        check(stand_in, ticket, action)
+    except Refused:
+        return False
+    return True
 
 
 def _out_of_scope(actor: Actor, ticket: Ticket, number: str) -> str:

@@ -11,7 +11,7 @@ import json
 import re
 from datetime import time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -121,6 +121,8 @@ class Classification(_Frozen):
     major_channels: frozenset[Channel]
     major_flags: frozenset[Flag]
     legal_keywords: tuple[str, ...]
+    # R26: a complaint through these channels is flagged to legal (R2: a law firm).
+    legal_channels: frozenset[Channel] = frozenset({Channel.LAW_FIRM})
 
 
 class RepeatRule(_Frozen):
@@ -132,6 +134,17 @@ class RepeatRule(_Frozen):
 class StagedClosure(_Frozen):
     approvers: tuple[Role, ...] = Field(min_length=1)
     decision_reminder: Duration
+
+
+class NoAgreement(_Frozen):
+    """R15/R5: what follows when the customer does not accept the solution.
+
+    `escalate`: the ticket goes up one level at once. `notify`: a dealer's
+    ticket stays, the region is told and must decide (escalate, or have the
+    dealer agree a new plan) within `decide_within`, else it escalates then."""
+
+    action: Literal["escalate", "notify"] = "escalate"
+    decide_within: Duration = timedelta(hours=24)
 
 
 class CompensationBand(_Frozen):
@@ -212,6 +225,7 @@ class Policy(_Frozen):
     staged_closure: StagedClosure
     compensation: tuple[CompensationBand, ...] = Field(min_length=1)
     major_warning: Duration
+    no_agreement: NoAgreement = NoAgreement()
     calendar: BusinessCalendar = BusinessCalendar()
 
     def document(self) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class Ticket:
     owner_responded_at: datetime | None = None
     owner_solution_at: datetime | None = None
     escalated_at: datetime | None = None
+    no_agreement_at: datetime | None = None
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     followup_count: int = 0

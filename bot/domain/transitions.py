@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.domain.classification import Classification
+from bot.domain.classification import Classification, has_legal_keyword
 from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
 from bot.domain.permissions import Action, check
 from bot.domain.policy import Policy
@@ -212,6 +212,38 @@ def first_solution(ticket: Ticket, actor: Actor, solution: Solution, now: dateti
     return Outcome(updated, "solution_revised" if revised else "first_solution", data)
 
 
+def propose_solution(
+    ticket: Ticket, actor: Actor, solution: Solution, policy: Policy, now: datetime
+) -> Outcome:
+    """R13 with R15/R5 (/plan): the solution is stored; when the customer does
+    not accept it, whoever can act hears of it, as `policy.no_agreement` says:
+    the ticket escalates at once, or the region gets a notice and a clock."""
+    outcome = first_solution(ticket, actor, solution, now)
+    if solution.customer_accepts:
+        if outcome.ticket.no_agreement_at is None:
+            return outcome
+        return replace(outcome, ticket=replace(outcome.ticket, no_agreement_at=None))
+    reason = "客户不接受方案（R15）"
+    data = {**outcome.data, "no_agreement": True, "reason": reason}
+    if ticket.category is Category.IMPORTANT:
+        # Nobody above HQ to hand it to: HQ's group is told.
+        notices = (_n("no_agreement", Audience.HQ_GROUP, Medium.GROUP),)
+        return Outcome(outcome.ticket, outcome.event, data, notices)
+    if policy.no_agreement.action == "escalate" or ticket.owner_level is not OwnerLevel.DEALER:
+        escalation = _escalate(outcome.ticket, reason, now)
+        return Outcome(escalation.ticket, outcome.event, {**data, "escalated": True},
+                       escalation.notices)
+    if ticket.no_agreement_at is not None:  # the region is deciding already
+        return Outcome(outcome.ticket, outcome.event, data)
+    waiting = replace(outcome.ticket, no_agreement_at=now)
+    notices = (
+        _n("no_agreement", Audience.REGION_GROUP, Medium.GROUP),
+        _n("no_agreement", Audience.REGION_HANDLERS, Medium.APP),
+        _n("no_agreement", Audience.DEALER_GROUP, Medium.GROUP),
+    )
+    return Outcome(waiting, outcome.event, {**data, "region_decides": True}, notices)
+
+
 def followup(
     ticket: Ticket, actor: Actor, note: str, policy: Policy, now: datetime
 ) -> Outcome:
@@ -313,6 +345,7 @@ def _escalate(ticket: Ticket, reason: str, now: datetime) -> Outcome:
         escalated_at=now,
         owner_responded_at=None,
         owner_solution_at=None,
+        no_agreement_at=None,
         assignee=None,
     )
     data = {"from": ticket.category.value, "to": target.value, "reason": reason}
@@ -379,6 +412,7 @@ def decide_dispute(
         owner_since=now,
         owner_responded_at=None,
         owner_solution_at=None,
+        no_agreement_at=None,
         assignee=None,
     )
     notices = (
@@ -414,6 +448,7 @@ def reopen(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outcome:
         owner_since=now,
         owner_responded_at=None,
         owner_solution_at=None,
+        no_agreement_at=None,
         resolved_at=None,
         closed_at=None,
         satisfaction=None,
@@ -430,6 +465,36 @@ def mark_major(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outc
         raise Refused(f"{_label(ticket)} 已是重大投诉。")
     updated = replace(ticket, major=True, major_since=now)
     return Outcome(updated, "marked_major", {"reason": reason}, major_notices(updated))
+
+
+# --- legal (R26) ------------------------------------------------------------------
+
+# The event data people write themselves: a note, a reason, the plan's fields.
+_FREE_TEXT = ("note", "reason", "demand", "cause", "solution")
+
+
+def flag_legal(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outcome:
+    """R26 (/legal): someone who works the ticket flags it to legal by hand."""
+    check(actor, ticket, Action.FLAG_LEGAL)
+    if ticket.legal:
+        raise Refused(f"{_label(ticket)} 已提示法务，无需重复标记。")
+    updated = replace(ticket, legal=True)
+    notices = (_n("legal_flag", Audience.LEGAL, Medium.EMAIL),)
+    return Outcome(updated, "legal_flagged", {"reason": reason}, notices)
+
+
+def note_legal_mentions(before: Ticket, outcome: Outcome, policy: Policy) -> Outcome:
+    """R26 after intake: a change whose note (or reason, or plan) names legal
+    action flags a ticket not yet flagged, and legal is told. The ledger runs
+    this once for every change, so no command has to remember it."""
+    if before.legal or outcome.ticket.legal:
+        return outcome
+    texts = [str(outcome.data.get(key) or "") for key in _FREE_TEXT]
+    if not any(has_legal_keyword(text, policy) for text in texts):
+        return outcome
+    notices = (*outcome.notices, _n("legal_flag", Audience.LEGAL, Medium.EMAIL))
+    return replace(outcome, ticket=replace(outcome.ticket, legal=True),
+                   data={**outcome.data, "legal_flagged": True}, notices=notices)
 
 
 # --- staged closure (R19) ------------------------------------------------------
@@ -529,6 +594,11 @@ def deadline_due(
         outcome = _escalate(ticket, f"派单 {days} 天未解决（R15）", now)
         merged = {**data, **outcome.data}
         return Outcome(outcome.ticket, "deadline_breached", merged, outcome.notices)
+    elif clock is Clock.NO_AGREEMENT:
+        hours = int(policy.no_agreement.decide_within.total_seconds() // 3600)
+        outcome = _escalate(ticket, f"客户不接受方案，区域 {hours} 小时内未决定（R15）", now)
+        return Outcome(outcome.ticket, "deadline_breached", {**data, **outcome.data},
+                       outcome.notices)
     elif clock is Clock.CALLBACK:
         notices = (_n("callback_overdue", Audience.CALL_CENTRE_GROUP, Medium.GROUP),)
     elif clock is Clock.STAGED_DECISION:

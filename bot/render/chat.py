@@ -25,6 +25,7 @@ _HEADLINES = {
     "staged_closure_rejected": "↩️ {n} 阶段性结案申请已驳回，继续处理",
     "marked_major": "🚨 {n} 已标记为重大投诉（R7）",
     "major_acknowledged": "✅ {n} 已确认重大投诉预警（R9）",
+    "legal_flagged": "⚖️ {n} 已标记为涉及法律诉讼，已提示法务（R26）",
     "deadline_breached": "⏰ {n} 处理时限已到",
 }
 
@@ -86,6 +87,13 @@ def render_outcome(
                 f"> 客户接受：{_yes_no(data['customer_accepts'])} · "
                 f"回访：{_yes_no(data['return_visit'])}",
             ]
+            if data.get("escalated"):
+                lines.append(f"⬆️ {data['reason']}，已升级为{ticket.category.label}，"
+                             f"转{ticket.owner_level.label}负责。")
+            elif data.get("region_decides"):
+                lines.append(f"⚠️ {data['reason']}，已通知区域决定是否升级。")
+            elif data.get("no_agreement"):
+                lines.append(f"⚠️ {data['reason']}，已通知本部。")
         case "followup":
             lines = [f"✅ {n} 已记录第 {data['count']} 次回访（{who}）"]
             if data.get("escalated"):
@@ -127,6 +135,8 @@ def render_outcome(
             lines = [f"{headline.format(n=n)}（{who}）", *_reason(data)]
     if data.get("note"):
         lines.append(f"> 说明：{data['note']}")
+    if data.get("legal_flagged"):
+        lines.append("⚖️ 内容涉及法律诉讼，已提示法务（R26）。")
     return "\n".join(scrub(line, ticket) for line in lines)
 
 

@@ -19,7 +19,10 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from bot.directory import AUDIENCE_LABELS
 from bot.domain.enums import Clock, Role
+from bot.domain.permissions import Action, audience_may
+from bot.domain.ticket import Audience
 from bot.ledger import snapshot
 from bot.render.chat import scrub
 from bot.render.privacy import local_time, mask_phone, mask_vin
@@ -162,7 +165,32 @@ async def _context(notification: Notification, zone: ZoneInfo, now: datetime | N
         "deadline": deadline,
         "due": _Lenient({d.clock.value: local_time(d.due_at, zone) for d in pending}),
         "approver": Role(data["approver_role"]).label if data.get("approver_role") else "",
+        # What the readers of this notice may do, by the rule their commands
+        # meet: an instruction line is shown only to those who may follow it.
+        "may": _may(notification.audience, ticket),
+        "in_group": notification.medium == "group",
+        "missed": await _missed(notification) if notification.kind == "unroutable" else "",
     }
+
+
+async def _missed(notification: Notification) -> str:
+    """R20: who the notices of the same change could not reach."""
+    rows = await Notification.filter(
+        event_id=notification.event_id,  # type: ignore[attr-defined]
+        status="unroutable").values_list("audience", flat=True)
+    # Audience is a StrEnum: the stored value finds its label.
+    return "、".join(AUDIENCE_LABELS.get(a, a) for a in dict.fromkeys(rows))
+
+
+_ASKED = (Action.RESPOND, Action.PLAN, Action.ESCALATE)
+
+
+def _may(audience: str, ticket: Any) -> dict[str, bool]:
+    try:
+        who = Audience(audience)
+    except ValueError:  # a row of no audience (ad-hoc payloads) asks nothing
+        return {action.value: False for action in _ASKED}
+    return {action.value: audience_may(who, ticket, action) for action in _ASKED}
 
 
 async def render(
