@@ -8,9 +8,11 @@ last runs the real command and clicks through the page in headless Chromium
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.demo import DEMO_API_TOKEN, create_demo_app
+from bot.demo import DEMO_API_TOKEN, create_demo_app, demo_host
 from bot.settings import load_settings
 
 COMPLAINT = {
@@ -44,11 +46,10 @@ async def demo(aiohttp_server, aiohttp_client, tmp_path: Path) -> TestClient:
     """The demo app on a real port (the emulator calls back to it), its
     scheduler ticking fast so outbox deliveries show up quickly."""
     port = free_port()
-    settings = load_settings(
-        database_url=f"sqlite://{tmp_path}/demo.sqlite3", http_port=port, api_token=None,
-        outbox_interval_seconds=0.1, sweep_interval_seconds=1, timezone="Asia/Shanghai",
-    )
-    server = await aiohttp_server(create_demo_app(settings), port=port)
+    settings = load_settings(http_port=port, outbox_interval_seconds=0.1,
+                             sweep_interval_seconds=1, timezone="Asia/Shanghai")
+    server = await aiohttp_server(create_demo_app(settings, database=tmp_path / "demo.sqlite3"),
+                                  port=port)
     return await aiohttp_client(server)
 
 
@@ -167,11 +168,91 @@ async def test_bad_page_requests_are_refused(demo: TestClient) -> None:
 def test_the_demo_refuses_a_missing_directory_file(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "demo", "--org", "missing.yaml"], cwd=tmp_path,
-        env={**os.environ, "DATABASE_URL": f"sqlite://{tmp_path}/demo.sqlite3"},
-        capture_output=True, text=True, timeout=60, check=False,
+        env=_demo_env(), capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2
     assert "missing.yaml: no such file" in result.stderr
+
+
+# -- a production .env in the folder (issue 13 item 5) --------------------------
+
+PRODUCTION_ENV = """\
+DATABASE_URL=sqlite://production.sqlite3
+API_TOKEN=production-secret-token
+HTTP_HOST={host}
+SMTP_HOST=127.0.0.1
+SMTP_PORT=9
+"""
+
+
+def _demo_env(**changes: str) -> dict[str, str]:
+    """The environment without the settings a test run may have put there, so
+    that only the folder's .env (if any) and `changes` speak."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("API_TOKEN", "TIMEZONE", "DATABASE_URL", "HTTP_HOST", "HTTP_PORT")
+           and not k.startswith(("WECOM_", "SMTP_"))}
+    return {**env, **changes}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "bot.example.com"])
+def test_r5_the_demo_refuses_a_non_loopback_host_without_public(
+    tmp_path: Path, host: str
+) -> None:
+    (tmp_path / ".env").write_text(PRODUCTION_ENV.format(host=host), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"], cwd=tmp_path, env=_demo_env(),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert f"HTTP_HOST={host} is not a loopback address" in result.stderr
+    assert "--public" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]  # nothing opened
+
+
+def test_r5_loopback_is_served_and_public_binds_beyond_it() -> None:
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert demo_host(host, public=False) == host
+    assert demo_host("127.0.0.1", public=True) == "0.0.0.0"
+    assert demo_host("10.0.0.5", public=True) == "10.0.0.5"
+
+
+def test_r5_the_demo_refuses_the_configured_database_as_its_own(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABASE_URL=sqlite://data/demo.sqlite3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"], cwd=tmp_path, env=_demo_env(),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert "is DATABASE_URL's database" in result.stderr and "--database" in result.stderr
+
+
+def test_r5_the_demo_never_touches_the_env_database_nor_serves_its_token(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text(PRODUCTION_ENV.format(host="127.0.0.1"), encoding="utf-8")
+    production = tmp_path / "production.sqlite3"
+    with sqlite3.connect(production) as conn:
+        conn.execute("CREATE TABLE customer (phone TEXT)")
+    conn.close()
+    before = production.read_bytes(), production.stat().st_mtime_ns
+
+    process, base, log = _start_demo(tmp_path)
+    try:
+        with urllib.request.urlopen(f"{base}/dev/api/config", timeout=10) as resp:
+            config = json.load(resp)
+        assert config["api_token"] == DEMO_API_TOKEN
+        request = urllib.request.Request(
+            f"{base}/api/complaints", data=json.dumps(COMPLAINT).encode(), method="POST",
+            headers={"Authorization": f"Bearer {DEMO_API_TOKEN}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 201
+    finally:
+        _stop(process)
+    assert (production.read_bytes(), production.stat().st_mtime_ns) == before
+    assert (tmp_path / "data" / "demo.sqlite3").is_file()
+    banner = log.read_text()
+    assert "production-secret-token" not in banner and "data/demo.sqlite3" in banner
 
 
 # -- the real command, in a real browser ---------------------------------------
@@ -205,9 +286,7 @@ def _chromium() -> str:
 def _start_demo(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     # TIMEZONE too: Tortoise.init of the tests before wrote TIMEZONE=UTC into os.environ.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("API_TOKEN", "TIMEZONE") and not k.startswith("WECOM_")}
-    env.update(HTTP_PORT=str(port), DATABASE_URL=f"sqlite://{tmp_path}/demo.sqlite3")
+    env = _demo_env(HTTP_PORT=str(port))
     script = Path(sys.executable).with_name("complaintbot")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
     log = tmp_path / "demo.log"
@@ -249,13 +328,17 @@ def test_the_chat_page_in_a_browser(tmp_path: Path) -> None:
             finally:
                 browser.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
     assert process.returncode == 0, log.read_text()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _click_through(page: Any, base: str, expect: Any) -> None:
