@@ -7,7 +7,6 @@ last runs the real command and clicks through the page in headless Chromium
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -15,7 +14,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.demo import DEMO_API_TOKEN, create_demo_app, demo_host
 from bot.settings import load_settings
+from tests.waiting import GENEROUS, eventually, eventually_sync
 
 COMPLAINT = {
     "customer_name": "李先生", "customer_phone": "13812345678", "car_model": "速腾",
@@ -53,19 +52,18 @@ async def demo(aiohttp_server, aiohttp_client, tmp_path: Path) -> TestClient:
     return await aiohttp_client(server)
 
 
-async def wait_for(client: TestClient, wanted: Callable[[Event], bool], *,
-                   seconds: float = 10) -> Event:
+async def wait_for(client: TestClient, wanted: Callable[[Event], bool]) -> Event:
     """The first feed event `wanted` accepts, waiting for the outbox if need be."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
+    found: list[Event] = []
+
+    async def in_feed() -> bool:
         resp = await client.get("/dev/api/feed", params={"since": "0"})
         assert resp.status == 200
-        found = [e for e in (await resp.json())["events"] if wanted(e)]
-        if found:
-            return found[0]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no such event in the feed within {seconds} s")
-        await asyncio.sleep(0.05)
+        found[:] = [e for e in (await resp.json())["events"] if wanted(e)]
+        return bool(found)
+
+    await eventually(in_feed, what="such an event is in the feed")
+    return found[0]
 
 
 async def say(client: TestClient, userid: str, chatid: str | None, text: str) -> None:
@@ -294,19 +292,21 @@ def _start_demo(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
         process = subprocess.Popen([*command, "demo"], cwd=tmp_path, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def serving() -> bool:
+        assert process.poll() is None, f"complaintbot demo exited:\n{log.read_text()}"
         try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
-                if resp.status == 200:
-                    return process, base, log
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+                return resp.status == 200
         except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"complaintbot demo did not start:\n{log.read_text()}")
-        time.sleep(0.2)
+            return False
+
+    try:
+        eventually_sync(serving, every=0.2, what="complaintbot demo serves /healthz")
+    except AssertionError:
+        _stop(process)
+        raise
+    return process, base, log
 
 
 @pytest.mark.slow
@@ -342,6 +342,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _click_through(page: Any, base: str, expect: Any) -> None:
+    # Each expectation waits for its condition; GENEROUS bounds only a failing run.
+    expect.set_options(timeout=GENEROUS * 1000)
     page.goto(f"{base}/dev/")
     page.select_option("#person", "sh.zhang")
     page.click('#chats li[data-chat="wrGRP-SH001"]')
@@ -355,15 +357,15 @@ def _click_through(page: Any, base: str, expect: Any) -> None:
     # The call centre's system opens a complaint: the form posts to /api/complaints.
     page.select_option("#complaint select[name=dealer_code]", "SH001")
     page.click("#create")
-    expect(page.locator("#complaint-result")).to_contain_text("已创建投诉 #1", timeout=10_000)
-    expect(messages).to_contain_text("新投诉 #1", timeout=15_000)  # the webhook notice
+    expect(page.locator("#complaint-result")).to_contain_text("已创建投诉 #1")
+    expect(messages).to_contain_text("新投诉 #1")  # the webhook notice
 
     page.fill("#text", "/show 1")
     page.press("#text", "Enter")
     card = messages.locator(".card").last
-    expect(card).to_contain_text("#1 一般投诉", timeout=10_000)
+    expect(card).to_contain_text("#1 一般投诉")
     card.get_by_role("button", name="处理").click()
-    expect(card.locator("button.done")).to_contain_text("已处理：张专员", timeout=10_000)
+    expect(card.locator("button.done")).to_contain_text("已处理：张专员")
     expect(card).to_contain_text("已响应")
     expect(messages.locator(".system").last).to_contain_text("张专员 点击了「处理」")
     page.screenshot(path=str(SCREENSHOT))
