@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+from tortoise.exceptions import IntegrityError
+
 from bot.keys import LEDGER
 from models import ProcessedCallback, TicketEvent
 from schedulers.runner import start_scheduler
@@ -56,3 +59,12 @@ async def test_r7_the_window_is_a_setting(wecom: WeComWorld, clock: list[datetim
     clock[0] = T0 + 2 * DAY + timedelta(hours=12)
     await _run_forget_job(wecom, clock, callback_retention_days=1)
     assert await ProcessedCallback.all().values_list("key", flat=True) == ["m2"]
+
+
+async def test_r7_the_table_keeps_its_unique_key_beside_the_new_index(db: str) -> None:
+    """The index came with a migration; the (endpoint, key) claim that stops a
+    callback being applied twice must have survived it (on SQLite, altering a
+    field rebuilds the table without it)."""
+    await ProcessedCallback.create(endpoint="robot", key="k1", received_at=T0)
+    with pytest.raises(IntegrityError):
+        await ProcessedCallback.create(endpoint="robot", key="k1", received_at=T0)
