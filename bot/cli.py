@@ -44,9 +44,15 @@ def _serve_one(settings: Settings) -> None:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.demo import DEFAULT_ORG_FILE, run_demo
+    from bot.demo import DEFAULT_DATABASE, DEFAULT_ORG_FILE, DemoError, run_demo
 
-    return run_demo(settings, org_file=Path(args.org) if args.org else DEFAULT_ORG_FILE)
+    try:
+        return run_demo(settings, org_file=Path(args.org) if args.org else DEFAULT_ORG_FILE,
+                        database=Path(args.database) if args.database else DEFAULT_DATABASE,
+                        public=args.public)
+    except DemoError as exc:
+        print(f"complaintbot: {exc}", file=sys.stderr)
+        return 2
 
 
 def _run(coro: Callable[[], Awaitable[int]]) -> int:
@@ -198,6 +204,10 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="serve the bot with a local WeChat Work and its chat page at /dev/"
     )
     demo.add_argument("--org", help="directory to load (default: examples/org.yaml)")
+    demo.add_argument("--database", help="the demo's own SQLite file (default: "
+                      "data/demo.sqlite3; DATABASE_URL is never used)")
+    demo.add_argument("--public", action="store_true", help="serve beyond loopback: anyone "
+                      "who reaches the port can speak as any user and read the API token")
     demo.set_defaults(handler=_demo)
     commands.add_parser("migrate", help="apply database migrations and exit").set_defaults(
         handler=_migrate

@@ -7,12 +7,20 @@ both. Nothing takes a shortcut: the emulator signs and encrypts each callback
 and posts it over loopback HTTP to /wecom/robot or /wecom/app, and the
 scheduler's outbox sends through `WeComClient` to the emulated API, so group
 notices and app cards show up on the chat page as they would in WeChat Work.
-The example directory is loaded at start (idempotent); the database is
-DATABASE_URL's, SQLite by default.
+The example directory is loaded at start (idempotent).
+
+The demo is safe to start in a folder that holds a production `.env`: it
+takes from the environment only where to listen, the zone, the policy and
+how to log and tick (`_FROM_ENVIRONMENT`), never DATABASE_URL, API_TOKEN,
+SMTP, SMS or WeChat Work settings. It keeps its own SQLite file
+(data/demo.sqlite3 unless --database) and its own API token, and binds a
+loopback address only: the chat page lets anyone speak as any user and hands
+out the API token, so `--public` must ask for more, with a warning.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,15 @@ log = structlog.get_logger(__name__)
 DEV_PREFIX = "/dev"
 DEMO_API_TOKEN = "demo-token"
 DEFAULT_ORG_FILE = Path(__file__).resolve().parent.parent / "examples" / "org.yaml"
+# Relative to the working folder, like the production default data/complaintbot.sqlite3.
+DEFAULT_DATABASE = Path("data") / "demo.sqlite3"
+# The only settings the demo takes from the environment (and .env): harmless
+# ones. Everything else is the default or the demo's own (see demo_settings).
+_FROM_ENVIRONMENT = (
+    "http_host", "http_port", "timezone", "policy_file", "log_format", "log_level",
+    "sweep_interval_seconds", "outbox_interval_seconds",
+)
+_EVERY_INTERFACE = "0.0.0.0"
 # Credentials the bot and the emulator share; they open nothing outside this process.
 DEMO_WECOM: dict[str, Any] = {
     "wecom_corp_id": "wwdemo0000000001",
@@ -56,20 +73,57 @@ def local_url(settings: Settings) -> str:
     return f"http://{host}:{settings.http_port}"
 
 
-def demo_settings(settings: Settings) -> Settings:
-    """`settings` with the demo's WeChat Work credentials, the API base pointing
-    at the mounted emulator, and API_TOKEN "demo-token" unless one is set."""
-    update = {**DEMO_WECOM, "wecom_api_base": f"{local_url(settings)}{DEV_PREFIX}/cgi-bin"}
-    if settings.api_token is None:
-        update["api_token"] = SecretStr(DEMO_API_TOKEN)
-    return settings.model_copy(update=update)
+class DemoError(Exception):
+    """The demo will not start as configured; the message says what to change."""
 
 
-def create_demo_app(settings: Settings, *, org_file: Path = DEFAULT_ORG_FILE) -> web.Application:
-    """The bot (with its scheduler) and the emulator with its chat page under
-    /dev, to be served at `settings.http_host:http_port` (the emulator calls
-    back to that address)."""
-    demo = demo_settings(settings)
+def demo_settings(settings: Settings, *, database: Path = DEFAULT_DATABASE) -> Settings:
+    """The demo's own settings: of `settings` only the harmless ones
+    (`_FROM_ENVIRONMENT`), then the SQLite file `database`, API_TOKEN
+    "demo-token", the demo's WeChat Work credentials with the API base at the
+    mounted emulator, and the defaults for the rest (no SMTP, SMS logged)."""
+    kept = {name: getattr(settings, name) for name in _FROM_ENVIRONMENT}
+    base = Settings.model_construct(**kept)  # the defaults, not the environment's
+    return base.model_copy(update={
+        **DEMO_WECOM,
+        "database_url": f"sqlite://{database}",
+        "api_token": SecretStr(DEMO_API_TOKEN),
+        "wecom_api_base": f"{local_url(base)}{DEV_PREFIX}/cgi-bin",
+    })
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def demo_host(host: str, *, public: bool) -> str:
+    """The address the demo binds: HTTP_HOST if it is a loopback one; with
+    `public`, HTTP_HOST if it is not, else every interface."""
+    if public:
+        return _EVERY_INTERFACE if is_loopback(host) else host
+    if not is_loopback(host):
+        raise DemoError(
+            f"HTTP_HOST={host} is not a loopback address, and the demo's chat page lets "
+            "anyone speak as any user and shows the API token: it binds 127.0.0.1. Unset "
+            "HTTP_HOST (HTTP_HOST=127.0.0.1 complaintbot demo), or pass --public to serve "
+            "it to the network on purpose"
+        )
+    return host
+
+
+def create_demo_app(
+    settings: Settings, *, org_file: Path = DEFAULT_ORG_FILE, database: Path = DEFAULT_DATABASE
+) -> web.Application:
+    """The bot (with its scheduler, on the SQLite file `database`) and the
+    emulator with its chat page under /dev, to be served at
+    `settings.http_host:http_port` (the emulator calls back to that address)."""
+    demo = demo_settings(settings, database=database)
     app = create_app(demo)
     app.cleanup_ctx.append(_load_directory(org_file))  # after the database's entry
     emulator = WeComEmulator(demo)
@@ -94,27 +148,51 @@ def _load_directory(org_file: Path) -> Callable[[web.Application], AsyncIterator
     return load
 
 
-def run_demo(settings: Settings, *, org_file: Path = DEFAULT_ORG_FILE) -> int:
+def run_demo(
+    settings: Settings, *, org_file: Path = DEFAULT_ORG_FILE,
+    database: Path = DEFAULT_DATABASE, public: bool = False,
+) -> int:
     """Serve the demo until interrupted; print the chat page's URL and the API
-    token once the port is bound."""
+    token once the port is bound. Raises DemoError for a non-loopback
+    HTTP_HOST without `public`, or a `database` that is the configured
+    DATABASE_URL's file."""
+    host = demo_host(settings.http_host, public=public)
+    if _same_sqlite_file(settings.database_url, database):
+        raise DemoError(f"{database} is DATABASE_URL's database; give the demo another "
+                        "file with --database FILE")
     load_policy(settings.policy_file)  # fail before binding the port
     if not org_file.is_file():
         raise DirectoryError(f"{org_file}: no such file (give one with --org FILE)")
-    app = create_demo_app(settings, org_file=org_file)
+    app = create_demo_app(settings.model_copy(update={"http_host": host}), org_file=org_file,
+                          database=database)
     demo = app[SETTINGS]
     token = demo.api_token.get_secret_value() if demo.api_token else ""
     base = local_url(demo)
+    warning = ""
+    if public:
+        log.warning("demo_public", host=host, port=demo.http_port)
+        warning = (f"  警告：--public，演示对网络开放（{host}:{demo.http_port}）：任何能访问"
+                   "此端口的人都能看到 API 令牌，并以任何用户的身份发言。只在可信网络中使用。\n")
 
     def banner(_message: str) -> None:
         print(
             "\ncomplaintbot 演示模式（本地企业微信模拟器，无需真实账号）\n"
+            f"{warning}"
             f"  聊天页：  {base}{DEV_PREFIX}/\n"
             f"  API 令牌：{token}\n"
             f"  新建投诉：POST {base}/api/complaints（Authorization: Bearer {token}）\n"
-            f"  数据库：  {demo.database_url.split('@')[-1]}\n"
+            f"  数据库：  {database}（演示专用）\n"
             "按 Ctrl+C 停止。\n",
             flush=True,
         )
 
     web.run_app(app, host=demo.http_host, port=demo.http_port, print=banner, access_log=None)
     return 0
+
+
+def _same_sqlite_file(database_url: str, database: Path) -> bool:
+    """True when `database_url` is SQLite on the very file `database`."""
+    if not database_url.startswith("sqlite://") or ":memory:" in database_url:
+        return False
+    configured = Path(database_url.removeprefix("sqlite://").split("?", 1)[0])
+    return configured.resolve() == database.resolve()

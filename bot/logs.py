@@ -27,10 +27,19 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # The console renderer prints a traceback itself; JSON needs the exception
+    # turned into data (type, message, frames), or the line says `"exc_info":
+    # true` and nothing else. Without locals: a frame's variables may hold a
+    # customer's phone or VIN.
+    exceptions: list[structlog.types.Processor] = (
+        [structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
+        if fmt == "json" else []
+    )
     handler = logging.StreamHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exceptions, renderer,
         ])
     )
     root = logging.getLogger()

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         60, ge=0, description="After start-up, wait this long before delivering any report "
         "missed while down (then checked hourly)",
     )
+    callback_retention_days: float = Field(
+        7, gt=0, description="How long a processed callback and its reply are kept, to answer "
+        "a redelivery of it alike (WeChat Work redelivers within seconds); older ones are "
+        "deleted hourly",
+    )
     health_max_overdue_seconds: float = Field(
         300, gt=0, description="/healthz answers 503 when a due deadline waits longer than this"
     )

@@ -1,6 +1,7 @@
 """Callbacks already applied, so a retried or duplicated one is never applied twice."""
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 
@@ -14,3 +15,7 @@ class ProcessedCallback(Model):
     class Meta:
         table = "processed_callback"
         unique_together = (("endpoint", "key"),)
+        # The scheduler deletes the rows older than CALLBACK_RETENTION_DAYS. An
+        # index of the table, not db_index on the field: tortoise alters a field
+        # on SQLite by rebuilding the table, which loses the unique constraint.
+        indexes = (Index(fields=["received_at"]),)

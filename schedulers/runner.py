@@ -1,7 +1,8 @@
 """The in-process scheduler: one interval job sweeps due deadlines, one
 delivers the outbox, and one cron job per kind of report stores the reports
 for the outbox (schedulers/reports.py), also run at start-up and hourly to
-catch up with a report missed while down.
+catch up with a report missed while down. An hourly job deletes processed
+callbacks older than CALLBACK_RETENTION_DAYS.
 
 APScheduler 3.11 with its memory job store only ticks; the state (deadlines,
 notifications) lives in the database, so a restart loses nothing and several
@@ -30,6 +31,7 @@ from bot.settings import Settings
 from schedulers.outbox import RetryPolicy, deliver_due
 from schedulers.reports import deliver_reports, due_period, report_trigger
 from schedulers.sweeper import sweep
+from webhooks.callback import forget_callbacks
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,8 @@ log = structlog.get_logger(__name__)
 _SHUTDOWN_GRACE_SECONDS = 30
 # How often a missed or failed report is looked for after the start-up check.
 _REPORT_CATCHUP_SECONDS = 3600
+# How often processed callbacks older than CALLBACK_RETENTION_DAYS are deleted.
+_FORGET_CALLBACKS_SECONDS = 3600
 
 
 def transports_for(
@@ -73,8 +77,8 @@ def _job(name: str, work: Callable[[], Awaitable[object]],
 def start_scheduler(
     settings: Settings, ledger: Ledger, clock: Clock, transports: dict[str, Transport]
 ) -> tuple[AsyncIOScheduler, set[asyncio.Task]]:
-    """Start the sweep and outbox jobs on the running loop; returns the scheduler
-    and the set of job runs in progress."""
+    """Start the sweep, outbox and callback-forgetting jobs on the running loop;
+    returns the scheduler and the set of job runs in progress."""
     retry = RetryPolicy.from_settings(settings)
     running: set[asyncio.Task] = set()
 
@@ -84,12 +88,20 @@ def start_scheduler(
     async def outbox_round() -> None:
         await deliver_due(transports, now=clock(), retry=retry, zone=settings.zone)
 
+    async def forget_round() -> None:
+        keep = timedelta(days=settings.callback_retention_days)
+        forgotten = await forget_callbacks(before=clock() - keep)
+        if forgotten:
+            log.info("callbacks_forgotten", count=forgotten)
+
     scheduler = AsyncIOScheduler(timezone="UTC")
     options = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     scheduler.add_job(_job("sweep", sweep_round, running), "interval", id="sweep",
                       seconds=settings.sweep_interval_seconds, **options)
     scheduler.add_job(_job("outbox", outbox_round, running), "interval", id="outbox",
                       seconds=settings.outbox_interval_seconds, **options)
+    scheduler.add_job(_job("forget_callbacks", forget_round, running), "interval",
+                      id="forget_callbacks", seconds=_FORGET_CALLBACKS_SECONDS, **options)
     _add_report_jobs(scheduler, settings, ledger, clock, running, options)
     scheduler.start()
     return scheduler, running

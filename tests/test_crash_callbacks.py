@@ -50,8 +50,9 @@ from bot.wecom.emulator import WeComEmulator
 from commands.router import FAILURE
 from models import GroupChat, Notification, ProcessedCallback, Ticket, TicketEvent
 from tests.conftest import ORG, TOKEN, WECOM_SECRETS, _truncate_postgres, wecom_settings
-from tests.test_crash_restart import Bot, until
+from tests.test_crash_restart import Bot
 from tests.test_notify_email import Mailbox, free_port
+from tests.waiting import eventually
 
 PLAIN = 490  # tickets getting /followup and /resolve
 ESCALATING = 20  # tickets getting the /followup that escalates them
@@ -230,8 +231,8 @@ async def burst_kill_redeliver(database_url: str, tmp_path: Path, policy: Policy
             return len(sender.acked) >= KILL_AT * len(unique)
 
         async def kill_when_enough_acked() -> None:
-            await until(enough_acked, seconds=60, every=0.005,
-                        what="40 % of the callbacks are acknowledged")
+            await eventually(enough_acked, every=0.005,
+                             what="40 % of the callbacks are acknowledged")
             stop.set()
             await bot.kill()
 
@@ -261,7 +262,7 @@ async def burst_kill_redeliver(database_url: str, tmp_path: Path, policy: Policy
         async def drained() -> bool:
             return not await Notification.filter(status__in=("pending", "sending")).exists()
 
-        await until(drained, seconds=60, what="the outbox has delivered everything")
+        await eventually(drained, what="the outbox has delivered everything")
         timings["restart_to_drained"] = time.monotonic() - restarted
     finally:
         await bot.stop()

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +42,7 @@ from tests.conftest import ORG, T0, TOKEN, _truncate_postgres
 from tests.factories import CALL_CENTRE
 from tests.test_notify_email import Mailbox, free_port
 from tests.test_outbox import complaint
+from tests.waiting import eventually
 
 TICKETS = 80
 CLOCKS_PER_TICKET = 5  # response, first solution, follow-up, solution e-mail, resolution
@@ -65,14 +66,17 @@ class Bot:
                 stdout=out, stderr=out,
             )
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                assert self.proc.returncode is None, self.log.read_text()
+
+            async def serving() -> bool:
+                assert self.proc is not None and self.proc.returncode is None, (
+                    self.log.read_text())
                 try:
                     async with http.get(f"http://127.0.0.1:{self.port}/healthz"):
-                        return  # 200 or 503 (deadlines overdue): it serves
+                        return True  # 200 or 503 (deadlines overdue): it serves
                 except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-        raise AssertionError(f"the bot did not start:\n{self.log.read_text()}")
+                    return False
+
+            await eventually(serving, what=f"the bot serves:\n{self.log}")
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, transactions in flight are cut off."""
@@ -116,15 +120,6 @@ async def bots(database_url: str, smtp_port: int, workdir: Path,
             await bot.stop()
 
 
-async def until(condition: Callable[[], Awaitable[bool]], *, seconds: float,
-                every: float = 0.05, what: str) -> None:
-    for _ in range(int(seconds / every)):
-        if await condition():
-            return
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting until {what}")
-
-
 async def seed(policy: Policy) -> int:
     """Dispatch TICKETS complaints 3 days and 1 hour ago; the number of due deadlines."""
     await import_directory(ORG)
@@ -159,8 +154,7 @@ async def crash_and_restart(database_url: str, workdir: Path, policy: Policy,
 
     async with bots(database_url, mailbox.port, workdir, replicas) as running:
         await asyncio.gather(*(bot.start() for bot in running))
-        await until(failing, seconds=30, every=0.02,
-                    what="the sweep is under way and e-mails fail")
+        await eventually(failing, every=0.02, what="the sweep is under way and e-mails fail")
         await running[0].kill()
         at_kill = await applied()
         queued = await Notification.filter(medium="email", status__in=("pending", "sending"))
@@ -173,7 +167,7 @@ async def crash_and_restart(database_url: str, workdir: Path, policy: Policy,
         mailbox.start()
         try:
             await running[0].start()
-            await until(drained, seconds=60, what="every deadline is applied, every e-mail sent")
+            await eventually(drained, what="every deadline is applied, every e-mail sent")
             gauges = await running[0].metrics()
         finally:
             for bot in running:

@@ -7,13 +7,13 @@ last runs the real command and clicks through the page in headless Chromium
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.demo import DEMO_API_TOKEN, create_demo_app
+from bot.demo import DEMO_API_TOKEN, create_demo_app, demo_host
 from bot.settings import load_settings
+from tests.waiting import GENEROUS, eventually, eventually_sync
 
 COMPLAINT = {
     "customer_name": "李先生", "customer_phone": "13812345678", "car_model": "速腾",
@@ -44,27 +45,25 @@ async def demo(aiohttp_server, aiohttp_client, tmp_path: Path) -> TestClient:
     """The demo app on a real port (the emulator calls back to it), its
     scheduler ticking fast so outbox deliveries show up quickly."""
     port = free_port()
-    settings = load_settings(
-        database_url=f"sqlite://{tmp_path}/demo.sqlite3", http_port=port, api_token=None,
-        outbox_interval_seconds=0.1, sweep_interval_seconds=1, timezone="Asia/Shanghai",
-    )
-    server = await aiohttp_server(create_demo_app(settings), port=port)
+    settings = load_settings(http_port=port, outbox_interval_seconds=0.1,
+                             sweep_interval_seconds=1, timezone="Asia/Shanghai")
+    server = await aiohttp_server(create_demo_app(settings, database=tmp_path / "demo.sqlite3"),
+                                  port=port)
     return await aiohttp_client(server)
 
 
-async def wait_for(client: TestClient, wanted: Callable[[Event], bool], *,
-                   seconds: float = 10) -> Event:
+async def wait_for(client: TestClient, wanted: Callable[[Event], bool]) -> Event:
     """The first feed event `wanted` accepts, waiting for the outbox if need be."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
+    found: list[Event] = []
+
+    async def in_feed() -> bool:
         resp = await client.get("/dev/api/feed", params={"since": "0"})
         assert resp.status == 200
-        found = [e for e in (await resp.json())["events"] if wanted(e)]
-        if found:
-            return found[0]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no such event in the feed within {seconds} s")
-        await asyncio.sleep(0.05)
+        found[:] = [e for e in (await resp.json())["events"] if wanted(e)]
+        return bool(found)
+
+    await eventually(in_feed, what="such an event is in the feed")
+    return found[0]
 
 
 async def say(client: TestClient, userid: str, chatid: str | None, text: str) -> None:
@@ -167,11 +166,91 @@ async def test_bad_page_requests_are_refused(demo: TestClient) -> None:
 def test_the_demo_refuses_a_missing_directory_file(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "demo", "--org", "missing.yaml"], cwd=tmp_path,
-        env={**os.environ, "DATABASE_URL": f"sqlite://{tmp_path}/demo.sqlite3"},
-        capture_output=True, text=True, timeout=60, check=False,
+        env=_demo_env(), capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2
     assert "missing.yaml: no such file" in result.stderr
+
+
+# -- a production .env in the folder (issue 13 item 5) --------------------------
+
+PRODUCTION_ENV = """\
+DATABASE_URL=sqlite://production.sqlite3
+API_TOKEN=production-secret-token
+HTTP_HOST={host}
+SMTP_HOST=127.0.0.1
+SMTP_PORT=9
+"""
+
+
+def _demo_env(**changes: str) -> dict[str, str]:
+    """The environment without the settings a test run may have put there, so
+    that only the folder's .env (if any) and `changes` speak."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("API_TOKEN", "TIMEZONE", "DATABASE_URL", "HTTP_HOST", "HTTP_PORT")
+           and not k.startswith(("WECOM_", "SMTP_"))}
+    return {**env, **changes}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "bot.example.com"])
+def test_r5_the_demo_refuses_a_non_loopback_host_without_public(
+    tmp_path: Path, host: str
+) -> None:
+    (tmp_path / ".env").write_text(PRODUCTION_ENV.format(host=host), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"], cwd=tmp_path, env=_demo_env(),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert f"HTTP_HOST={host} is not a loopback address" in result.stderr
+    assert "--public" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]  # nothing opened
+
+
+def test_r5_loopback_is_served_and_public_binds_beyond_it() -> None:
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert demo_host(host, public=False) == host
+    assert demo_host("127.0.0.1", public=True) == "0.0.0.0"
+    assert demo_host("10.0.0.5", public=True) == "10.0.0.5"
+
+
+def test_r5_the_demo_refuses_the_configured_database_as_its_own(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABASE_URL=sqlite://data/demo.sqlite3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"], cwd=tmp_path, env=_demo_env(),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert "is DATABASE_URL's database" in result.stderr and "--database" in result.stderr
+
+
+def test_r5_the_demo_never_touches_the_env_database_nor_serves_its_token(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text(PRODUCTION_ENV.format(host="127.0.0.1"), encoding="utf-8")
+    production = tmp_path / "production.sqlite3"
+    with sqlite3.connect(production) as conn:
+        conn.execute("CREATE TABLE customer (phone TEXT)")
+    conn.close()
+    before = production.read_bytes(), production.stat().st_mtime_ns
+
+    process, base, log = _start_demo(tmp_path)
+    try:
+        with urllib.request.urlopen(f"{base}/dev/api/config", timeout=10) as resp:
+            config = json.load(resp)
+        assert config["api_token"] == DEMO_API_TOKEN
+        request = urllib.request.Request(
+            f"{base}/api/complaints", data=json.dumps(COMPLAINT).encode(), method="POST",
+            headers={"Authorization": f"Bearer {DEMO_API_TOKEN}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 201
+    finally:
+        _stop(process)
+    assert (production.read_bytes(), production.stat().st_mtime_ns) == before
+    assert (tmp_path / "data" / "demo.sqlite3").is_file()
+    banner = log.read_text()
+    assert "production-secret-token" not in banner and "data/demo.sqlite3" in banner
 
 
 # -- the real command, in a real browser ---------------------------------------
@@ -205,9 +284,7 @@ def _chromium() -> str:
 def _start_demo(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     # TIMEZONE too: Tortoise.init of the tests before wrote TIMEZONE=UTC into os.environ.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("API_TOKEN", "TIMEZONE") and not k.startswith("WECOM_")}
-    env.update(HTTP_PORT=str(port), DATABASE_URL=f"sqlite://{tmp_path}/demo.sqlite3")
+    env = _demo_env(HTTP_PORT=str(port))
     script = Path(sys.executable).with_name("complaintbot")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
     log = tmp_path / "demo.log"
@@ -215,19 +292,21 @@ def _start_demo(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
         process = subprocess.Popen([*command, "demo"], cwd=tmp_path, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def serving() -> bool:
+        assert process.poll() is None, f"complaintbot demo exited:\n{log.read_text()}"
         try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
-                if resp.status == 200:
-                    return process, base, log
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+                return resp.status == 200
         except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"complaintbot demo did not start:\n{log.read_text()}")
-        time.sleep(0.2)
+            return False
+
+    try:
+        eventually_sync(serving, every=0.2, what="complaintbot demo serves /healthz")
+    except AssertionError:
+        _stop(process)
+        raise
+    return process, base, log
 
 
 @pytest.mark.slow
@@ -249,16 +328,22 @@ def test_the_chat_page_in_a_browser(tmp_path: Path) -> None:
             finally:
                 browser.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
     assert process.returncode == 0, log.read_text()
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _click_through(page: Any, base: str, expect: Any) -> None:
+    # Each expectation waits for its condition; GENEROUS bounds only a failing run.
+    expect.set_options(timeout=GENEROUS * 1000)
     page.goto(f"{base}/dev/")
     page.select_option("#person", "sh.zhang")
     page.click('#chats li[data-chat="wrGRP-SH001"]')
@@ -272,15 +357,15 @@ def _click_through(page: Any, base: str, expect: Any) -> None:
     # The call centre's system opens a complaint: the form posts to /api/complaints.
     page.select_option("#complaint select[name=dealer_code]", "SH001")
     page.click("#create")
-    expect(page.locator("#complaint-result")).to_contain_text("已创建投诉 #1", timeout=10_000)
-    expect(messages).to_contain_text("新投诉 #1", timeout=15_000)  # the webhook notice
+    expect(page.locator("#complaint-result")).to_contain_text("已创建投诉 #1")
+    expect(messages).to_contain_text("新投诉 #1")  # the webhook notice
 
     page.fill("#text", "/show 1")
     page.press("#text", "Enter")
     card = messages.locator(".card").last
-    expect(card).to_contain_text("#1 一般投诉", timeout=10_000)
+    expect(card).to_contain_text("#1 一般投诉")
     card.get_by_role("button", name="处理").click()
-    expect(card.locator("button.done")).to_contain_text("已处理：张专员", timeout=10_000)
+    expect(card.locator("button.done")).to_contain_text("已处理：张专员")
     expect(card).to_contain_text("已响应")
     expect(messages.locator(".system").last).to_contain_text("张专员 点击了「处理」")
     page.screenshot(path=str(SCREENSHOT))

@@ -34,8 +34,8 @@ from commands.router import FAILURE
 from models import Notification, TicketEvent
 from tests.conftest import ORG, TOKEN, WECOM_SECRETS, _truncate_postgres, wecom_settings
 from tests.test_crash_callbacks import TICKET_NUMBER, expected_posts, received_posts, seed
-from tests.test_crash_restart import until
 from tests.test_notify_email import Mailbox, free_port
+from tests.waiting import eventually
 
 TIMEOUT = 0.5  # WECOM_API_TIMEOUT_SECONDS
 OUTAGE = (Fault(status=503), Fault(errcode=45009), Fault(delay=3 * TIMEOUT, status=504))
@@ -96,8 +96,8 @@ async def test_outage_of_wecom_and_smtp_callbacks_answered_queue_drains_once(
         untried = await Notification.filter(last_error="").exists()
         return all(answers[k] for k in ("503", "45009", "504")) and not untried
 
-    await until(every_fault_met, seconds=60, every=0.1,
-                what="the outbox has met every fault and tried every notice")
+    await eventually(every_fault_met, every=0.1,
+                     what="the outbox has met every fault and tried every notice")
     assert not await Notification.filter(status="sent").exists(), "nothing got through"
     mail_errors = await Notification.filter(medium="email").values_list("last_error", flat=True)
     assert mail_errors and all("SMTP" in e or "connect" in e.lower() for e in mail_errors)
@@ -111,7 +111,7 @@ async def test_outage_of_wecom_and_smtp_callbacks_answered_queue_drains_once(
         async def drained() -> bool:
             return not await Notification.filter(status__in=("pending", "sending")).exists()
 
-        await until(drained, seconds=60, every=0.1, what="the outbox has delivered everything")
+        await eventually(drained, every=0.1, what="the outbox has delivered everything")
     finally:
         mailbox.stop()
     print(f"{len(commands)} callbacks, slowest {max(latencies):.3f} s; drained"

@@ -4,12 +4,18 @@ is written (structlog context variables bound at the callback and the ledger).""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
 from bot.keys import LEDGER
+from bot.logs import configure_logging
 from schedulers.sweeper import sweep
 from tests.conftest import T0, WeComWorld
 from tests.test_webhooks_robot import open_ticket
@@ -55,3 +61,45 @@ async def test_the_context_ends_with_the_callback(wecom: WeComWorld):
     assert "msgid" not in after and "ticket" not in after
     overdue = [e for e in logs if e.get("ticket") == number]
     assert overdue and all("msgid" not in e for e in overdue)
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """What the production JSON set-up (LOG_FORMAT=json) writes while the test runs."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging("json", "INFO")
+    buffer = io.StringIO()
+    root.handlers[0].setStream(buffer)  # type: ignore[attr-defined]
+    try:
+        yield buffer
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        structlog.reset_defaults()
+
+
+def _fail(phone: str) -> None:
+    raise ValueError("工单 #1024 的状态不对")
+
+
+@pytest.mark.parametrize("via", ["structlog", "stdlib"])
+def test_r4_a_json_log_line_carries_the_exception_type_message_and_traceback(
+    json_lines: io.StringIO, via: str
+) -> None:
+    try:
+        _fail("13912345678")
+    except ValueError:
+        if via == "structlog":
+            structlog.get_logger("test").exception("job_failed", job="sweep")
+        else:
+            logging.getLogger("test").exception("job_failed")
+    (line,) = [json.loads(x) for x in json_lines.getvalue().splitlines()]
+    assert line["event"] == "job_failed" and line["level"] == "error"
+    assert "exc_info" not in line
+    (error,) = line["exception"]
+    assert error["exc_type"] == "ValueError"
+    assert error["exc_value"] == "工单 #1024 的状态不对"
+    assert [f["name"] for f in error["frames"]][-1] == "_fail"
+    # Locals stay out: a frame's variables may hold a customer's phone or VIN.
+    assert "13912345678" not in json_lines.getvalue()

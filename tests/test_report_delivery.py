@@ -26,11 +26,13 @@ from bot.intake import Complaint, open_complaint
 from bot.reports.figures import Limits, RankRow, Scope, compute_figures, parse_period
 from bot.reports.render import markdown_summary
 from models import GroupChat, Notification, ReportRun
-from schedulers.reports import deliver_reports, due_period, report_trigger
+from schedulers import runner
+from schedulers.reports import ReportStats, deliver_reports, due_period, report_trigger
 from tests.conftest import ORG, ROOT, T0, TOKEN, WECOM_SECRETS, _truncate_postgres
 from tests.factories import CALL_CENTRE, SH_STAFF
 from tests.test_notify_email import running_mailbox
 from tests.test_outbox import Delivery, delivering
+from tests.waiting import eventually
 
 ZONE = ZoneInfo("Asia/Shanghai")
 D = timedelta(days=1)
@@ -211,11 +213,24 @@ async def test_a_long_ranking_is_cut_to_fit_a_group_message(ledger):
 
 @pytest.mark.slow
 async def test_the_app_catches_up_at_start_and_not_again_after_a_restart(
-    database_url, aiohttp_client, clock, emulator
+    database_url, aiohttp_client, clock, emulator, monkeypatch
 ):
     """The app's own scheduler: started on Monday 10:00 after missing 09:00, it
     stores and sends last week's and last month's reports; restarted, nothing."""
     clock[0] = T0 + timedelta(hours=1)
+    rounds: list[ReportStats] = []  # each report round the scheduler ran, as it ended
+
+    async def recorded(*args, **kwargs) -> ReportStats:
+        stats = await deliver_reports(*args, **kwargs)
+        rounds.append(stats)
+        return stats
+
+    monkeypatch.setattr(runner, "deliver_reports", recorded)
+
+    def all_sent() -> bool:
+        return (len(rounds) >= 2 and len(box.received) >= 2 * len(MANAGERS)
+                and len(group_posts(emulator, "hook-north")) >= 4)
+
     with running_mailbox() as box:
         settings = box.settings(database_url=database_url, api_token=TOKEN,
                                 outbox_interval_seconds=0.1, report_catchup_delay_seconds=0,
@@ -226,15 +241,15 @@ async def test_the_app_catches_up_at_start_and_not_again_after_a_restart(
                 await _truncate_postgres()
             await import_directory(ORG)
         client = await aiohttp_client(create_app(settings, clock=lambda: clock[0]))
-        for _ in range(300):
-            if len(box.received) >= 2 * len(MANAGERS):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(all_sent, what="both reports went to every manager and group")
         await client.close()
-        # The restart: same database, same clock; a second round would show within 2 s.
+        # The restart: same database, same clock. Its catch-up looks at both
+        # kinds again (two more rounds) and finds them done: it stores nothing
+        # for the outbox, so nothing more can be sent.
         client = await aiohttp_client(create_app(settings, clock=lambda: clock[0]))
-        await asyncio.sleep(2)
+        await eventually(lambda: len(rounds) >= 4, what="the restarted app's catch-up ran")
         await client.close()
+    assert all(r.delivered for r in rounds[:2]) and [r.delivered for r in rounds[2:]] == [[], []]
     subjects = sorted(m["Subject"] for _, m, _ in box.received)
     assert len(subjects) == 2 * len(MANAGERS), subjects
     assert sum(s.startswith("【投诉周报】2026-W09 ") for s in subjects) == len(MANAGERS)

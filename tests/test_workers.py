@@ -15,6 +15,7 @@ import pytest
 
 from bot.settings import SettingsError, load_settings
 from tests.test_crash_restart import Bot
+from tests.waiting import GENEROUS, eventually
 
 
 def test_several_workers_on_sqlite_are_refused() -> None:
@@ -44,19 +45,19 @@ async def test_two_workers_serve_one_port_and_stop_together(postgres_url: str,
     bot = Bot(env, tmp_path, "workers")
     await bot.start()
     assert bot.proc is not None
-    await asyncio.sleep(1)  # the second worker binds shortly after the first
+    # The second worker binds shortly after the first.
+    await eventually(lambda: len(_workers(bot.proc.pid)) == 2, what="both workers run")
     workers = _workers(bot.proc.pid)
-    assert len(workers) == 2, bot.log.read_text()
     # SIGTERM stops both workers and the parent, cleanly.
     bot.proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(bot.proc.wait(), 60) == 0, bot.log.read_text()
+    assert await asyncio.wait_for(bot.proc.wait(), GENEROUS) == 0, bot.log.read_text()
     assert not any(_running(w) for w in workers)
 
     # A worker that dies takes the others down, and the exit code says so.
     await bot.start()
-    await asyncio.sleep(1)
+    await eventually(lambda: len(_workers(bot.proc.pid)) == 2, what="both workers run again")
     first, second = _workers(bot.proc.pid)
     os.kill(first, signal.SIGKILL)
-    assert await asyncio.wait_for(bot.proc.wait(), 60) == 1
+    assert await asyncio.wait_for(bot.proc.wait(), GENEROUS) == 1
     assert not _running(second)
     assert "worker_died" in bot.log.read_text()

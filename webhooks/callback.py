@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 # The longest dedupe key stored as it is; longer ones are stored as their hash.
 _KEY_LIMIT = 200
+# Processed callbacks deleted per statement when old ones are forgotten.
+_FORGET_BATCH = 1000
 
 
 def make_cipher(settings: Settings, *, endpoint: str) -> CallbackCipher | None:
@@ -174,6 +176,20 @@ async def _run_once(
         raise
     CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
     return response, False
+
+
+async def forget_callbacks(*, before: datetime) -> int:
+    """Delete the callbacks received before `before` (their keys and replies);
+    returns how many. WeChat Work redelivers within seconds, so a callback
+    that old never comes again and its row only fills the table. Deleted in
+    batches: a long DELETE would hold SQLite's one write lock."""
+    deleted = 0
+    while True:
+        ids = await ProcessedCallback.filter(received_at__lt=before).order_by("id").limit(
+            _FORGET_BATCH).values_list("id", flat=True)
+        if not ids:
+            return deleted
+        deleted += await ProcessedCallback.filter(id__in=ids).delete()
 
 
 async def enqueue_reply(
