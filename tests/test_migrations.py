@@ -133,3 +133,37 @@ def test_replicas_starting_together_migrate_a_new_postgres_database_once(postgre
         assert [code for code, _ in results] == [0, 0, 0], results
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _sqlite_schema(path: str) -> dict[str, set[str]]:
+    """Each table's unique constraints and indexes, as sorted column lists."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' "
+            "AND name NOT LIKE 'sqlite_%' AND name != 'tortoise_migrations'")]
+        schema: dict[str, set[str]] = {}
+        for table in tables:
+            keys = set()
+            for _, name, unique, *_ in db.execute(f'PRAGMA index_list("{table}")'):
+                columns = [r[2] for r in db.execute(f'PRAGMA index_info("{name}")')]
+                keys.add(("unique " if unique else "index ") + ",".join(columns))
+            schema[table] = keys
+    return schema
+
+
+async def test_migrated_sqlite_keeps_every_constraint_and_index(tmp_path) -> None:
+    """A database built by the migrations has the unique constraints and indexes
+    the models declare. On SQLite tortoise's AlterField rebuilds the table and
+    drops them (a lost UNIQUE on deadline lets a clock fire twice), so a change
+    that leaves the column alone must not rebuild it."""
+    migrated, generated = tmp_path / "migrated.sqlite3", tmp_path / "generated.sqlite3"
+    async with open_database(f"sqlite://{migrated}"):
+        pass
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=tortoise_config(f"sqlite://{generated}"))
+        await ctx.generate_schemas()
+    want, got = _sqlite_schema(str(generated)), _sqlite_schema(str(migrated))
+    missing = {t: sorted(want[t] - got.get(t, set())) for t in want if want[t] - got.get(t, set())}
+    assert not missing, f"the migrated schema lacks: {missing}"
