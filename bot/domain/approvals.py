@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.domain.enums import OwnerLevel, Role
-from bot.domain.permissions import Action, check
+from bot.domain.permissions import Action, check, refuse_subject
 from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, Audience, Medium, Notice, Outcome, Refused, Ticket
 
@@ -15,6 +15,19 @@ _OWNER_GROUP = {
     OwnerLevel.REGION: Audience.REGION_GROUP,
     OwnerLevel.HQ: Audience.HQ_GROUP,
 }
+
+
+# R22: who stands in when the approver is the employee the complaint is about.
+_ROLE_ABOVE = {
+    Role.DEALER_MANAGER: Role.DEALER_GM,
+    Role.DEALER_GM: Role.SECOND_LEVEL_MANAGER,
+    Role.SECOND_LEVEL_MANAGER: Role.SENIOR_MANAGER,
+}
+
+
+def role_above(role: Role) -> Role | None:
+    """R22: the next approving role up from `role`; None above the senior manager."""
+    return _ROLE_ABOVE.get(role)
 
 
 def compensation_approver(amount: Decimal, policy: Policy) -> Role:
@@ -66,7 +79,9 @@ def decide_compensation(
     on_behalf_of: str | None = None,
 ) -> Outcome:
     """R25: the holder of the approving role (or their delegate) decides; the
-    owner's group is told, with the amount when approved."""
+    owner's group is told, with the amount when approved. Never the employee
+    the complaint is about, even as a delegate (R22)."""
+    refuse_subject(actor, ticket)
     if actor.userid == requested_by:
         raise Refused("不能审批自己提交的申请。")
     if actor.role is not approver_role and on_behalf_of is None:
