@@ -23,10 +23,17 @@ from bot.domain.enums import Clock
 from bot.domain.permissions import group_may_see_details, may_see_customer
 from bot.domain.ticket import Ticket
 from bot.ledger import snapshot
-from bot.render.chat import deadline_text, owner_text, scrub, short_time, withheld_text
+from bot.render.chat import (
+    deadline_text,
+    owner_text,
+    scrub,
+    short_time,
+    subject_text,
+    withheld_text,
+)
 from bot.render.privacy import mask_phone
 from models import Deadline as DeadlineRow
-from models import Dealer, TicketEvent
+from models import Dealer, Staff, TicketEvent
 from models import Ticket as TicketRow
 
 TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -72,6 +79,7 @@ def ticket_card(
     dealer_name: str = "",
     responder: str = "",
     in_group: bool = False,
+    subject: str = "",
 ) -> dict[str, Any]:
     """A ticket as a button_interaction card.
 
@@ -81,7 +89,8 @@ def ticket_card(
     adds the customer's name and masked phone (never for the employee the
     complaint is about, R22). `deadlines` are the pending ones, soonest first.
     A card `in_group` of a complaint about an employee shows nothing of the
-    customer, the vehicle or the complaint (R22: that employee may be in the group)."""
+    customer, the vehicle or the complaint (R22: that employee may be in the
+    group); elsewhere `subject` (see `subject_text`) heads the complaint text."""
     if isinstance(ticket, TicketRow):
         ticket = snapshot(ticket)
     number = ticket.number
@@ -105,8 +114,9 @@ def ticket_card(
             "title": f"#{number} {ticket.category.label}",
             "desc": _cut(_title_desc(ticket, zone), _TITLE_DESC),
         },
-        "sub_title_text": (withheld_text(number) if withheld
-                           else _cut(scrub(ticket.description, ticket), _SUB_TITLE)),
+        "sub_title_text": withheld_text(number) if withheld else _cut(
+            (f"被投诉员工：{subject}｜" if subject else "") + scrub(ticket.description, ticket),
+            _SUB_TITLE),
         "horizontal_content_list": rows,
         "task_id": task_id,
         "button_list": [{"text": "处理", "style": 1, "key": respond_key(number or 0)}],
@@ -121,12 +131,14 @@ def ticket_card(
 @dataclass(frozen=True)
 class TicketView:
     """A ticket snapshot with its pending deadlines (soonest first), its
-    dealer's name and the name of whoever responded (empty if nobody has)."""
+    dealer's name, the name of whoever responded (empty if nobody has) and
+    the employee the complaint is about (R22, empty if none)."""
 
     ticket: Ticket
     deadlines: tuple[Deadline, ...]
     dealer_name: str
     responder: str
+    subject: str = ""
 
     def card(
         self, zone: ZoneInfo, *, task_id: str, show_customer: bool, in_group: bool = False
@@ -135,7 +147,7 @@ class TicketView:
         return ticket_card(
             self.ticket, zone, task_id=task_id, show_customer=show_customer,
             deadlines=self.deadlines, dealer_name=self.dealer_name, responder=self.responder,
-            in_group=in_group,
+            in_group=in_group, subject=self.subject,
         )
 
 
@@ -167,7 +179,9 @@ async def load_view(number: int) -> TicketView | None:
     if ticket.owner_responded_at is not None:
         event = await TicketEvent.filter(ticket_id=number, kind="responded").order_by("-id").first()
         responder = (event.actor_name or event.actor) if event else ""
-    return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder)
+    names = dict(await Staff.filter(userid=ticket.about_staff or "").values_list("userid", "name"))
+    return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder,
+                      subject_text(ticket, names))
 
 
 async def member_card(number: int, zone: ZoneInfo, *, task_id: str, userid: str) -> dict[str, Any]:
