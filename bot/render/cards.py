@@ -179,7 +179,8 @@ async def load_view(number: int) -> TicketView | None:
     if ticket.owner_responded_at is not None:
         event = await TicketEvent.filter(ticket_id=number, kind="responded").order_by("-id").first()
         responder = (event.actor_name or event.actor) if event else ""
-    names = dict(await Staff.filter(userid=ticket.about_staff or "").values_list("userid", "name"))
+    names = dict(await Staff.filter(userid=ticket.about_staff).values_list("userid", "name")
+                 if ticket.about_staff else [])
     return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder,
                       subject_text(ticket, names))
 
