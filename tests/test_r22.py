@@ -6,27 +6,35 @@ not even as someone's delegate; a refusal never says whom it is about."""
 
 from __future__ import annotations
 
+import io
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from openpyxl import load_workbook
 
 from bot.domain.approvals import decide_compensation, role_above
 from bot.domain.enums import Role, Status
 from bot.domain.ticket import Refused
 from bot.domain.transitions import decide_staged_closure
+from bot.intake import open_complaint
 from bot.keys import WECOM
 from bot.render.privacy import mask_phone
+from bot.reports.figures import Scope, build_report
+from bot.reports.render import workbook
 from models import ApprovalRequest, Ticket
 from schedulers.runner import transports_for
 from tests.conftest import T0, TOKEN, WeComWorld
-from tests.factories import SH_STAFF, make_ticket
+from tests.factories import CALL_CENTRE, SH_STAFF, make_ticket
 from tests.test_approvals import app_replies
+from tests.test_commands import complaint
 from tests.test_conversation import PHONE, Conversation, cards, posts
 
 SH, EAST = "wrGRP-SH001", "wrGRP-EAST"
+H = timedelta(hours=1)
 ABOUT_CHEN = "接待员陈专员态度恶劣，当众辱骂"
 # What a group must not read of a complaint about 陈专员.
 SECRETS = ("李先生", mask_phone(PHONE), "沪A12345", "辱骂", "陈专员", "sh.chen")
@@ -204,3 +212,20 @@ def test_r22_the_domain_refuses_the_subject_a_decision_even_as_a_delegate(policy
     assert [role_above(r) for r in (Role.DEALER_GM, Role.SECOND_LEVEL_MANAGER,
                                     Role.SENIOR_MANAGER)] == [
         Role.SECOND_LEVEL_MANAGER, Role.SENIOR_MANAGER, None]
+
+
+async def test_r22_the_managers_workbook_does_not_name_the_customer_of_a_complaint_about_staff(
+    ledger, policy,
+) -> None:
+    about = await open_complaint(
+        complaint(about_staff="sh.zhou", description="部门负责人周经理拒绝处理"), ledger,
+        actor=CALL_CENTRE, source="api", now=T0)
+    other = await open_complaint(complaint(vin="LFV2A21K6A3077777"), ledger,
+                                 actor=CALL_CENTRE, source="api", now=T0 + H)
+    report = await build_report("weekly", "2026-W10", Scope.parse("dealer:SH001"), policy,
+                                ZoneInfo("Asia/Shanghai"), T0 + 7 * 24 * H)
+    book = load_workbook(io.BytesIO(workbook(report.figures, report.tickets,
+                                             ZoneInfo("Asia/Shanghai"))))
+    detail = {row[0]: row[7:9] for row in book["投诉明细"].iter_rows(min_row=2, values_only=True)}
+    assert detail == {about.ticket.number: ("—", "—"),
+                      other.ticket.number: ("李先生", mask_phone(PHONE))}
