@@ -19,11 +19,12 @@ from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
 from bot.directory import recipients_for
-from bot.domain.approvals import OpenRequest, decide_compensation, ended_requests
+from bot.domain.approvals import OpenRequest, decide_compensation, ended_requests, role_above
 from bot.domain.enums import Role
+from bot.domain.permissions import may_decide_approval
 from bot.domain.ticket import Actor, Audience, Medium, Outcome, Refused, Ticket
 from bot.domain.transitions import decide_staged_closure
-from bot.ledger import Ledger, Transition, UnderPolicy, end_requests
+from bot.ledger import Ledger, Transition, UnderPolicy, end_requests, snapshot
 from bot.render.approvals import (
     approval_task_id,
     decision_text,
@@ -57,6 +58,21 @@ async def approver_for(role: Role, ticket: Ticket) -> str:
     return holder.userid
 
 
+async def approver_passing_over(role: Role, ticket: Ticket) -> tuple[Role, str]:
+    """The approving role and person for the ticket (see `approver_for`);
+    when the employee the complaint is about alone holds `role` there, the
+    request passes over them to the next role up (R22)."""
+    while True:
+        try:
+            return role, await approver_for(role, ticket)
+        except Refused:
+            above = role_above(role)
+            if above is None or not ticket.about_staff or not await Staff.exists(
+                    userid=ticket.about_staff, role=role, active=True):
+                raise
+            role = above
+
+
 async def delegates_of(approver: str, now: datetime) -> list[str]:
     """Who may decide in `approver`'s name at `now`."""
     rows = await Delegation.filter(approver=approver, until__gte=now).order_by("id")
@@ -80,8 +96,8 @@ async def open_request(
     and their delegates, all in one transaction."""
     async with in_transaction():
         outcome = await ledger.apply(number, transition, actor=actor, source="chat", now=now)
-        role = Role(outcome.data["approver_role"])
-        approver = await approver_for(role, outcome.ticket)
+        role, approver = await approver_passing_over(
+            Role(outcome.data["approver_role"]), outcome.ticket)
         req = await ApprovalRequest.create(
             ticket_id=number, kind=kind, requested_by=actor.userid, requested_at=now,
             reason=reason, approver_role=role.value, approver_userid=approver, amount=amount,
@@ -89,7 +105,9 @@ async def open_request(
         event = await TicketEvent.filter(ticket_id=number).order_by("-id").first()
         assert event is not None  # ledger.apply just wrote it
         for userid in [approver, *await delegates_of(approver, now)]:
-            await _queue_card(req, event, userid, now, zone)
+            # R22: a delegate who is the employee complained about gets no card.
+            if may_decide_approval(userid, outcome.ticket):
+                await _queue_card(req, event, userid, now, zone)
         await _supersede(req, outcome.ticket, event, actor, now)
     return outcome, req
 
@@ -139,11 +157,14 @@ async def _queue_card(
 async def _on_behalf_of(req: ApprovalRequest, actor: Actor, now: datetime) -> str | None:
     """None when the actor is the approver, the approver's userid when the
     actor is their delegate; Refused for anyone else (R19: only the person
-    holding the role decides)."""
-    if actor.userid == req.approver_userid:
-        return None
-    if actor.userid in await delegates_of(req.approver_userid, now):
-        return req.approver_userid
+    holding the role decides), and for the employee the complaint is about,
+    whoever delegated to them (R22), in the same words."""
+    ticket = snapshot(await TicketRow.get(id=req.ticket_id))  # type: ignore[attr-defined]
+    if may_decide_approval(actor.userid, ticket):
+        if actor.userid == req.approver_userid:
+            return None
+        if actor.userid in await delegates_of(req.approver_userid, now):
+            return req.approver_userid
     names = await staff_names([req.approver_userid])
     approver = names.get(req.approver_userid, req.approver_userid)
     raise Refused(f"#{req.ticket_id} 的{request_title(req)}须由 {approver} 审批，"  # type: ignore[attr-defined]
@@ -209,7 +230,7 @@ async def decide(
                     on_behalf_of=on_behalf_of)
             return decide_staged_closure(
                 ticket, actor, approve=approve, requested_by=req.requested_by, reason=reason,
-                now=now, on_behalf_of=on_behalf_of)
+                now=now, on_behalf_of=on_behalf_of, approver_role=role)
 
         # The card update that the ticket change queues renders the request as
         # decided: record the decision first, in the same transaction.
@@ -233,7 +254,11 @@ async def open_requests_for(
     number: int, actor: Actor, now: datetime, *, status: str = "open"
 ) -> list[ApprovalRequest]:
     """The open requests on ticket `number` that `actor` may decide, oldest
-    first (with `status`, those of `actor`'s that are in that state)."""
+    first (with `status`, those of `actor`'s that are in that state); none for
+    the employee the complaint is about (R22)."""
+    row = await TicketRow.get_or_none(id=number)
+    if row is not None and not may_decide_approval(actor.userid, snapshot(row)):
+        return []
     approvers = [actor.userid, *await Delegation.filter(
         delegate=actor.userid, until__gte=now).values_list("approver", flat=True)]
     return await ApprovalRequest.filter(

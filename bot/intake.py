@@ -59,6 +59,9 @@ class Complaint(BaseModel):
     category: Category | None = None
     flags: Annotated[list[Flag], Field(max_length=len(Flag))] = []
     about_staff: Annotated[str, Field(max_length=64)] | None = None
+    # R22: an employee without a directory account (a sales consultant), by name and role.
+    about_staff_name: Annotated[str, Field(max_length=64)] | None = None
+    about_staff_role: Annotated[str, Field(max_length=64)] | None = None
 
     @field_validator("*")
     @classmethod
@@ -167,6 +170,8 @@ async def open_complaint(
         region_code=dealer.region.code,
         flags=flags,
         about_staff=complaint.about_staff or None,
+        about_staff_name=complaint.about_staff_name or None,
+        about_staff_role=complaint.about_staff_role or None,
         repeat_of=repeat.number if repeat else None,
         classification=classification,
         policy=policy,

@@ -30,11 +30,13 @@ async def _click(click: CardClick, ctx: Context, actor: Actor, number: int) -> R
         except Refused:
             return Reply(markdown=f"⛔ {exc.reason}")
         card = view.card(ctx.zone, task_id=click.task_id,
-                         show_customer=may_see_customer(actor, view.ticket))
+                         show_customer=may_see_customer(actor, view.ticket),
+                         in_group=click.chatid is not None)
         return Reply(markdown=f"ℹ️ {exc.reason}", card=card)
     view = await load_view(number)
     assert view is not None  # it was just changed
-    card = view.card(ctx.zone, task_id=click.task_id, show_customer=True)
+    card = view.card(ctx.zone, task_id=click.task_id, show_customer=True,
+                     in_group=click.chatid is not None)
     return Reply(markdown=render_outcome(outcome, actor, ctx.zone, now=ctx.now), card=card)
 
 

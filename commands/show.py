@@ -6,8 +6,9 @@ from bot.approvals import approved_compensations
 from bot.domain.approvals import yuan
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.ticket import Refused
+from bot.render.approvals import staff_names
 from bot.render.cards import load_view, new_task_id
-from bot.render.chat import render_ticket, short_time
+from bot.render.chat import render_ticket, short_time, subject_text
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, split_number
 
@@ -21,13 +22,19 @@ async def _show(call: Call) -> Reply:
         raise Refused(f"没有编号为 #{number} 的投诉。")
     check(call.actor, view.ticket, Action.VIEW)  # R22: the employee complained about is refused
     zone = call.ctx.zone
+    # R22: in a group, a complaint about an employee shows nothing of the
+    # customer or the complaint; one to one, handlers read whom it is about.
+    ticket = view.ticket
+    subject = subject_text(ticket, await staff_names([ticket.about_staff]))
     markdown = render_ticket(
-        view.ticket, zone,
-        reveal=not call.in_group and may_see_customer(call.actor, view.ticket),
+        ticket, zone,
+        reveal=not call.in_group and may_see_customer(call.actor, ticket),
         deadlines=view.deadlines, dealer_name=view.dealer_name, responder=view.responder,
+        in_group=call.in_group, subject=subject,
     )
     card = view.card(zone, task_id=new_task_id(number),
-                     show_customer=may_see_customer(call.actor, view.ticket))
+                     show_customer=may_see_customer(call.actor, ticket),
+                     in_group=call.in_group)
     # R25: approved compensations belong to the ticket as people see it.
     granted = [f"赔偿 {yuan(r.amount)} 已批准（{short_time(r.decided_at, zone)}）"
                for r in await approved_compensations(number)]

@@ -28,6 +28,9 @@ class Ticket(Model):
     major_acknowledged_at = fields.DatetimeField(null=True)
     legal = fields.BooleanField(default=False)
     about_staff = fields.CharField(max_length=64, null=True)
+    # R22: the employee complained about, when they have no directory account.
+    about_staff_name = fields.CharField(max_length=64, null=True)
+    about_staff_role = fields.CharField(max_length=64, null=True)
     repeat_of = fields.IntField(null=True)
     assignee = fields.CharField(max_length=64, null=True)
     policy: fields.ForeignKeyRelation = fields.ForeignKeyField(

@@ -309,7 +309,7 @@ async def test_show_masks_the_customer_in_groups_and_carries_the_card(say, open_
 async def test_r22_the_employee_complained_about_cannot_see_or_respond(say, open_ticket):
     number = await open_ticket(about_staff="sh.zhang")
     before = await stored()
-    refusal = f"⛔ #{number} 的投诉涉及您本人，按规定您不能处理或查看（R22）。"
+    refusal = f"⛔ 按规定您不能处理或查看 #{number}。"
     show = await say("sh.zhang", f"/show {number}", chatid="wrGRP-SH001")
     assert (show.markdown, show.card) == (refusal, None)
     assert (await say("sh.zhang", f"/respond {number}")).markdown == refusal

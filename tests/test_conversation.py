@@ -218,7 +218,7 @@ async def test_disputes_refusals_duplicates_and_a_click_in_the_group(
     assert await talk.says("hz.sun", HZ, f"/show {m}") == wrong_dealer
     sent = await talk.deliver()
     assert len(cards(sent, "sh.zhang")) == 1 and cards(sent, "sh.chen") == []
-    r22 = f"⛔ #{m} 的投诉涉及您本人，按规定您不能处理或查看（R22）。"
+    r22 = f"⛔ 按规定您不能处理或查看 #{m}。"
     assert await talk.says("sh.chen", SH, f"/show {m}") == r22
     assert await talk.says("sh.chen", SH, f"/respond {m}") == r22
     assert (await Ticket.get(id=m)).responded_at is None

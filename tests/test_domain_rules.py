@@ -442,11 +442,13 @@ def test_r20_a_ticket_is_handed_only_to_someone_who_may_act_on_it(policy):
 def test_r22_the_employee_complained_about_can_neither_act_nor_see(policy):
     t = make_ticket(policy, T0, about_staff="sh.zhang")
     for action in Action:
-        with pytest.raises(Refused, match="R22"):
+        with pytest.raises(Refused, match="按规定您不能处理或查看 #1024"):
             check(SH_STAFF, t, action)
     assert not may_see_customer(SH_STAFF, t) and may_see_customer(SH_STAFF_2, t)
-    with pytest.raises(Refused, match="不能指派给"):
+    # The manager is not told why: that would say whom the complaint is about.
+    with pytest.raises(Refused) as refused:
         assign(t, SH_STAFF_2, SH_STAFF, T0 + H)
+    assert refused.value.reason == "不能指派给 张专员：其无权处理 #1024，请指派其他同事。"
 
 
 def test_r22_dealer_acts_only_on_its_own_dealers_tickets(policy):

@@ -185,6 +185,6 @@ async def test_clicks_that_cannot_apply_are_answered_not_raised(click, number):
 
 async def test_r22_the_employee_complained_about_cannot_click_处理(click, number):
     reply = await click("sh.chen", f"respond:{number}")
-    assert reply.markdown == f"⛔ #{number} 的投诉涉及您本人，按规定您不能处理或查看（R22）。"
+    assert reply.markdown == f"⛔ 按规定您不能处理或查看 #{number}。"
     assert reply.card is None
     assert await responded_events(number) == 0

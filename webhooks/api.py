@@ -114,7 +114,8 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
         return body
     fields = (
         "customer_name", "customer_phone", "car_model", "plate", "vin", "channel",
-        "description", "flags", "about_staff", "assignee", "dispatched_at", "responded_at",
+        "description", "flags", "about_staff", "about_staff_name", "about_staff_role",
+        "assignee", "dispatched_at", "responded_at",
         "first_solution_at", "escalated_at", "resolved_at", "closed_at", "followup_count",
         "attempts", "dispute_open", "staged_requests", "reopened_count", "satisfaction",
         "solution",

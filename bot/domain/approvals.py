@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.domain.enums import OwnerLevel, Role, Status
-from bot.domain.permissions import Action, check
+from bot.domain.permissions import Action, check, refuse_subject
 from bot.domain.policy import Policy
 from bot.domain.ticket import Actor, Audience, Medium, Notice, Outcome, Refused, Ticket
 
@@ -17,6 +17,19 @@ _OWNER_GROUP = {
     OwnerLevel.REGION: Audience.REGION_GROUP,
     OwnerLevel.HQ: Audience.HQ_GROUP,
 }
+
+
+# R22: who stands in when the approver is the employee the complaint is about.
+_ROLE_ABOVE = {
+    Role.DEALER_MANAGER: Role.DEALER_GM,
+    Role.DEALER_GM: Role.SECOND_LEVEL_MANAGER,
+    Role.SECOND_LEVEL_MANAGER: Role.SENIOR_MANAGER,
+}
+
+
+def role_above(role: Role) -> Role | None:
+    """R22: the next approving role up from `role`; None above the senior manager."""
+    return _ROLE_ABOVE.get(role)
 
 
 def compensation_approver(amount: Decimal, policy: Policy) -> Role:
@@ -69,9 +82,11 @@ def decide_compensation(
 ) -> Outcome:
     """R25: the holder of the approving role (or their delegate) decides; the
     owner's group is told, with the amount when approved. Never on a closed
-    ticket (its open requests end with it: `ending_reason`)."""
+    ticket (its open requests end with it: `ending_reason`), never by the
+    employee the complaint is about, even as a delegate (R22)."""
     if ticket.status.is_final:
         raise Refused(f"{_label(ticket)} 当前状态为「{ticket.status.label}」，不能再审批赔偿。")
+    refuse_subject(actor, ticket)
     if actor.userid == requested_by:
         raise Refused("不能审批自己提交的申请。")
     if actor.role is not approver_role and on_behalf_of is None:

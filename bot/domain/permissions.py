@@ -49,9 +49,41 @@ def in_scope(actor: Actor, ticket: Ticket) -> bool:
     return level is OwnerLevel.HQ
 
 
+def is_subject(userid: str, ticket: Ticket) -> bool:
+    """R22: `userid` is the employee the complaint is about."""
+    return bool(ticket.about_staff) and userid == ticket.about_staff
+
+
 def is_conflicted(actor: Actor, ticket: Ticket) -> bool:
     """R22: the employee the complaint is about."""
-    return bool(ticket.about_staff) and actor.userid == ticket.about_staff
+    return is_subject(actor.userid, ticket)
+
+
+def is_about_staff(ticket: Ticket) -> bool:
+    """R22: the complaint names an employee, from the directory or by name only."""
+    return bool(ticket.about_staff or ticket.about_staff_name)
+
+
+def group_may_see_details(ticket: Ticket) -> bool:
+    """R22: a group chat may show the customer and the complaint, unless the
+    complaint is about an employee, who may be in the group: then handlers
+    get the details one to one only."""
+    return not is_about_staff(ticket)
+
+
+def may_decide_approval(userid: str, ticket: Ticket) -> bool:
+    """R22: whether `userid` may receive, see or decide an approval request of
+    the ticket, as its approver or anyone's delegate: never the employee the
+    complaint is about."""
+    return not is_subject(userid, ticket)
+
+
+def refuse_subject(actor: Actor, ticket: Ticket) -> None:
+    """R22: refuse the employee the complaint is about, in words that do not
+    say why (a decision by delegation must not tell whom the complaint is about)."""
+    if is_conflicted(actor, ticket):
+        number = f"#{ticket.number}" if ticket.number else "该投诉"
+        raise Refused(f"您不能审批 {number} 的申请。")
 
 
 def may_see_customer(actor: Actor, ticket: Ticket) -> bool:
@@ -65,7 +97,8 @@ def check(actor: Actor, ticket: Ticket, action: Action) -> None:
     if actor == SYSTEM:
         return
     if is_conflicted(actor, ticket):
-        raise Refused(f"{number} 的投诉涉及您本人，按规定您不能处理或查看（R22）。")
+        # R22, in words that do not say why: the reply may be read in a group.
+        raise Refused(f"按规定您不能处理或查看 {number}。")
     if actor.role in (Role.CALL_CENTRE, Role.ADMIN):
         return
     if action in _CALL_CENTRE_ONLY:

@@ -92,6 +92,9 @@ class Ticket:
     major_acknowledged_at: datetime | None = None
     legal: bool = False
     about_staff: str | None = None
+    # R22: an employee named without a directory account (a sales consultant).
+    about_staff_name: str | None = None
+    about_staff_role: str | None = None
     repeat_of: int | None = None
     assignee: str | None = None
     responded_at: datetime | None = None

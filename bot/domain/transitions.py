@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.classification import Classification, has_legal_keyword
 from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
-from bot.domain.permissions import Action, check
+from bot.domain.permissions import Action, check, is_conflicted, refuse_subject
 from bot.domain.policy import Policy
 from bot.domain.ticket import (
     Actor,
@@ -119,8 +119,12 @@ def dispatch(
     classification: Classification,
     policy: Policy,
     now: datetime,
+    about_staff_name: str | None = None,
+    about_staff_role: str | None = None,
 ) -> Outcome:
-    """R10: a classified complaint is dispatched; the customer is told it is accepted."""
+    """R10: a classified complaint is dispatched; the customer is told it is accepted.
+    The employee complained about (R22) is `about_staff` when in the directory,
+    else named by `about_staff_name` and `about_staff_role`."""
     ticket = Ticket(
         number=None,
         customer_name=customer_name,
@@ -144,6 +148,8 @@ def dispatch(
         major_since=now if classification.major else None,
         legal=classification.legal,
         about_staff=about_staff,
+        about_staff_name=about_staff_name,
+        about_staff_role=about_staff_role,
         repeat_of=repeat_of,
     )
     notices = [
@@ -431,6 +437,10 @@ def assign(ticket: Ticket, actor: Actor, assignee: Actor, now: datetime) -> Outc
     try:
         check(assignee, ticket, Action.FOLLOWUP)
     except Refused as exc:
+        if is_conflicted(assignee, ticket):
+            # R22: the reason would tell the manager whom the complaint is about.
+            raise Refused(f"不能指派给 {assignee.display}：其无权处理 {_label(ticket)}，"
+                          "请指派其他同事。") from None
         raise Refused(f"不能指派给 {assignee.display}：{exc.reason}") from None
     updated = replace(ticket, assignee=assignee.userid)
     notices = (_n("assigned", Audience.ASSIGNEE, Medium.APP),)
@@ -541,13 +551,18 @@ def decide_staged_closure(
     reason: str,
     now: datetime,
     on_behalf_of: str | None = None,
+    approver_role: Role | None = None,
 ) -> Outcome:
-    """R19: only the holder of the approving role decides, never the requester."""
+    """R19: only the holder of the approving role decides, never the requester
+    nor the employee the complaint is about (R22). `approver_role` is the role
+    the request went to when it passed over that employee (default: the
+    ticket's stage approver)."""
+    refuse_subject(actor, ticket)
     if ticket.status is not Status.STAGED_CLOSURE_PENDING:
         raise Refused(f"{_label(ticket)} 没有待审批的阶段性结案申请（可能已被处理）。")
     if actor.userid == requested_by:
         raise Refused("不能审批自己提交的申请。")
-    approver_role = ticket.stage_approver or Role.SENIOR_MANAGER
+    approver_role = approver_role or ticket.stage_approver or Role.SENIOR_MANAGER
     if actor.role is not approver_role and on_behalf_of is None:
         raise Refused(f"此申请须由{approver_role.label}审批。")
     previous = ticket.status_before_stage or Status.DISPATCHED

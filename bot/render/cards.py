@@ -20,13 +20,20 @@ from zoneinfo import ZoneInfo
 from bot.directory import actor_for
 from bot.domain.deadlines import Deadline
 from bot.domain.enums import Clock
-from bot.domain.permissions import may_see_customer
+from bot.domain.permissions import group_may_see_details, may_see_customer
 from bot.domain.ticket import Ticket
 from bot.ledger import snapshot
-from bot.render.chat import deadline_text, owner_text, scrub, short_time
+from bot.render.chat import (
+    deadline_text,
+    owner_text,
+    scrub,
+    short_time,
+    subject_text,
+    withheld_text,
+)
 from bot.render.privacy import mask_phone
 from models import Deadline as DeadlineRow
-from models import Dealer, TicketEvent
+from models import Dealer, Staff, TicketEvent
 from models import Ticket as TicketRow
 
 TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -71,6 +78,8 @@ def ticket_card(
     deadlines: Sequence[Deadline] = (),
     dealer_name: str = "",
     responder: str = "",
+    in_group: bool = False,
+    subject: str = "",
 ) -> dict[str, Any]:
     """A ticket as a button_interaction card.
 
@@ -78,12 +87,18 @@ def ticket_card(
     `respond:N`); once responded, or when the ticket is final, the button is
     greyed out with who responded and when (`replace_text`). `show_customer`
     adds the customer's name and masked phone (never for the employee the
-    complaint is about, R22). `deadlines` are the pending ones, soonest first."""
+    complaint is about, R22). `deadlines` are the pending ones, soonest first.
+    A card `in_group` of a complaint about an employee shows nothing of the
+    customer, the vehicle or the complaint (R22: that employee may be in the
+    group); elsewhere `subject` (see `subject_text`) heads the complaint text."""
     if isinstance(ticket, TicketRow):
         ticket = snapshot(ticket)
     number = ticket.number
-    rows = [_row("车辆", " ".join(v for v in (ticket.car_model, ticket.plate) if v))]
-    if show_customer:
+    withheld = in_group and not group_may_see_details(ticket)
+    rows = []
+    if not withheld:
+        rows.append(_row("车辆", " ".join(v for v in (ticket.car_model, ticket.plate) if v)))
+    if show_customer and not withheld:
         rows.append(_row("客户", f"{ticket.customer_name} {mask_phone(ticket.customer_phone)}"))
     rows.append(_row("经销商", dealer_name or ticket.dealer_code))
     rows.append(_row("状态", f"{ticket.status.label}（{owner_text(ticket)}）"))
@@ -99,7 +114,9 @@ def ticket_card(
             "title": f"#{number} {ticket.category.label}",
             "desc": _cut(_title_desc(ticket, zone), _TITLE_DESC),
         },
-        "sub_title_text": _cut(scrub(ticket.description, ticket), _SUB_TITLE),
+        "sub_title_text": withheld_text(number) if withheld else _cut(
+            (f"被投诉员工：{subject}｜" if subject else "") + scrub(ticket.description, ticket),
+            _SUB_TITLE),
         "horizontal_content_list": rows,
         "task_id": task_id,
         "button_list": [{"text": "处理", "style": 1, "key": respond_key(number or 0)}],
@@ -114,18 +131,23 @@ def ticket_card(
 @dataclass(frozen=True)
 class TicketView:
     """A ticket snapshot with its pending deadlines (soonest first), its
-    dealer's name and the name of whoever responded (empty if nobody has)."""
+    dealer's name, the name of whoever responded (empty if nobody has) and
+    the employee the complaint is about (R22, empty if none)."""
 
     ticket: Ticket
     deadlines: tuple[Deadline, ...]
     dealer_name: str
     responder: str
+    subject: str = ""
 
-    def card(self, zone: ZoneInfo, *, task_id: str, show_customer: bool) -> dict[str, Any]:
-        """The ticket's template card."""
+    def card(
+        self, zone: ZoneInfo, *, task_id: str, show_customer: bool, in_group: bool = False
+    ) -> dict[str, Any]:
+        """The ticket's template card (`in_group`: see `ticket_card`)."""
         return ticket_card(
             self.ticket, zone, task_id=task_id, show_customer=show_customer,
             deadlines=self.deadlines, dealer_name=self.dealer_name, responder=self.responder,
+            in_group=in_group, subject=self.subject,
         )
 
 
@@ -157,7 +179,10 @@ async def load_view(number: int) -> TicketView | None:
     if ticket.owner_responded_at is not None:
         event = await TicketEvent.filter(ticket_id=number, kind="responded").order_by("-id").first()
         responder = (event.actor_name or event.actor) if event else ""
-    return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder)
+    names = dict(await Staff.filter(userid=ticket.about_staff).values_list("userid", "name")
+                 if ticket.about_staff else [])
+    return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder,
+                      subject_text(ticket, names))
 
 
 async def member_card(number: int, zone: ZoneInfo, *, task_id: str, userid: str) -> dict[str, Any]:

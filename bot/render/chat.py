@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.deadlines import Deadline
 from bot.domain.enums import Category, OwnerLevel, Slot, Status
+from bot.domain.permissions import group_may_see_details
 from bot.domain.ticket import Actor, Outcome, Ticket
 from bot.render.privacy import mask_phone, mask_vin
 
@@ -48,6 +49,25 @@ def scrub(text: str, ticket: Ticket) -> str:
     if ticket.vin and ticket.vin.lower() in text.lower():
         text = re.sub(re.escape(ticket.vin), mask_vin(ticket.vin), text, flags=re.IGNORECASE)
     return text
+
+
+def withheld_text(number: int | None) -> str:
+    """What a group reads instead of the customer and the complaint of a
+    complaint about an employee (R22)."""
+    return f"客户信息和投诉内容仅在单聊中提供，处理人请私聊机器人发送 /show {number} 查看。"
+
+
+def subject_text(ticket: Ticket, names: Mapping[str, str]) -> str:
+    """The employee the complaint is about, as handlers read it one to one
+    (R22): 陈专员（sh.chen）, or 王顾问（销售顾问） without a directory account;
+    empty when the complaint names nobody. `names` maps userids to names."""
+    if ticket.about_staff:
+        name = names.get(ticket.about_staff, "")
+        return f"{name}（{ticket.about_staff}）" if name else ticket.about_staff
+    if ticket.about_staff_name:
+        role = f"（{ticket.about_staff_role}）" if ticket.about_staff_role else ""
+        return f"{ticket.about_staff_name}{role}"
+    return ""
 
 
 def deadline_text(deadline: Deadline, zone: ZoneInfo) -> str:
@@ -148,9 +168,15 @@ def render_ticket(
     deadlines: Sequence[Deadline] = (),
     dealer_name: str = "",
     responder: str = "",
+    in_group: bool = False,
+    subject: str = "",
 ) -> str:
     """A ticket in full for /show. `reveal` shows the phone and VIN unmasked
-    (one-to-one chats only, never for the employee complained about)."""
+    (one-to-one chats only, never for the employee complained about). In a
+    group (`in_group`) a complaint about an employee shows nothing of the
+    customer, the vehicle or the complaint (R22); `subject` names that
+    employee for a handler one to one."""
+    withheld = in_group and not group_may_see_details(ticket)
     phone = ticket.customer_phone if reveal else mask_phone(ticket.customer_phone)
     vehicle = [ticket.car_model, ticket.plate]
     if ticket.vin:
@@ -158,10 +184,13 @@ def render_ticket(
     lines = [
         f"**#{ticket.number} {ticket.category.label}** · {ticket.status.label}",
         f"> 负责：{_owner_place(ticket, dealer_name)}",
-        f"> 客户：{ticket.customer_name} {phone}",
-        f"> 车辆：{' · '.join(v for v in vehicle if v)}",
-        f"> 派单：{short_time(ticket.dispatched_at, zone)}（{ticket.channel.label}）",
     ]
+    if not withheld:
+        lines += [f"> 客户：{ticket.customer_name} {phone}",
+                  f"> 车辆：{' · '.join(v for v in vehicle if v)}"]
+    if subject and not in_group:
+        lines.append(f"> 被投诉员工：{subject}")
+    lines.append(f"> 派单：{short_time(ticket.dispatched_at, zone)}（{ticket.channel.label}）")
     if ticket.owner_responded_at:
         lines.append(f"> 响应：{responder or '—'} {short_time(ticket.owner_responded_at, zone)}")
     if deadlines:
@@ -171,11 +200,14 @@ def render_ticket(
         lines.append(f"> 标记：{'、'.join(marks)}")
     if ticket.followup_count or ticket.attempts:
         lines.append(f"> 回访 {ticket.followup_count} 次 · 联系未果 {len(ticket.attempts)} 次")
-    if ticket.solution:
+    if ticket.solution and not withheld:
         lines.append(f"> 方案：{ticket.solution.solution}"
                      f"（客户接受：{_yes_no(ticket.solution.customer_accepts)}）")
-    description = ticket.description if reveal else scrub(ticket.description, ticket)
-    lines.append(f"投诉内容：{description}")
+    if withheld:
+        lines.append(withheld_text(ticket.number))
+    else:
+        description = ticket.description if reveal else scrub(ticket.description, ticket)
+        lines.append(f"投诉内容：{description}")
     return "\n".join(lines)
 
 

@@ -21,10 +21,10 @@ import jinja2
 
 from bot.directory import AUDIENCE_LABELS
 from bot.domain.enums import Clock, Role
-from bot.domain.permissions import Action, audience_may
-from bot.domain.ticket import Audience
+from bot.domain.permissions import Action, audience_may, group_may_see_details
+from bot.domain.ticket import Audience, Medium
 from bot.ledger import snapshot
-from bot.render.chat import scrub
+from bot.render.chat import scrub, subject_text, withheld_text
 from bot.render.privacy import local_time, mask_phone, mask_vin
 from models import Deadline, Dealer, Notification, Region, ReportRun, Staff, TicketEvent
 from models import Ticket as TicketRow
@@ -144,9 +144,15 @@ async def _context(notification: Notification, zone: ZoneInfo, now: datetime | N
             "due": local_time(due_at, zone),
             "late": duration_text((now or event_at) - due_at),
         }
+    # R22: the employee complained about may read the group; the people told
+    # one to one (never that employee, bot/directory.py) read whom it is about.
+    in_group = notification.medium == Medium.GROUP.value
     return {
         "kind": notification.kind,
         "number": ticket.number,
+        "withheld": withheld_text(ticket.number)
+        if in_group and not group_may_see_details(ticket) else "",
+        "about_staff": "" if in_group else subject_text(ticket, names),
         "ticket": ticket,
         "category": ticket.category.label,
         "owner": ticket.owner_level.label,

@@ -458,7 +458,8 @@ async def volume_history(period: Period, scope: Scope, zone: ZoneInfo, count: in
 _PAGE = 2000
 _LISTED = ("id", "dispatched_at", "dealer_code", "region_code", "category", "channel", "status",
            "customer_name", "customer_phone", "car_model", "flags", "repeat_of", "responded_at",
-           "first_solution_at", "resolved_at", "closed_at", "satisfaction")
+           "first_solution_at", "resolved_at", "closed_at", "satisfaction",
+           "about_staff", "about_staff_name")
 
 
 async def ticket_list(period: Period, scope: Scope, *, page: int = _PAGE

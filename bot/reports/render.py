@@ -154,10 +154,13 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
                    "电话", "车型", "标记", "重复自", "响应时间", "首次方案时间", "解决时间",
                    "结案时间", "满意度"])
     for t in tickets:
+        # R22: the employee a complaint is about may be a manager this goes to.
+        customer = (["—", "—"] if t["about_staff"] or t["about_staff_name"]
+                    else [t["customer_name"], mask_phone(t["customer_phone"])])
         detail.append([
             t["id"], local_time(t["dispatched_at"], zone), t["dealer_code"], t["region_code"],
             Category(t["category"]).label, LABELS.get(str(t["channel"]), str(t["channel"])),
-            Status(t["status"]).label, t["customer_name"], mask_phone(t["customer_phone"]),
+            Status(t["status"]).label, *customer,
             t["car_model"], "、".join(LABELS.get(f, f) for f in t["flags"]), t["repeat_of"],
             *(local_time(t[k], zone) if t[k] else "" for k in (
                 "responded_at", "first_solution_at", "resolved_at", "closed_at")),
