@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     health_max_overdue_seconds: float = Field(
         300, gt=0, description="/healthz answers 503 when a due deadline waits longer than this"
     )
+    health_write_timeout_seconds: float = Field(
+        3, gt=0, description="/healthz answers 503 when its heartbeat write takes longer"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -20,13 +20,14 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock, utcnow
-from bot.keys import CLOCK, LEDGER, SETTINGS, WECOM
+from bot.keys import CLOCK, LEDGER, SETTINGS, STORAGE, WECOM
 from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport
 from bot.notify.sms import SmsTransport, sms_provider
 from bot.notify.wecom import AppTransport, GroupTransport, RobotTransport, WeComSender
 from bot.settings import Settings
+from bot.storage import Storage
 from schedulers.outbox import RetryPolicy, deliver_due
 from schedulers.reports import deliver_reports, due_period, report_trigger
 from schedulers.sweeper import sweep
@@ -55,8 +56,15 @@ def transports_for(
 
 
 def _job(name: str, work: Callable[[], Awaitable[object]],
-         running: set[asyncio.Task]) -> Callable[[], Awaitable[None]]:
+         running: set[asyncio.Task], storage: Storage | None = None
+         ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
+        if storage is not None and (problem := storage.file_problem()) is not None:
+            # The SQLite file was deleted or replaced: what a round would do
+            # (send a notice, apply a deadline) would be recorded in a file
+            # that is gone. Skip until the bot is restarted on the real one.
+            log.error("scheduled_job_skipped", job=name, error=problem)
+            return
         task = asyncio.current_task()
         assert task is not None
         running.add(task)
@@ -71,10 +79,12 @@ def _job(name: str, work: Callable[[], Awaitable[object]],
 
 
 def start_scheduler(
-    settings: Settings, ledger: Ledger, clock: Clock, transports: dict[str, Transport]
+    settings: Settings, ledger: Ledger, clock: Clock, transports: dict[str, Transport],
+    storage: Storage | None = None,
 ) -> tuple[AsyncIOScheduler, set[asyncio.Task]]:
     """Start the sweep and outbox jobs on the running loop; returns the scheduler
-    and the set of job runs in progress."""
+    and the set of job runs in progress. With `storage`, the jobs pause while
+    the SQLite file is lost."""
     retry = RetryPolicy.from_settings(settings)
     running: set[asyncio.Task] = set()
 
@@ -86,9 +96,9 @@ def start_scheduler(
 
     scheduler = AsyncIOScheduler(timezone="UTC")
     options = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-    scheduler.add_job(_job("sweep", sweep_round, running), "interval", id="sweep",
+    scheduler.add_job(_job("sweep", sweep_round, running, storage), "interval", id="sweep",
                       seconds=settings.sweep_interval_seconds, **options)
-    scheduler.add_job(_job("outbox", outbox_round, running), "interval", id="outbox",
+    scheduler.add_job(_job("outbox", outbox_round, running, storage), "interval", id="outbox",
                       seconds=settings.outbox_interval_seconds, **options)
     _add_report_jobs(scheduler, settings, ledger, clock, running, options)
     scheduler.start()
@@ -131,7 +141,8 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     wecom = app[WECOM] if settings.wecom_configured else None
     transports = transports_for(settings, wecom, clock=app[CLOCK])
-    scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports)
+    scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,
+                                         app[STORAGE])
     log.info("scheduler_started", media=sorted(transports),
              sweep_seconds=settings.sweep_interval_seconds,
              outbox_seconds=settings.outbox_interval_seconds)
