@@ -28,6 +28,7 @@ from commands import (
     escalate,
     followup,
     major,
+    outbox,
     plan,
     reject,
     reopen,
@@ -187,6 +188,7 @@ ROUTER = Router(
         major.COMMAND,
         ack.COMMAND,
         bind.COMMAND,
+        outbox.COMMAND,
         report.COMMAND,
     ]
 )
