@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ STORAGE_MESSAGE = "⚠️ 系统暂时无法保存，请稍后重试。"
 # The Retry-After of a refusal: the probe sees recovery within seconds.
 RETRY_AFTER_SECONDS = 30
 # Larger than SQLite's recycled WAL (journal_size_limit, 16 KiB): see models.Heartbeat.
-_SQLITE_PAD = "x" * 32 * 1024
+_SQLITE_PAD_BYTES = 16 * 1024  # random, shown as hex: 32 KiB of text
 
 # SQLite errors that mean the storage, not the statement, is at fault.
 _SQLITE_FAULTS = ("disk is full", "disk i/o error", "readonly", "read-only",
@@ -131,7 +132,9 @@ async def write_heartbeat(now: datetime) -> None:
     from models import Heartbeat
 
     connection = connections.get("default")
-    pad = _SQLITE_PAD if connection.capabilities.dialect == "sqlite" else ""
+    # Fresh content every time: SQLite skips rewriting a row that does not change.
+    sqlite = connection.capabilities.dialect == "sqlite"
+    pad = secrets.token_hex(_SQLITE_PAD_BYTES) if sqlite else ""
     if not await Heartbeat.filter(id=1).update(beat_at=now, pad=pad):
         await Heartbeat.bulk_create([Heartbeat(id=1, beat_at=now, pad=pad)],
                                     ignore_conflicts=True)
