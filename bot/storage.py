@@ -43,6 +43,8 @@ _SQLITE_FAULTS = ("disk is full", "disk i/o error", "readonly", "read-only",
 _POSTGRES_FAULTS = (asyncpg.InsufficientResourcesError, asyncpg.PostgresConnectionError,
                     asyncpg.OperatorInterventionError, asyncpg.ReadOnlySQLTransactionError,
                     asyncpg.PostgresSystemError, asyncpg.InterfaceError)
+_CONNECTION_FAULTS = (*_POSTGRES_FAULTS, DBConnectionError, TransactionManagementError,
+                      ConnectionError, TimeoutError)
 
 
 class DatabaseUnavailable(Exception):
@@ -97,8 +99,7 @@ def storage_fault(exc: BaseException) -> str | None:
             word in str(error).lower() for word in _SQLITE_FAULTS
         ):
             return describe(error)
-        if isinstance(error, _POSTGRES_FAULTS | DBConnectionError | TransactionManagementError
-                      | ConnectionError | TimeoutError):
+        if isinstance(error, _CONNECTION_FAULTS):
             return describe(error)
         if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
             return describe(error)

@@ -226,8 +226,8 @@ class Proxy:
         self.target = (host, port)
         self.writers: list[asyncio.StreamWriter] = []
 
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", port)
         return self.server.sockets[0].getsockname()[1]
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -259,7 +259,8 @@ async def test_r3_healthz_names_the_database_but_not_the_cause(
     host_port, name = postgres_url.rsplit("@", 1)[1].rsplit("/", 1)
     host, port = host_port.split(":")
     proxy = Proxy(host, int(port))
-    relayed = f"{postgres_url.rsplit('@', 1)[0]}@127.0.0.1:{await proxy.start()}/{name}"
+    relay_port = await proxy.start()
+    relayed = f"{postgres_url.rsplit('@', 1)[0]}@127.0.0.1:{relay_port}/{name}"
     bot = await bot_on(relayed, aiohttp_client, emulator, clock)
     assert (await bot.get("/healthz")).status == 200
 
@@ -269,9 +270,20 @@ async def test_r3_healthz_names_the_database_but_not_the_cause(
     assert await health.json() == DOWN
     logged = capsys.readouterr()
     assert "healthz_database_down" in logged.out + logged.err
-    settings = load_settings(database_url=relayed)
-    finding = await check_database(settings)
-    assert finding.status == "fail" and "127.0.0.1" in finding.detail
+    answer = await bot.post("/api/complaints", json=complaint(), headers=AUTH)
+    assert answer.status == 503 and answer.headers["Retry-After"]
+
+    await proxy.start(relay_port)  # the server is back: no restart of the bot
+    try:
+        health = await bot.get("/healthz")
+        assert health.status == 200, await health.text()
+        assert (await bot.post("/api/complaints", json=complaint(), headers=AUTH)).status == 201
+    finally:
+        await bot.close()
+        proxy.cut()
+    # `complaintbot check` (its own ORM context: after the bot's) gives the cause.
+    finding = await check_database(load_settings(database_url=relayed))
+    assert finding.status == "fail" and f"127.0.0.1', {relay_port}" in finding.detail
 
 
 # --- 6: dead letters are seen, retried for a day first --------------------------------
