@@ -124,7 +124,9 @@ async def open_database(
     database_url: str, *, migrate: bool = True
 ) -> AsyncIterator[TortoiseContext]:
     """Open the ORM for the current task (and tasks it starts), migrated, and
-    close exactly that context at the end."""
+    close exactly that context at the end. A database that cannot be written
+    (a read-only file, mount or server) raises DatabaseUnavailable at once,
+    its message one line naming the cause, instead of hanging the start."""
     ensure_sqlite_dir(database_url)
     path = sqlite_path(database_url)
     if path is not None:
