@@ -186,6 +186,8 @@ def assert_stops_naming_read_only(database_url: str) -> None:
         causes = [line for line in done.stderr.splitlines() if "read-only" in line]
         assert len(causes) == 1, (command, done.stderr)
         assert causes[0].startswith("complaintbot: database is read-only: "), done.stderr
+    checked = run_cli("check", database_url=database_url)  # the cause, for the operator
+    assert checked.returncode == 1 and "is read-only" in checked.stdout, checked.stdout
 
 
 @pytest.mark.slow
