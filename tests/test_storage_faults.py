@@ -191,11 +191,25 @@ def assert_stops_naming_read_only(database_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_r2_a_read_only_sqlite_database_stops_migrate_and_serve_at_once(tmpfs) -> None:
-    url = f"sqlite://{tmpfs}/cb.sqlite3"
+def test_r2_a_read_only_sqlite_database_stops_migrate_and_serve_at_once(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Root writes through file modes: it gets a tmpfs remounted read-only.
+    root = os.geteuid() == 0
+    folder = request.getfixturevalue("tmpfs") if root else tmp_path / "ro"
+    folder.mkdir(exist_ok=True)
+    url = f"sqlite://{folder}/cb.sqlite3"
     assert run_cli("migrate", database_url=url).returncode == 0
-    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    assert_stops_naming_read_only(url)
+    if root:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    else:
+        (folder / "cb.sqlite3").chmod(0o444)
+        folder.chmod(0o555)
+    try:
+        assert_stops_naming_read_only(url)
+    finally:
+        if not root:
+            folder.chmod(0o755)
 
 
 @pytest.mark.slow
