@@ -57,7 +57,7 @@ async def healthz(request: web.Request) -> web.Response:
 def storage_refusal() -> web.Response:
     """503 with Retry-After: nothing was stored, try again later."""
     return web.json_response(
-        {"error": "暂时无法保存，请稍后重试", "retry_after_seconds": RETRY_AFTER_SECONDS},
+        {"error": "系统暂时无法保存，请稍后重试", "retry_after_seconds": RETRY_AFTER_SECONDS},
         status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
