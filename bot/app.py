@@ -9,11 +9,12 @@ from aiohttp import web
 
 from bot.clock import Clock, utcnow
 from bot.db import open_database
-from bot.keys import CLOCK, LEDGER, SETTINGS, WECOM
+from bot.keys import CLOCK, LEDGER, SETTINGS, STORAGE, WECOM
 from bot.ledger import Ledger
 from bot.policy import load_policy
 from bot.policy_book import PolicyBook
 from bot.settings import Settings
+from bot.storage import Storage
 from bot.wecom.client import WeComClient
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,8 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[STORAGE] = Storage(settings.database_url,
+                           write_timeout=settings.health_write_timeout_seconds)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_wecom)
     if scheduler:
@@ -49,6 +52,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     policies = PolicyBook(load_policy(settings.policy_file))
     async with open_database(settings.database_url):
+        app[STORAGE].opened()
         await policies.store_current()
         app[LEDGER] = Ledger(policies)
         log.info("database_ready", policy=policies.current.version, digest=policies.current.digest)

@@ -92,6 +92,11 @@ async def check_database(settings: Settings) -> Finding:
         async with open_database(settings.database_url, migrate=False) as ctx:
             conn = ctx.db("default")
             await conn.execute_query("SELECT 1")
+            read_only = False
+            if conn.capabilities.dialect == "postgres":
+                # A standby, or default_transaction_read_only: it answers but stores nothing.
+                _, rows = await conn.execute_query("SHOW transaction_read_only")
+                read_only = rows[0]["transaction_read_only"] == "on"
             apps = tortoise_config(settings.database_url)["apps"]
             pending = await MigrationExecutor(conn, apps).plan()
     # A diagnosis reports every failure (refused connection, bad password,
@@ -99,6 +104,9 @@ async def check_database(settings: Settings) -> Finding:
     except Exception as exc:
         return _fail(item, f"cannot reach {where} ({_describe(exc)}): "
                            "check DATABASE_URL and that the server is running")
+    if read_only:
+        return _fail(item, f"{where} is read-only (a standby, or default_transaction_read_only):"
+                           " point DATABASE_URL at the primary or make it writable")
     if pending:
         names = ", ".join(step.migration.name for step in pending)
         return _fail(item, f"{where} reachable, {len(pending)} migration(s) not applied "

@@ -19,6 +19,7 @@ from bot.domain.policy import PolicyError
 from bot.logs import configure_logging
 from bot.policy import load_policy
 from bot.settings import Settings, SettingsError, load_settings
+from bot.storage import DatabaseUnavailable
 from bot.workers import serve_workers
 
 log = structlog.get_logger("complaintbot")
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PolicyError, DirectoryError) as exc:
         print(f"complaintbot: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        print(f"complaintbot: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"complaintbot: {exc}", file=sys.stderr)
         return 1

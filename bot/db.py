@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -14,6 +15,15 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
+
+from bot.clock import utcnow
+from bot.storage import (
+    DatabaseUnavailable,
+    check_sqlite_writable,
+    describe,
+    sqlite_path,
+    write_heartbeat,
+)
 
 APP_LABEL = "complaintbot"
 MODEL_MODULES = ["models"]
@@ -53,6 +63,36 @@ def ensure_sqlite_dir(database_url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+# How long the first write after migrating may take before start-up gives up.
+FIRST_WRITE_SECONDS = 8.0
+
+
+def _is_read_only(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.ReadOnlySQLTransactionError) or any(
+            word in str(seen).lower() for word in ("read-only", "readonly")
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _first_write(database_url: str) -> None:
+    """Write the heartbeat once, so a database that opens but cannot store
+    (a read-only server or file) stops the start with one line saying so."""
+    where = database_url.split("@")[-1]
+    try:
+        await asyncio.wait_for(write_heartbeat(utcnow()), FIRST_WRITE_SECONDS)
+    except TimeoutError:
+        raise DatabaseUnavailable(
+            f"database did not take a write within {FIRST_WRITE_SECONDS:g} s: {where}"
+        ) from None
+    except Exception as exc:
+        kind = "is read-only" if _is_read_only(exc) else "cannot be written"
+        raise DatabaseUnavailable(f"database {kind}: {where} ({describe(exc)})") from None
+
+
 # Any constant: the PostgreSQL advisory lock replicas take while migrating.
 _MIGRATION_LOCK = 0x636F6D70
 
@@ -84,15 +124,28 @@ async def open_database(
     database_url: str, *, migrate: bool = True
 ) -> AsyncIterator[TortoiseContext]:
     """Open the ORM for the current task (and tasks it starts), migrated, and
-    close exactly that context at the end."""
+    close exactly that context at the end. A database that cannot be written
+    (a read-only file, mount or server) raises DatabaseUnavailable at once,
+    its message one line naming the cause, instead of hanging the start."""
     ensure_sqlite_dir(database_url)
+    path = sqlite_path(database_url)
+    if path is not None:
+        check_sqlite_writable(path)
     # tortoise caches each table's INSERT/DELETE SQL by connection *name*, not by
     # dialect: drop it, or a process that opened SQLite first sends `?` to PostgreSQL.
     EXECUTOR_CACHE.clear()
     ctx = await Tortoise.init(config=tortoise_config(database_url), _create_db=False)
     try:
         if migrate:
-            await apply_migrations(ctx, database_url)
+            try:
+                await apply_migrations(ctx, database_url)
+            except Exception as exc:
+                if not _is_read_only(exc):
+                    raise
+                raise DatabaseUnavailable(f"database is read-only: "
+                                          f"{database_url.split('@')[-1]} ({describe(exc)})"
+                                          ) from None
+            await _first_write(database_url)
         yield ctx
     finally:
         await ctx.close_connections()

@@ -9,9 +9,11 @@ from aiohttp import web
 from bot.clock import Clock
 from bot.ledger import Ledger
 from bot.settings import Settings
+from bot.storage import Storage
 from bot.wecom.client import WeComClient
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", Ledger)
 CLOCK = web.AppKey("clock", Clock)
 WECOM = web.AppKey("wecom", WeComClient)
+STORAGE = web.AppKey("storage", Storage)

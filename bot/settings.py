@@ -112,7 +112,11 @@ class Settings(BaseSettings):
         2, gt=0, description="How often the outbox worker delivers due notifications"
     )
     outbox_max_tries: int = Field(
-        8, ge=1, description="Delivery attempts before a notification is marked dead"
+        8, ge=1, description="Delivery attempts before a notification may be marked dead"
+    )
+    outbox_give_up_after_seconds: float = Field(
+        86400, ge=0, description="A failing notification is retried at least this long "
+        "after it was queued (and at least OUTBOX_MAX_TRIES times) before it is marked dead",
     )
     outbox_backoff_seconds: float = Field(
         30, gt=0, description="Wait after the first failed delivery; doubles per try"
@@ -142,6 +146,9 @@ class Settings(BaseSettings):
     )
     health_max_overdue_seconds: float = Field(
         300, gt=0, description="/healthz answers 503 when a due deadline waits longer than this"
+    )
+    health_write_timeout_seconds: float = Field(
+        3, gt=0, description="/healthz answers 503 when its heartbeat write takes longer"
     )
 
     @field_validator("database_url")

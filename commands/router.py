@@ -13,6 +13,7 @@ import structlog
 
 from bot.domain.ticket import Refused
 from bot.metrics import COMMANDS
+from bot.storage import STORAGE_MESSAGE, storage_fault
 from commands import (
     ack,
     approve,
@@ -28,6 +29,7 @@ from commands import (
     followup,
     legal,
     major,
+    outbox,
     plan,
     reject,
     reopen,
@@ -49,6 +51,12 @@ _SLASHES = ("/", "／")
 _ALIAS_JOINS = "#＃0123456789"
 FAILURE = "⚠️ 处理命令时出错，已记录，请稍后重试或联系管理员。"
 NOT_A_COMMAND = "没有识别到命令。发送 /help 查看全部命令。"
+
+
+def failure_text(exc: BaseException) -> str:
+    """The apology for a failed command: "could not save, try again" when the
+    database could not store it (nothing happened), else the generic one."""
+    return STORAGE_MESSAGE if storage_fault(exc) is not None else FAILURE
 
 
 def unknown_user(userid: str) -> Reply:
@@ -119,11 +127,11 @@ class Router:
             COMMANDS.labels(command=cmd.name, outcome="refused").inc()
             log.info("chat_command_refused", command=cmd.name, userid=msg.userid)
             return Reply(markdown=f"⛔ {exc.reason}")
-        except Exception:
+        except Exception as exc:
             COMMANDS.labels(command=cmd.name, outcome="failed").inc()
             log.exception("chat_command_failed", command=cmd.name, userid=msg.userid,
                           chatid=msg.chatid, msgid=msg.msgid)
-            return Reply(markdown=FAILURE)
+            return Reply(markdown=failure_text(exc))
         COMMANDS.labels(command=cmd.name, outcome="ok").inc()
         log.info("chat_command", command=cmd.name, userid=msg.userid, chatid=msg.chatid)
         return reply
@@ -147,11 +155,11 @@ class Router:
         except Refused as exc:
             COMMANDS.labels(command=cmd.name, outcome="refused").inc()
             return Reply(markdown=f"⛔ {exc.reason}")
-        except Exception:
+        except Exception as exc:
             COMMANDS.labels(command=cmd.name, outcome="failed").inc()
             log.exception("card_click_failed", command=cmd.name, userid=click.userid,
                           ticket=number)
-            return Reply(markdown=FAILURE)
+            return Reply(markdown=failure_text(exc))
         COMMANDS.labels(command=cmd.name, outcome="ok").inc()
         log.info("card_click", command=cmd.name, userid=click.userid, ticket=number)
         return reply
@@ -182,6 +190,7 @@ ROUTER = Router(
         legal.COMMAND,
         ack.COMMAND,
         bind.COMMAND,
+        outbox.COMMAND,
         report.COMMAND,
     ]
 )

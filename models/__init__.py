@@ -7,6 +7,7 @@ from models.callback import ProcessedCallback
 from models.card import SentCard
 from models.delegation import Delegation
 from models.directory import Dealer, GroupChat, Region, Staff
+from models.heartbeat import Heartbeat
 from models.notification import Notification
 from models.policy import PolicyVersion
 from models.report_run import ReportRun
@@ -21,6 +22,7 @@ __all__ = [
     "Dealer",
     "Delegation",
     "GroupChat",
+    "Heartbeat",
     "Notification",
     "PolicyVersion",
     "ProcessedCallback",

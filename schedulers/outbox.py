@@ -6,9 +6,12 @@ replicas take different rows), marking them "sending" under a lease, and
 commits; only then does it render and send each one, outside any transaction
 (SMTP or an HTTP call must never hold a lock or, on SQLite, the database).
 The result is recorded per row: "sent", or back to "pending" with exponential
-backoff, or "dead" after OUTBOX_MAX_TRIES tries or an error that says retrying
-cannot help; a send a rate limit holds back (`retry_after`) waits its turn
-without using a try. A worker that dies mid-send leaves its rows "sending"; when the
+backoff, or "dead" once it has had OUTBOX_MAX_TRIES tries and been queued for
+OUTBOX_GIVE_UP_AFTER_SECONDS (a day: a WeChat Work outage of hours must not
+leave notices for a person to revive), or at once for an error that says
+retrying cannot help. Dead rows show on /healthz, /metrics and /outbox. A
+send a rate limit holds back (`retry_after`) waits its turn without using a
+try. A worker that dies mid-send leaves its rows "sending"; when the
 lease lapses they are claimed again.
 """
 
@@ -44,6 +47,7 @@ class RetryPolicy:
     backoff: timedelta = timedelta(seconds=30)
     backoff_cap: timedelta = timedelta(hours=1)
     lease: timedelta = timedelta(minutes=5)
+    give_up_after: timedelta = timedelta(hours=24)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
@@ -53,7 +57,13 @@ class RetryPolicy:
             backoff=timedelta(seconds=settings.outbox_backoff_seconds),
             backoff_cap=timedelta(seconds=settings.outbox_backoff_cap_seconds),
             lease=timedelta(seconds=settings.outbox_lease_seconds),
+            give_up_after=timedelta(seconds=settings.outbox_give_up_after_seconds),
         )
+
+    def exhausted(self, tries: int, queued_at: datetime, now: datetime) -> bool:
+        """True when a row that failed its `tries`-th try is given up: both
+        the tries and the time since it was queued are used up."""
+        return tries >= self.max_tries and now - queued_at >= self.give_up_after
 
     def delay(self, tries: int) -> timedelta:
         """The wait after the `tries`-th failed try: backoff, 2×, 4×, … up to the cap."""
@@ -157,7 +167,9 @@ async def _deliver_in_turn(
             error = f"{type(exc).__name__}: {exc}"[:2000]
             stats.errors.append(error)
             OUTBOX_FAILURES.labels(medium=row.medium).inc()
-            if getattr(exc, "retryable", True) and row.tries < retry.max_tries:
+            if getattr(exc, "retryable", True) and not retry.exhausted(
+                row.tries, row.created_at, now
+            ):
                 stats.retrying += 1
                 await Notification.filter(id=row.id).update(
                     status="pending", next_attempt_at=now + retry.delay(row.tries),

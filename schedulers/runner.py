@@ -21,13 +21,14 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock, utcnow
-from bot.keys import CLOCK, LEDGER, SETTINGS, WECOM
+from bot.keys import CLOCK, LEDGER, SETTINGS, STORAGE, WECOM
 from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport
 from bot.notify.sms import SmsTransport, sms_provider
 from bot.notify.wecom import AppTransport, GroupTransport, RobotTransport, WeComSender
 from bot.settings import Settings
+from bot.storage import Storage
 from schedulers.outbox import RetryPolicy, deliver_due
 from schedulers.reports import deliver_reports, due_period, report_trigger
 from schedulers.sweeper import sweep
@@ -59,8 +60,15 @@ def transports_for(
 
 
 def _job(name: str, work: Callable[[], Awaitable[object]],
-         running: set[asyncio.Task]) -> Callable[[], Awaitable[None]]:
+         running: set[asyncio.Task], storage: Storage | None = None
+         ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
+        if storage is not None and (problem := storage.file_problem()) is not None:
+            # The SQLite file was deleted or replaced: what a round would do
+            # (send a notice, apply a deadline) would be recorded in a file
+            # that is gone. Skip until the bot is restarted on the real one.
+            log.error("scheduled_job_skipped", job=name, error=problem)
+            return
         task = asyncio.current_task()
         assert task is not None
         running.add(task)
@@ -75,10 +83,12 @@ def _job(name: str, work: Callable[[], Awaitable[object]],
 
 
 def start_scheduler(
-    settings: Settings, ledger: Ledger, clock: Clock, transports: dict[str, Transport]
+    settings: Settings, ledger: Ledger, clock: Clock, transports: dict[str, Transport],
+    storage: Storage | None = None,
 ) -> tuple[AsyncIOScheduler, set[asyncio.Task]]:
     """Start the sweep, outbox and callback-forgetting jobs on the running loop;
-    returns the scheduler and the set of job runs in progress."""
+    returns the scheduler and the set of job runs in progress. With `storage`,
+    the jobs pause while the SQLite file is lost."""
     retry = RetryPolicy.from_settings(settings)
     running: set[asyncio.Task] = set()
 
@@ -96,11 +106,11 @@ def start_scheduler(
 
     scheduler = AsyncIOScheduler(timezone="UTC")
     options = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-    scheduler.add_job(_job("sweep", sweep_round, running), "interval", id="sweep",
+    scheduler.add_job(_job("sweep", sweep_round, running, storage), "interval", id="sweep",
                       seconds=settings.sweep_interval_seconds, **options)
-    scheduler.add_job(_job("outbox", outbox_round, running), "interval", id="outbox",
+    scheduler.add_job(_job("outbox", outbox_round, running, storage), "interval", id="outbox",
                       seconds=settings.outbox_interval_seconds, **options)
-    scheduler.add_job(_job("forget_callbacks", forget_round, running), "interval",
+    scheduler.add_job(_job("forget_callbacks", forget_round, running, storage), "interval",
                       id="forget_callbacks", seconds=_FORGET_CALLBACKS_SECONDS, **options)
     _add_report_jobs(scheduler, settings, ledger, clock, running, options)
     scheduler.start()
@@ -143,7 +153,8 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     wecom = app[WECOM] if settings.wecom_configured else None
     transports = transports_for(settings, wecom, clock=app[CLOCK])
-    scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports)
+    scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,
+                                         app[STORAGE])
     log.info("scheduler_started", media=sorted(transports),
              sweep_seconds=settings.sweep_interval_seconds,
              outbox_seconds=settings.outbox_interval_seconds)

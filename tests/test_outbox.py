@@ -46,7 +46,8 @@ from tests.waiting import eventually
 
 H = timedelta(hours=1)
 PHONE, VIN = "13812345678", "LFV2A21K6A3012345"
-FAST = RetryPolicy(max_tries=3, backoff=timedelta(seconds=30), backoff_cap=timedelta(minutes=5))
+FAST = RetryPolicy(max_tries=3, backoff=timedelta(seconds=30), backoff_cap=timedelta(minutes=5),
+                   give_up_after=timedelta(0))
 
 
 def complaint(**overrides: object) -> Complaint:

@@ -15,6 +15,7 @@ from bot.intake import IntakeError, open_complaint, parse_complaint
 from bot.keys import CLOCK, LEDGER, SETTINGS
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
+from webhooks.health import storage_guarded
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,7 @@ def authorised(request: web.Request) -> web.Response | None:
     return None
 
 
+@storage_guarded
 async def create_complaint(request: web.Request) -> web.Response:
     """Accept, classify and dispatch a complaint."""
     if (refusal := authorised(request)) is not None:

@@ -40,8 +40,10 @@ from webhooks.callback import (
     refuse,
     run_once,
     signed_query,
+    storage_problem,
     verify_url,
 )
+from webhooks.health import storage_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -143,23 +145,34 @@ async def receive(request: web.Request) -> web.Response:
     if event is None:
         log.info("wecom_callback_ignored", endpoint=ENDPOINT)
         return web.Response()
-    try:
-        _, duplicate = await run_once(
-            ENDPOINT, callback.key, now, lambda: _apply(request.app, callback, now)
-        )
-    except Exception:
-        log.exception("wecom_callback_failed", endpoint=ENDPOINT, key=callback.key,
-                      userid=event.userid)
+    problem = await storage_problem(request.app)
+    if problem is None:
         try:
-            await _enqueue_message(callback.key, event.userid, Reply(markdown=router.FAILURE), now)
-        except Exception:
+            _, duplicate = await run_once(
+                ENDPOINT, callback.key, now, lambda: _apply(request.app, callback, now)
+            )
+        except Exception as exc:
             log.exception("wecom_callback_failed", endpoint=ENDPOINT, key=callback.key,
                           userid=event.userid)
-            # Not even the apology could be stored: let WeChat Work retry.
-            return web.json_response({"error": "temporarily unavailable"}, status=503)
-    else:
-        if duplicate:
-            log.info("wecom_callback_duplicate", endpoint=ENDPOINT, key=callback.key)
+            problem = await storage_problem(request.app, exc)
+            if problem is None:
+                try:
+                    await _enqueue_message(callback.key, event.userid,
+                                           Reply(markdown=router.FAILURE), now)
+                except Exception:
+                    log.exception("wecom_callback_failed", endpoint=ENDPOINT,
+                                  key=callback.key, userid=event.userid)
+                    # Not even the apology could be stored: let WeChat Work retry.
+                    return storage_refusal()
+        else:
+            if duplicate:
+                log.info("wecom_callback_duplicate", endpoint=ENDPOINT, key=callback.key)
+            problem = await storage_problem(request.app)  # applied into a lost file?
+    if problem is not None:
+        # The reply could only be stored where the command failed to be: let
+        # WeChat Work retry (the outbox stays paused while the file is lost).
+        log.error("storage_refused", endpoint=ENDPOINT, key=callback.key, error=problem)
+        return storage_refusal()
     return web.Response()
 
 

@@ -29,9 +29,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bot.directory import actor_for
-from bot.keys import LEDGER, SETTINGS
+from bot.keys import LEDGER, SETTINGS, STORAGE
 from bot.metrics import CALLBACKS
 from bot.settings import Settings, SettingsError
+from bot.storage import storage_fault
 from bot.wecom.crypto import CallbackCipher, CallbackRefused, SignedQuery
 from commands.base import Context
 from models import Notification, ProcessedCallback
@@ -108,6 +109,16 @@ async def verify_url(request: web.Request, cipher: CallbackCipher | None, endpoi
     CALLBACKS.labels(endpoint=endpoint, outcome="url_verified").inc()
     log.info("wecom_url_verified", endpoint=endpoint)
     return web.Response(text=echo)
+
+
+async def storage_problem(app: web.Application, exc: BaseException | None = None) -> str | None:
+    """Why a callback's command could not be (or was not really) stored: the
+    error `exc` says so, or the database fails its probe, or (with no error)
+    the SQLite file was deleted or replaced meanwhile; None when storage is fine."""
+    storage = app[STORAGE]
+    if exc is None:
+        return storage.file_problem()
+    return storage_fault(exc) or await storage.probe()
 
 
 def clean_text(value: Any, *, limit: int) -> str:

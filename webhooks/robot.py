@@ -23,6 +23,7 @@ from aiohttp import web
 from bot.card_copies import record_copy
 from bot.keys import CLOCK, SETTINGS
 from bot.render.cards import ticket_of_task
+from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
@@ -36,9 +37,11 @@ from webhooks.callback import (
     refuse,
     run_once,
     signed_query,
+    storage_problem,
     strip_mention,
     verify_url,
 )
+from webhooks.health import storage_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -185,20 +188,29 @@ async def receive(request: web.Request) -> web.Response:
     if event is None:
         log.info("wecom_callback_ignored", endpoint=ENDPOINT, msgid=callback.msgid)
         return web.Response()
-    try:
-        stored, duplicate = await run_once(
-            ENDPOINT, callback.msgid, now, lambda: _apply(request.app, callback, now)
-        )
-    except Exception:
-        log.exception("wecom_callback_failed", endpoint=ENDPOINT, msgid=callback.msgid,
-                      userid=event.userid)
-        # Only a message can be answered with text; a failed click stays as it was.
-        stored = ""
-        if isinstance(event, ChatMessage):
-            stored = json.dumps(message_reply(Reply(markdown=router.FAILURE)))
-    else:
-        if duplicate:
-            log.info("wecom_callback_duplicate", endpoint=ENDPOINT, msgid=callback.msgid)
+    problem = await storage_problem(request.app)
+    if problem is None:
+        try:
+            stored, duplicate = await run_once(
+                ENDPOINT, callback.msgid, now, lambda: _apply(request.app, callback, now)
+            )
+        except Exception as exc:
+            log.exception("wecom_callback_failed", endpoint=ENDPOINT, msgid=callback.msgid,
+                          userid=event.userid)
+            problem = await storage_problem(request.app, exc)
+            # Only a message can be answered with text; a failed click stays as it was.
+            stored = ""
+            if isinstance(event, ChatMessage) and problem is None:
+                stored = json.dumps(message_reply(Reply(markdown=router.FAILURE)))
+        else:
+            if duplicate:
+                log.info("wecom_callback_duplicate", endpoint=ENDPOINT, msgid=callback.msgid)
+            problem = await storage_problem(request.app)  # applied into a lost file?
+    if problem is not None:
+        log.error("storage_refused", endpoint=ENDPOINT, msgid=callback.msgid, error=problem)
+        if not isinstance(event, ChatMessage):
+            return storage_refusal()  # a click is answered with a card or not at all
+        stored = json.dumps(message_reply(Reply(markdown=STORAGE_MESSAGE)), ensure_ascii=False)
     if not stored:
         return web.Response()
     envelope = cipher.robot_reply(json.loads(stored), timestamp=str(int(now.timestamp())),
