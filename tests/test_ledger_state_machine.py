@@ -121,9 +121,10 @@ VERBS = {
 }
 # Who types it, resolved against the ticket when the step runs: the person the
 # process expects (most of the time), the employee the complaint is about, a
-# delegate of the ticket's approver, or anyone at all.
+# delegate of the ticket's approver, or anyone at all; the second person may
+# also be a handler of the ticket's owner, or of another level in its chain.
 WHO = st.sampled_from(["expected", "expected", "expected", "subject", "delegate", "anyone"])
-OTHER = st.sampled_from(["handler", "subject", "anyone"])
+OTHER = st.sampled_from(["handler", "outsider", "subject", "anyone"])
 JUMPS = st.sampled_from([timedelta(minutes=30), timedelta(hours=2, minutes=1),
                          timedelta(days=1), timedelta(days=2, hours=1),
                          timedelta(days=3, hours=1)])
@@ -137,6 +138,8 @@ MOSTLY_EXPECTED = st.sampled_from(["expected"] * 5 + ["subject", "delegate", "an
 DECIDERS = st.sampled_from(["expected"] * 3 + ["delegate"] * 3 + ["subject", "anyone"])
 # To whom an approver delegates: often the employee a complaint is about (R22).
 DELEGATES = st.sampled_from(["subject", "subject", "handler", "anyone"])
+# A level in the ticket's chain other than its owner's.
+_OTHER_LEVEL = {"dealer": "region", "region": "dealer", "hq": "region"}
 _CALL_CENTRE_VERBS = {"close", "uphold", "uphold-move", "overrule", "reopen"}
 _ABOVE_DEALER_VERBS = {"escalate", "stage"}
 
@@ -269,6 +272,9 @@ class LedgerMachine(RuleBasedStateMachine):
                 found = await _delegate_of(request.approver_userid if request else None)
             elif role == "handler":
                 found = await _handler(ticket, ticket.owner_level.value if ticket else "dealer")
+            elif role == "outsider":
+                found = await _handler(ticket, _OTHER_LEVEL[ticket.owner_level.value]
+                                       if ticket else "region")
             elif role == "expected":
                 found = await _expected(verb, ticket, request)
             else:
