@@ -17,7 +17,10 @@ d. every notice that asks for an action (a `/respond N`, `/plan N`,
    someone allowed to take it, by the permission checks the commands use;
 and no command ever fails with an unexpected error.
 
-The budget is fixed and the examples derandomized, so CI sees the same runs.
+The budget is fixed (100 examples of up to 25 steps: 15-40 s on this machine
+when every invariant holds) and the examples derandomized, so CI sees the same
+runs. A failure names the invariant, and hypothesis's notes show what each step
+typed (`2026-03-02T01:02:00+00:00 east.he: /stage 1 …`) and the reply.
 """
 
 from __future__ import annotations
@@ -569,6 +572,7 @@ async def _open(stack: AsyncExitStack) -> Ledger:
 def test_ledger_invariants_hold_under_random_commands_and_clock_jumps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Issue 12: invariants a-d hold after every step of every example."""
     # A failure is shrunk to its shortest steps; hypothesis gives that up to
     # 5 minutes, beyond pytest's timeout on this slow machine: cap it, so the
     # (shortened) failing steps are reported rather than a timeout.
