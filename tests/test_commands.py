@@ -248,6 +248,24 @@ async def test_r20_assign_to_a_colleague_who_may_act(say, open_ticket):
     assert (await TicketRow.get(id=number)).assignee == "sh.chen"
 
 
+async def test_r20_assign_only_to_someone_who_may_respond_for_the_owner(say, open_ticket):
+    """The assigned card carries the 处理 (respond) button: the assignee must be
+    someone at the ticket's owner level, not HQ for a dealer's ticket nor a
+    dealer's handler for the region's (found by tests/test_ledger_state_machine.py)."""
+    dealers = await open_ticket()
+    regions = await open_ticket(channel="local_media")  # escalated: the region owns it
+    up = await say("sh.zhang", f"/assign {dealers} @hq.feng")
+    assert up.markdown == (f"⛔ 不能指派给 冯本部：#{dealers} 当前由经销商负责，"
+                           "此操作须由经销商执行。")
+    down = await say("east.he", f"/assign {regions} @sh.chen")
+    assert down.markdown == (f"⛔ 不能指派给 陈专员：#{regions} 当前由区域负责，"
+                             "此操作须由区域执行。")
+    for number in (dealers, regions):
+        assert (await TicketRow.get(id=number)).assignee is None
+    assert not await Notification.filter(kind="assigned").exists()
+    assert "已指派给" in (await say("east.he", f"/assign {regions} @east.he")).markdown
+
+
 async def test_reopen_brings_a_closed_ticket_back_with_a_fresh_clock(say, open_ticket, clock):
     number = await open_ticket()
     await say("sh.zhang", f"/respond {number}")

@@ -434,6 +434,8 @@ def test_r20_a_ticket_is_handed_only_to_someone_who_may_act_on_it(policy):
     assert ("assigned", Audience.ASSIGNEE, Medium.APP) in kinds(out)
     with pytest.raises(Refused, match="不能指派给"):
         assign(t, SH_STAFF, BJ_STAFF, T0 + H)
+    with pytest.raises(Refused, match="不能指派给 冯本部：#1024 当前由经销商负责"):
+        assign(t, SH_STAFF, HQ, T0 + H)
 
 
 # --- dealer-group rules: R22-R26 ---------------------------------------------------

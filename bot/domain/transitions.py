@@ -431,11 +431,13 @@ def decide_dispute(
 
 
 def assign(ticket: Ticket, actor: Actor, assignee: Actor, now: datetime) -> Outcome:
-    """R20: hand the ticket to a person who may act on it."""
+    """R20: hand the ticket to a person who may act on it for its owner: the
+    assigned card carries the 处理 (respond) button, so someone at another
+    level (HQ for a dealer's ticket, a dealer for the region's) is refused."""
     check(actor, ticket, Action.ASSIGN)
     _require_open(ticket)
     try:
-        check(assignee, ticket, Action.FOLLOWUP)
+        check(assignee, ticket, Action.RESPOND)
     except Refused as exc:
         if is_conflicted(assignee, ticket):
             # R22: the reason would tell the manager whom the complaint is about.
