@@ -22,7 +22,7 @@ from tortoise.expressions import Q
 from bot.directory import actor_for
 from bot.domain.classification import classify
 from bot.domain.enums import Category, Channel, Flag, Status
-from bot.domain.repeat import EarlierComplaint, find_repeat, normalise_plate
+from bot.domain.repeat import EarlierComplaint, find_related, find_repeat, normalise_plate
 from bot.domain.ticket import Actor, Outcome
 from bot.domain.transitions import dispatch
 from bot.ledger import Ledger
@@ -238,14 +238,17 @@ async def open_complaint(
     if problems or dealer is None:
         raise IntakeError(problems)
     policy = ledger.policies.current
+    earlier = await _earlier_complaints(complaint)
     repeat = find_repeat(
         vin=complaint.vin,
         plate=complaint.plate,
         description=complaint.description,
-        earlier=await _earlier_complaints(complaint),
+        earlier=earlier,
         policy=policy,
         now=now,
     )
+    related = find_related(vin=complaint.vin, plate=complaint.plate, earlier=earlier,
+                           repeat=repeat, policy=policy, now=now)
     flags = frozenset(complaint.flags)
     classification = classify(
         channel=complaint.channel,
@@ -268,9 +271,17 @@ async def open_complaint(
         flags=flags,
         about_staff=complaint.about_staff or None,
         repeat_of=repeat.number if repeat else None,
+        related_to=related.number if related else None,
         classification=classification,
         policy=policy,
         now=now,
     )
 
     return await ledger.open(outcome, actor=actor, source=source, now=now)
+
+
+async def related_numbers(number: int, related_to: int | None) -> list[int]:
+    """The tickets linked to this one as related (R6: the same vehicle, another
+    problem), both ways: the one it links to and those that link to it."""
+    later = await TicketRow.filter(related_to=number).order_by("id").values_list("id", flat=True)
+    return sorted({*([related_to] if related_to else []), *later})

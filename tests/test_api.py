@@ -173,6 +173,21 @@ async def test_r6_another_vehicle_is_not_a_repeat(client) -> None:
     assert (other["repeat_of"], other["category"]) == (None, "general")
 
 
+async def test_r6_another_problem_of_the_same_car_is_related_not_a_repeat(client) -> None:
+    """Issue 12 item 4: an open gearbox ticket does not make a complaint about
+    an unkept promise a repeat: it stays general, not major, brand division and
+    legal hear nothing; both tickets show the link."""
+    first = await create(client)
+    second = await create(client, description="销售承诺的免费保养没有兑现")
+
+    assert (second["repeat_of"], second["category"], second["major"]) == (None, "general", False)
+    assert second["related"] == [first["number"]]
+    ticket = await fetch(client, second["number"])
+    assert sent(ticket, "email") == []
+    assert ticket["history"][0]["data"]["related_to"] == first["number"]
+    assert (await fetch(client, first["number"]))["related"] == [second["number"]]
+
+
 @pytest.mark.parametrize(
     ("changes", "category", "owner", "major"),
     [

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor
-from bot.intake import INVALID, IntakeError, check_complaint, open_complaint
+from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
 from bot.keys import CLOCK, LEDGER, SETTINGS
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -109,6 +109,7 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
         "major": row.major,
         "legal": row.legal,
         "repeat_of": row.repeat_of,
+        "related": await related_numbers(row.id, row.related_to),
         "created_at": _iso(created.at if created else None),
         "dispatched_at": _iso(row.dispatched_at),
         "policy_version": row.policy_id,  # type: ignore[attr-defined]

@@ -93,6 +93,7 @@ class Ticket:
     legal: bool = False
     about_staff: str | None = None
     repeat_of: int | None = None
+    related_to: int | None = None
     assignee: str | None = None
     responded_at: datetime | None = None
     first_solution_at: datetime | None = None

@@ -119,8 +119,10 @@ def dispatch(
     classification: Classification,
     policy: Policy,
     now: datetime,
+    related_to: int | None = None,
 ) -> Outcome:
-    """R10: a classified complaint is dispatched; the customer is told it is accepted."""
+    """R10: a classified complaint is dispatched; the customer is told it is accepted.
+    `related_to` links another problem of the same vehicle (not a repeat, R6)."""
     ticket = Ticket(
         number=None,
         customer_name=customer_name,
@@ -145,6 +147,7 @@ def dispatch(
         legal=classification.legal,
         about_staff=about_staff,
         repeat_of=repeat_of,
+        related_to=related_to,
     )
     notices = [
         _n("accepted", Audience.CUSTOMER, Medium.SMS),
@@ -163,6 +166,7 @@ def dispatch(
         "owner_level": ticket.owner_level.value,
         "reasons": list(classification.reasons),
         "repeat_of": repeat_of,
+        "related_to": related_to,
     }
     return Outcome(ticket, "dispatched", data, tuple(dict.fromkeys(notices)))
 
