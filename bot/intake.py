@@ -1,5 +1,6 @@
 """Intake (R1-R10, R21): validate a new complaint, find an earlier one it
-repeats, classify it and dispatch it through the ledger."""
+repeats (or, another problem of the same car, is related to), classify it and
+dispatch it through the ledger."""
 
 from __future__ import annotations
 
@@ -26,17 +27,15 @@ from bot.domain.repeat import EarlierComplaint, find_related, find_repeat, norma
 from bot.domain.ticket import Actor, Outcome
 from bot.domain.transitions import dispatch
 from bot.ledger import Ledger
+from bot.render.privacy import plain
 from models import Dealer
 from models import Ticket as TicketRow
 
 _VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
-# A mainland mobile (+86 optional), a landline with its area code (extension
-# optional), a 400/800 service line, or an international number with its +.
-_PHONE = re.compile(
-    r"^(?:(?:\+?86)?1[3-9]\d{9}|0\d{9,11}(?:\d{1,6})?|[48]00\d{7}|\+(?!86)\d{7,15})$"
-)
-# What people type between the digits of a phone or the characters of a VIN.
-_SEPARATORS = re.compile(r"[\s\-._()·]+")
+# A mainland mobile (+86 optional), a landline with its area code (10-12
+# digits, perhaps an extension after them), a 400/800 service line, or an
+# international number with its +.
+_PHONE = re.compile(r"^(?:(?:\+?86)?1[3-9]\d{9}|0\d{9,17}|[48]00\d{7}|\+(?!86)\d{7,15})$")
 _FINAL = [s for s in Status if s.is_final]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -50,11 +49,6 @@ class IntakeError(Exception):
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
         self.fields = fields
-
-
-def _squeeze(value: str) -> str:
-    """Full-width characters made half-width (NFKC), separators dropped."""
-    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", value))
 
 
 class Complaint(BaseModel):
@@ -86,7 +80,7 @@ class Complaint(BaseModel):
     @field_validator("customer_phone")
     @classmethod
     def _phone(cls, value: str) -> str:
-        phone = _squeeze(value)
+        phone = plain(value)
         if not _PHONE.match(phone):
             raise ValueError("不是有效的电话号码（手机 11 位，座机带区号，境外号码以 + 开头）")
         return phone
@@ -94,7 +88,7 @@ class Complaint(BaseModel):
     @field_validator("vin")
     @classmethod
     def _vin(cls, value: str) -> str:
-        vin = _squeeze(value).upper()
+        vin = plain(value).upper()
         if vin and not _VIN.match(vin):
             raise ValueError("应为 17 位数字或字母（不含 I、O、Q）")
         return vin
@@ -194,7 +188,7 @@ async def check_complaint(body: object) -> Complaint:
             raise
         known = {
             name: _text(body, name) for name in ("dealer_code", "about_staff")
-            if name not in exc.fields and "\x00" not in _text(body, name)
+            if name not in exc.fields  # already refused: not looked up
         }
         exc.fields.update(await directory_problems(known.get("dealer_code", ""),
                                                    known.get("about_staff")))
