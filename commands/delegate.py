@@ -27,10 +27,16 @@ async def _delegate(call: Call) -> Reply:
     except ValueError:
         raise UsageError(f"“{day_text}”不是有效的日期（例如 2026-03-10）。") from None
     ctx = call.ctx
+    today = ctx.now.astimezone(ctx.zone).date()
+    if day < today:
+        raise Refused(f"截止日期 {day} 已过。")
+    # Checked on dates, before any arithmetic: 9999-12-31 has no next day.
+    longest = ctx.ledger.policies.current.limits.delegation
+    if day > today + longest:
+        raise Refused(f"委托期限最长 {longest.days} 天（至 {today + longest}），"
+                      f"截止日期 {day} 太远，请缩短。")
     # Until the end of that day where the people are, stored in UTC.
     until = datetime.combine(day + timedelta(days=1), time(), tzinfo=ctx.zone)
-    if until <= ctx.now:
-        raise Refused(f"截止日期 {day} 已过。")
     delegate = await Staff.get_or_none(userid=userid, active=True)
     if delegate is None:
         raise Refused(f"名录中没有 {userid}。")

@@ -42,7 +42,7 @@ async def _report(call: Call) -> Reply:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     limits = Limits.of(ctx.ledger.policies.current)
-    figures = await compute_figures(period, await scope_of(call), limits, ctx.zone)
+    figures = await compute_figures(period, await scope_of(call), limits, ctx.zone, now=ctx.now)
     return Reply(markdown=markdown_summary(figures))
 
 

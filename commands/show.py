@@ -6,6 +6,7 @@ from bot.approvals import approved_compensations
 from bot.domain.approvals import yuan
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.ticket import Refused
+from bot.intake import related_numbers
 from bot.render.approvals import staff_names
 from bot.render.cards import load_view, new_task_id
 from bot.render.chat import render_ticket, short_time, subject_text
@@ -41,6 +42,12 @@ async def _show(call: Call) -> Reply:
     if granted:
         markdown += "".join(f"\n> {line}" for line in granted)
         card["sub_title_text"] = "；".join(granted) + "｜" + card["sub_title_text"]
+    # R6: other problems of the same vehicle, linked both ways (not repeats).
+    related = await related_numbers(number, view.ticket.related_to)
+    if related:
+        numbers = "、".join(f"#{n}" for n in related)
+        markdown += f"\n> 关联投诉（同一车辆的其他问题）：{numbers}"
+        card["sub_title_text"] = f"关联 {numbers}｜" + card["sub_title_text"]
     return Reply(markdown=markdown, card=card)
 
 

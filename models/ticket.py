@@ -32,6 +32,8 @@ class Ticket(Model):
     about_staff_name = fields.CharField(max_length=64, null=True)
     about_staff_role = fields.CharField(max_length=64, null=True)
     repeat_of = fields.IntField(null=True)
+    # Another problem of the same vehicle (R6: not a repeat); indexed for the reverse link.
+    related_to = fields.IntField(null=True, db_index=True)
     assignee = fields.CharField(max_length=64, null=True)
     policy: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "complaintbot.PolicyVersion", related_name="tickets", on_delete=fields.RESTRICT

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bot.domain.enums import Channel, Flag
+from bot.intake import INVALID
 from models import Deadline, Notification, Ticket, TicketEvent
 from tests.conftest import T0, TOKEN
 
@@ -172,6 +173,21 @@ async def test_r6_another_vehicle_is_not_a_repeat(client) -> None:
     assert (other["repeat_of"], other["category"]) == (None, "general")
 
 
+async def test_r6_another_problem_of_the_same_car_is_related_not_a_repeat(client) -> None:
+    """Issue 12 item 4: an open gearbox ticket does not make a complaint about
+    an unkept promise a repeat: it stays general, not major, brand division and
+    legal hear nothing; both tickets show the link."""
+    first = await create(client)
+    second = await create(client, description="销售承诺的免费保养没有兑现")
+
+    assert (second["repeat_of"], second["category"], second["major"]) == (None, "general", False)
+    assert second["related"] == [first["number"]]
+    ticket = await fetch(client, second["number"])
+    assert sent(ticket, "email") == []
+    assert ticket["history"][0]["data"]["related_to"] == first["number"]
+    assert (await fetch(client, first["number"]))["related"] == [second["number"]]
+
+
 @pytest.mark.parametrize(
     ("changes", "category", "owner", "major"),
     [
@@ -262,40 +278,40 @@ async def test_without_the_token_nothing_is_accepted_or_shown(client, headers) -
     [
         pytest.param(
             without("customer_name", "channel"),
-            {"customer_name": "Field required", "channel": "Field required"},
+            {"customer_name": "必填", "channel": "必填"},
             id="missing-fields",
         ),
-        pytest.param({}, {name: "Field required" for name in VALID}, id="empty-object"),
+        pytest.param({}, {name: "必填" for name in VALID}, id="empty-object"),
         pytest.param(
-            complaint(customer_name=42), {"customer_name": "valid string"}, id="number-for-name"
+            complaint(customer_name=42), {"customer_name": "应为文本"}, id="number-for-name"
         ),
-        pytest.param(complaint(flags="recall"), {"flags": "valid list"}, id="string-for-flags"),
+        pytest.param(complaint(flags="recall"), {"flags": "应为列表"}, id="string-for-flags"),
         pytest.param(complaint(flags=["aliens"]), {"flags.0": "airbag"}, id="unknown-flag"),
         pytest.param(complaint(channel="pigeon"), {"channel": "phone"}, id="unknown-channel"),
         pytest.param(complaint(category="urgent"), {"category": "general"}, id="unknown-category"),
-        pytest.param(complaint(vin="LFV2A21K6A301234O"), {"vin": "17 characters"}, id="vin-with-O"),
-        pytest.param(complaint(vin="LFV2A21K6A30123"), {"vin": "17 characters"}, id="short-vin"),
-        pytest.param(complaint(vin="", plate=""), {"vin": "VIN or the plate"}, id="no-vehicle"),
+        pytest.param(complaint(vin="LFV2A21K6A301234O"), {"vin": "17 位"}, id="vin-with-O"),
+        pytest.param(complaint(vin="LFV2A21K6A30123"), {"vin": "17 位"}, id="short-vin"),
+        pytest.param(complaint(vin="", plate=""), {"vin": "或车牌号"}, id="no-vehicle"),
         pytest.param(
-            complaint(customer_phone="call me"), {"customer_phone": "phone"}, id="bad-phone"
+            complaint(customer_phone="call me"), {"customer_phone": "电话号码"}, id="bad-phone"
         ),
         pytest.param(
-            complaint(customer_name="   "), {"customer_name": "at least 1"}, id="blank-name"
+            complaint(customer_name="   "), {"customer_name": "不能为空"}, id="blank-name"
         ),
         pytest.param(
-            complaint(description="x" * 5001), {"description": "at most 5000"}, id="long-text"
+            complaint(description="x" * 5001), {"description": "最多 5000"}, id="long-text"
         ),
         pytest.param(
-            complaint(dealer_code="XX999"), {"dealer_code": "no dealer with code 'XX999'"},
+            complaint(dealer_code="XX999"), {"dealer_code": "经销商代码“XX999”不存在"},
             id="unknown-dealer",
         ),
         pytest.param(
             complaint(about_staff="nobody"),
-            {"about_staff": "no staff member with userid 'nobody'"},
+            {"about_staff": "没有账号为“nobody”的员工"},
             id="unknown-about-staff",
         ),
         pytest.param(
-            complaint(priority="high"), {"priority": "Extra inputs are not permitted"},
+            complaint(priority="high"), {"priority": "未知字段"},
             id="unknown-field",
         ),
         pytest.param(
@@ -305,10 +321,10 @@ async def test_without_the_token_nothing_is_accepted_or_shown(client, headers) -
             complaint(dealer_code="SH\u0000001"), {"dealer_code": "NUL"}, id="nul-in-dealer"
         ),
         pytest.param(
-            complaint(vin="", plate="ß" * 16), {"plate": "at most 16"}, id="plate-grows-upper-cased"
+            complaint(vin="", plate="ß" * 16), {"plate": "最多 16"}, id="plate-grows-upper-cased"
         ),
         pytest.param(
-            complaint(description="bad \ud800 text"), {"description": "unicode"},
+            complaint(description="bad \ud800 text"), {"description": "Unicode"},
             id="lone-surrogate",
         ),
     ],
@@ -323,11 +339,57 @@ async def test_invalid_complaint_gets_422_naming_each_field(
 
     assert response.status == 422
     answer = await response.json()
-    assert answer["error"] == "invalid complaint"
+    assert answer["error"] == INVALID
     assert set(answer["fields"]) == set(expected)
     for name, fragment in expected.items():
         assert fragment in answer["fields"][name], (name, answer["fields"][name])
     assert await row_counts() == before
+
+
+async def test_r11_every_bad_field_is_named_at_once_in_chinese(client) -> None:
+    """Schema errors and the directory's (unknown dealer, unknown employee) come
+    in one 422: the call-centre agent fixes everything in one go."""
+    before = await row_counts()
+    response = await post(client, complaint(customer_phone="12", dealer_code="XX999",
+                                            about_staff="nobody", channel="pigeon", vin="",
+                                            plate=""))
+    assert response.status == 422
+    fields = (await response.json())["fields"]
+    assert set(fields) == {"customer_phone", "dealer_code", "about_staff", "channel", "vin"}
+    assert fields["customer_phone"].startswith("客户电话不是有效的电话号码")
+    assert fields["dealer_code"] == "经销商代码“XX999”不存在"
+    for message in fields.values():
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in message), message
+    assert await row_counts() == before
+
+
+@pytest.mark.parametrize("phone", ["12", "1234567", "23812345678", "138123456789"])
+async def test_r11_a_phone_that_cannot_be_called_is_refused(client, phone) -> None:
+    response = await post(client, complaint(customer_phone=phone))
+    assert response.status == 422
+    assert set((await response.json())["fields"]) == {"customer_phone"}
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("１３８１２３４５６７８", "13812345678"),
+        ("138.1234.5678", "13812345678"),
+        ("(138)1234_5678", "13812345678"),
+        ("+86 138-1234-5678", "+8613812345678"),
+        ("021-6234 5678", "02162345678"),
+    ],
+)
+async def test_r11_phones_as_people_type_them_are_stored_plain(client, given, stored) -> None:
+    """Full-width digits (Chinese input methods) and separators are normalised."""
+    body = await create(client, customer_phone=given, vin="ＬＦＶ２Ａ２１Ｋ６-Ａ３０１ ２３４５")
+    row = await Ticket.get(id=body["number"])
+    assert (row.customer_phone, row.vin) == (stored, "LFV2A21K6A3012345")
+
+
+async def test_r11_the_201_answer_carries_creation_and_dispatch_times(client, clock) -> None:
+    body = await create(client)
+    assert body["created_at"] == body["dispatched_at"] == clock[0].isoformat()
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.keys import WECOM
-from models import ApprovalRequest, Ticket, TicketEvent
+from models import ApprovalRequest, Delegation, Ticket, TicketEvent
 from schedulers.runner import transports_for
 from tests.conftest import WeComWorld
 from tests.test_conversation import Conversation, cards, posts, text, updates
@@ -171,6 +171,32 @@ async def test_r25_approved_compensation_is_recorded_and_shown(talk: Conversatio
     assert (event.actor, event.data["amount"]) == ("sh.wu", "1500.00")
     shown = await talk.say("sh.zhang", SH, f"/show {n}")
     assert shown["template_card"]["sub_title_text"].startswith("赔偿 ¥1,500.00 已批准")
+
+
+@pytest.mark.parametrize("amount", ["10000000000", "1e10", "1000000.01"])
+async def test_r10_compensation_above_the_policy_limit_is_refused_with_the_reason(
+    talk: Conversation, amount: str
+) -> None:
+    """The policy's limits.compensation (1,000,000 yuan) bounds a request: the
+    reply says why, and no request is stored (PostgreSQL could not hold 10^10)."""
+    n = await talk.complaint()
+    await talk.deliver()
+    reply = await talk.says("sh.zhang", SH, f"/compensate {n} {amount} 维修期间代步车费用")
+    assert f"#{n}" in reply and "超过单笔上限 ¥1,000,000.00" in reply
+    assert await ApprovalRequest.filter(ticket_id=n).count() == 0
+    assert "compensation_requested" not in await kinds(n)
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "2026-06-30"])
+async def test_r10_delegation_beyond_the_policy_limit_is_refused_with_the_reason(
+    talk: Conversation, day: str
+) -> None:
+    """/delegate runs at most limits.delegation (90 days) ahead; 9999-12-31
+    used to overflow into the generic apology."""
+    await talk.emulator.app_message("east.lin", f"/delegate @hq.deng until {day}")
+    [refusal] = app_replies(await talk.deliver(), "east.lin")
+    assert "委托期限最长 90 天" in refusal and day in refusal
+    assert await Delegation.all().count() == 0
 
 
 async def test_r19_delegate_decides_on_behalf_of_the_approver(talk: Conversation) -> None:

@@ -324,6 +324,20 @@ async def test_show_masks_the_customer_in_groups_and_carries_the_card(say, open_
     assert (await say("sh.zhang", "/show 999")).markdown == "⛔ 没有编号为 #999 的投诉。"
 
 
+async def test_r6_show_lists_related_tickets_on_both_sides(say, ledger):
+    """Issue 12 item 4: another problem of the same car is linked, not a
+    repeat; /show of either ticket names the other."""
+    first = (await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                  now=T0)).ticket.number
+    second = (await open_complaint(complaint(description="销售承诺的免费保养没有兑现"), ledger,
+                                   actor=CALL_CENTRE, source="api", now=T0)).ticket
+    assert (second.repeat_of, second.related_to, second.major) == (None, first, False)
+    for number, other in ((first, second.number), (second.number, first)):
+        reply = await say("sh.zhang", f"/show {number}", chatid="wrGRP-SH001")
+        assert f"> 关联投诉（同一车辆的其他问题）：#{other}" in reply.markdown
+        assert reply.card["sub_title_text"].startswith(f"关联 #{other}｜")
+
+
 async def test_r22_the_employee_complained_about_cannot_see_or_respond(say, open_ticket):
     number = await open_ticket(about_staff="sh.zhang")
     before = await stored()

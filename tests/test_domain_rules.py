@@ -14,7 +14,7 @@ from bot.domain.classification import classify
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
 from bot.domain.permissions import Action, check, may_see_customer
-from bot.domain.repeat import EarlierComplaint, find_repeat, similarity
+from bot.domain.repeat import EarlierComplaint, find_related, find_repeat, similarity
 from bot.domain.ticket import SYSTEM, Audience, Medium, Notice, Refused
 from bot.domain.transitions import (
     acknowledge_major,
@@ -66,7 +66,7 @@ def kinds(outcome) -> set[tuple[str, Audience, Medium]]:
 
 
 def new_complaint(policy, *, channel=Channel.PHONE, flags=frozenset(), description="变速箱顿挫",
-                  explicit=None, repeat_of=None, about_staff=None):
+                  explicit=None, repeat_of=None, about_staff=None, related_to=None):
     classification = classify(channel=channel, flags=flags, description=description,
                               explicit=explicit, is_repeat=repeat_of is not None, policy=policy)
     return dispatch(
@@ -74,6 +74,7 @@ def new_complaint(policy, *, channel=Channel.PHONE, flags=frozenset(), descripti
         plate="沪A12345", vin="LFV2A21K6A3012345", channel=channel, description=description,
         dealer_code="SH001", region_code="EAST", flags=flags, about_staff=about_staff,
         repeat_of=repeat_of, classification=classification, policy=policy, now=T0,
+        related_to=related_to,
     )
 
 
@@ -180,7 +181,27 @@ def test_r6_a_different_problem_or_an_old_one_is_not_a_repeat(policy):
                        earlier=stale, policy=policy, now=T0) is None
     still_open = [_earlier(policy, is_open=True)]
     assert find_repeat(vin="LFV2A21K6A3012345", plate="", description="销售顾问态度恶劣",
-                       earlier=still_open, policy=policy, now=T0) is not None
+                       earlier=still_open, policy=policy, now=T0) is None
+
+
+def test_r6_another_problem_on_an_open_ticket_is_related_not_a_repeat(policy):
+    """Issue 12 item 4: by default an open ticket of the vehicle about another
+    problem links as related; only `open_ticket_is_repeat` makes it a repeat."""
+    still_open = [_earlier(policy, is_open=True), _earlier(policy, number=999, is_open=False,
+                                                           dispatched_at=T0 - D)]
+    kw = {"vin": "LFV2A21K6A3012345", "plate": "", "earlier": still_open, "now": T0}
+    repeat = find_repeat(description="承诺的补偿没有兑现", policy=policy, **kw)
+    assert repeat is None
+    related = find_related(repeat=repeat, policy=policy, **kw)
+    assert related is not None and related.number == 1000, "the open one comes first"
+    out = new_complaint(policy, related_to=related.number)
+    assert out.ticket.related_to == 1000 and out.data["related_to"] == 1000
+    assert out.ticket.category is Category.GENERAL and not out.ticket.major
+    eager = policy.model_copy(update={"repeat": policy.repeat.model_copy(
+        update={"open_ticket_is_repeat": True})})
+    found = find_repeat(description="承诺的补偿没有兑现", policy=eager, **kw)
+    assert found is not None and found.number == 1000
+    assert find_related(repeat=found, policy=eager, **kw) is None
 
 
 def test_r6_similarity_rule_is_configurable(policy):

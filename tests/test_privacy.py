@@ -155,3 +155,61 @@ async def _whole_life(world: WeComWorld, clock: list[datetime], mailbox: Mailbox
     await deliver()
     assert (await Ticket.get(id=n)).status.value == "closed"
     await say("sh.zhou", SH, "/list")
+
+
+# --- masking free text, however the number was typed (issue 12 item 10) ---------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "13912345678",
+        "１３９１２３４５６７８",  # full-width digits, as Chinese input methods give them
+        "139.1234.5678",
+        "139-1234-5678",
+        "139 1234 5678",
+        "(139)1234-5678",
+        "（１３９）１２３４－５６７８",
+        "139_1234_5678",
+        "+86 139 1234 5678",
+        "＋８６－１３９１２３４５６７８",
+    ],
+)
+def test_r10_a_phone_typed_any_way_is_masked(policy, written) -> None:
+    from bot.render.chat import scrub
+    from tests.conftest import T0
+    from tests.factories import make_ticket
+
+    ticket = make_ticket(policy, T0, customer_phone=PHONE, vin=VIN)
+    shown = scrub(f"客户电话 {written}，请回电", ticket)
+    assert shown == f"客户电话 {mask_phone(PHONE)}，请回电"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        VIN,
+        VIN.lower(),
+        "LSVAU 2180N 2123456",
+        "LSVAU-2180N-2123456",
+        "ＬＳＶＡＵ２１８０Ｎ２１２３４５６",  # full-width letters and digits
+        "ｌｓｖａｕ－２１８０ｎ２１２３４５６",
+    ],
+)
+def test_r10_a_vin_typed_any_way_is_masked(policy, written) -> None:
+    from bot.render.chat import scrub
+    from tests.conftest import T0
+    from tests.factories import make_ticket
+
+    ticket = make_ticket(policy, T0, customer_phone=PHONE, vin=VIN)
+    assert scrub(f"车架号：{written}。", ticket) == f"车架号：{mask_vin(VIN)}。"
+
+
+def test_r10_masking_keeps_other_numbers(policy) -> None:
+    from bot.render.chat import scrub
+    from tests.conftest import T0
+    from tests.factories import make_ticket
+
+    ticket = make_ticket(policy, T0, customer_phone=PHONE, vin=VIN)
+    text = "订单 20261203，里程 12345 公里，电话 13812345678"
+    assert scrub(text, ticket) == text

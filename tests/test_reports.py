@@ -238,8 +238,9 @@ async def test_r24_report_command_answers_with_the_groups_view(week10, ledger):
     assert "2026-W99" in await say("sh.zhang", "/report week 2026-W99", "wrGRP-SH001")
 
 
-async def test_r24_api_returns_json_and_csv_behind_the_token(client, policy):
+async def test_r24_api_returns_json_and_csv_behind_the_token(client, clock, policy):
     await load_tickets(client.app[LEDGER], policy)
+    clock[0] = T0 + 7 * D  # the week has ended: its backlog counts at its end
     url = "/api/reports/weekly?period=2026-W10&scope=region:EAST"
     assert (await client.get(url)).status == 401
     response = await client.get(url, headers=AUTH)
@@ -247,6 +248,7 @@ async def test_r24_api_returns_json_and_csv_behind_the_token(client, policy):
     body = await response.json()
     assert body["period"]["label"] == "2026-W10" and body["scope"] == "region:EAST"
     assert (body["received"], body["responded_in_time"], body["overdue"]) == (5, 0.6, 3)
+    assert body["running"] is False and body["as_of"] == "2026-03-09T00:00:00+08:00"
     assert body["change"]["received"] == 3
     assert [r["code"] for r in body["ranking"]] == ["HZ001", "SH001"]
     response = await client.get(url, headers={**AUTH, "Accept": "text/csv"})
@@ -266,3 +268,50 @@ async def test_r24_cli_writes_the_workbook_and_the_chart(week10, db, tmp_path):
     assert result.stdout.split() == [str(xlsx), str(xlsx.with_suffix(".png"))]
     assert len(list(load_workbook(xlsx)["投诉明细"].iter_rows())) == 1 + 4
     assert png_size(xlsx.with_suffix(".png").read_bytes()) == (1200, 800)
+
+
+# --- a period still running; periods out of range (issue 12 item 12) ------------------
+
+
+async def test_r12_a_running_period_counts_its_backlog_as_of_now(week10, policy):
+    """In the middle of W10 nothing dispatched in it is 3 days old yet: the
+    overdue count is as of now (only P2 of W09), and the report says so."""
+    now = T0 + 3 * D + 2 * H  # Thursday 11:00
+    figures = await compute_figures(week10, Scope.parse("region:EAST"), Limits.of(policy), ZONE,
+                                    now=now)
+    assert figures.running and figures.as_of == now
+    assert (figures.backlog, figures.overdue) == (4, 1)  # D is closed only on Thursday evening
+    text = markdown_summary(figures)
+    assert "> 本期尚未结束，数据截至 03-05 11:00" in text
+    assert "- 截至 03-05 11:00 超期未解决：**1**" in text and "期末" not in text
+    ended = await compute_figures(week10, Scope.parse("region:EAST"), Limits.of(policy), ZONE,
+                                  now=T0 + 7 * D)
+    assert not ended.running and (ended.backlog, ended.overdue) == (3, 3)
+    assert "- 期末超期未解决：**3**" in markdown_summary(ended)
+
+
+OUT_OF_RANGE = [("weekly", "9999-W52"), ("weekly", "0001-W01"), ("monthly", "9999-12"),
+                ("monthly", "0001-01")]
+
+
+@pytest.mark.parametrize(("kind", "period"), OUT_OF_RANGE)
+async def test_r12_a_period_out_of_range_is_400_not_500(client, kind, period):
+    response = await client.get(f"/api/reports/{kind}?period={period}", headers=AUTH)
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert period in error and ("尚未开始" in error or "超出可统计的范围" in error)
+
+
+@pytest.mark.parametrize(("kind", "period"), OUT_OF_RANGE)
+async def test_r12_the_chat_and_the_cli_refuse_a_period_out_of_range(ledger, db, tmp_path,
+                                                                     kind, period):
+    ctx = Context(actor=await actor_for("cc.wang"), ledger=ledger, now=T0, zone=ZONE)
+    words = {"weekly": "week", "monthly": "month"}[kind]
+    msg = ChatMessage(userid="cc.wang", text=f"/report {words} {period}", channel="robot",
+                      chatid="wrGRP-CC", msgid="m1")
+    reply = (await handle_message(msg, ctx)).markdown
+    assert period in reply and ("尚未开始" in reply or "超出可统计的范围" in reply)
+    result = run_cli("report", kind, "--period", period, "--out", str(tmp_path / "out"),
+                     env={"DATABASE_URL": db}, cwd=tmp_path)
+    assert result.returncode == 2 and period in result.stderr
+    assert "Traceback" not in result.stderr

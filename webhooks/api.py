@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor
-from bot.intake import IntakeError, open_complaint, parse_complaint
+from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
 from bot.keys import CLOCK, LEDGER, SETTINGS
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -59,7 +59,7 @@ async def create_complaint(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         return json_error(400, "body must be a JSON object")
     try:
-        complaint = parse_complaint(body)
+        complaint = await check_complaint(body)
         outcome = await open_complaint(
             complaint,
             request.app[LEDGER],
@@ -69,7 +69,7 @@ async def create_complaint(request: web.Request) -> web.Response:
         )
     except IntakeError as exc:
         log.info("api_complaint_rejected", fields=sorted(exc.fields))
-        return json_error(422, "invalid complaint", fields=exc.fields)
+        return json_error(422, INVALID, fields=exc.fields)
     ticket = outcome.ticket
     row = await TicketRow.get(id=ticket.number)
     body = await ticket_json(row)
@@ -98,6 +98,8 @@ def _iso(value: Any) -> Any:
 async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
     """The API's view of a ticket; `full` adds history and notifications."""
     deadlines = await Deadline.filter(ticket_id=row.id, state="pending").order_by("due_at")
+    # The ticket was created by its first event (intake dispatches at once, the same moment).
+    created = await TicketEvent.filter(ticket_id=row.id).order_by("id").first()
     body: dict[str, Any] = {
         "number": row.id,
         "display": f"#{row.id}",
@@ -109,6 +111,9 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
         "major": row.major,
         "legal": row.legal,
         "repeat_of": row.repeat_of,
+        "related": await related_numbers(row.id, row.related_to),
+        "created_at": _iso(created.at if created else None),
+        "dispatched_at": _iso(row.dispatched_at),
         "policy_version": row.policy_id,  # type: ignore[attr-defined]
         "deadlines": [{"clock": d.clock.value, "due_at": _iso(d.due_at)} for d in deadlines],
     }
@@ -117,7 +122,7 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
     fields = (
         "customer_name", "customer_phone", "car_model", "plate", "vin", "channel",
         "description", "flags", "about_staff", "about_staff_name", "about_staff_role",
-        "assignee", "dispatched_at", "responded_at",
+        "assignee", "responded_at",
         "first_solution_at", "escalated_at", "resolved_at", "closed_at", "followup_count",
         "attempts", "dispute_open", "staged_requests", "reopened_count", "satisfaction",
         "solution",

@@ -19,12 +19,13 @@ async def get_report(request: web.Request) -> web.Response:
     kind: Kind = "weekly" if request.match_info["kind"] == "weekly" else "monthly"
     zone = request.app[SETTINGS].zone
     try:
-        period = parse_period(kind, request.query.get("period"), request.app[CLOCK](), zone)
+        now = request.app[CLOCK]()
+        period = parse_period(kind, request.query.get("period"), now, zone)
         scope = Scope.parse(request.query.get("scope", "brand"))
     except ValueError as exc:
         return json_error(400, str(exc))
     limits = Limits.of(request.app[LEDGER].policies.current)
-    figures = await compute_figures(period, scope, limits, zone)
+    figures = await compute_figures(period, scope, limits, zone, now=now)
     if "text/csv" in request.headers.get("Accept", ""):
         name = f"report-{kind}-{period.label}-{scope}.csv".replace(":", "-")
         return web.Response(text=csv_text(figures), content_type="text/csv", charset="utf-8",

@@ -63,6 +63,10 @@ def request_compensation(
         raise Refused(f"{_label(ticket)} 当前状态为「{ticket.status.label}」，不能申请赔偿。")
     if not reason.strip():
         raise Refused("申请赔偿须说明原因。")
+    ceiling = policy.limits.compensation
+    if amount > ceiling:
+        raise Refused(f"{_label(ticket)} 申请的赔偿金额 {yuan(amount)} 超过单笔上限 "
+                      f"{yuan(ceiling)}，请核对金额；确需更多请联系本部。")
     role = compensation_approver(amount, policy)
     data = {"amount": str(amount), "reason": reason, "approver_role": role.value}
     return Outcome(ticket, "compensation_requested", data)

@@ -152,6 +152,25 @@ class CompensationBand(_Frozen):
     role: Role
 
 
+# The largest amount approval_request.amount (NUMERIC(12,2)) can hold.
+AMOUNT_CEILING = Decimal("9999999999.99")
+
+
+class CommandLimits(_Frozen):
+    """Upper bounds of what a command may ask for; beyond them it is refused
+    with the reason (a typo such as 10000000000 must not reach an approver)."""
+
+    compensation: Decimal = Field(default=Decimal(1_000_000), gt=0, le=AMOUNT_CEILING)
+    delegation: Duration = timedelta(days=90)
+
+    @field_validator("delegation")
+    @classmethod
+    def _delegation_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
 class QuietHours(_Frozen):
     """The nightly window in which e-mails and group nudges wait (local times)."""
 
@@ -227,6 +246,7 @@ class Policy(_Frozen):
     major_warning: Duration
     no_agreement: NoAgreement = NoAgreement()
     calendar: BusinessCalendar = BusinessCalendar()
+    limits: CommandLimits = CommandLimits()
 
     def document(self) -> dict[str, Any]:
         """The policy as plain JSON-able data, the form in which it is stored."""

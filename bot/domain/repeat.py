@@ -1,4 +1,8 @@
-"""R6 repeat detection: the same vehicle complaining again about the same problem."""
+"""R6 repeat detection: the same vehicle complaining again about the same problem.
+
+Another problem of the same vehicle is not a repeat: it is linked to the earlier
+ticket as related (both tickets show the link) and classified on its own, so
+brand division management and legal are not warned for it (R7-R9)."""
 
 from __future__ import annotations
 
@@ -49,6 +53,15 @@ def same_vehicle(vin: str, plate: str, earlier: EarlierComplaint) -> bool:
     return bool(plate) and normalise_plate(plate) == normalise_plate(earlier.plate)
 
 
+def _recent_same_vehicle(
+    vin: str, plate: str, earlier: Iterable[EarlierComplaint], policy: Policy, now: datetime
+) -> list[EarlierComplaint]:
+    return [
+        e for e in earlier
+        if now - e.dispatched_at <= policy.repeat.lookback and same_vehicle(vin, plate, e)
+    ]
+
+
 def find_repeat(
     *,
     vin: str,
@@ -58,16 +71,32 @@ def find_repeat(
     policy: Policy,
     now: datetime,
 ) -> EarlierComplaint | None:
-    """The most recent earlier complaint this one repeats, if any."""
+    """The most recent earlier complaint this one repeats, if any: the same
+    vehicle about the same problem (similar text). With the policy's
+    `open_ticket_is_repeat`, any open ticket of the vehicle counts too."""
     rule = policy.repeat
     matches = [
         e
-        for e in earlier
-        if now - e.dispatched_at <= rule.lookback
-        and same_vehicle(vin, plate, e)
-        and (
-            (rule.open_ticket_is_repeat and e.is_open)
-            or similarity(description, e.description) >= rule.min_similarity
-        )
+        for e in _recent_same_vehicle(vin, plate, earlier, policy, now)
+        if (rule.open_ticket_is_repeat and e.is_open)
+        or similarity(description, e.description) >= rule.min_similarity
     ]
     return max(matches, key=lambda e: (e.dispatched_at, e.number), default=None)
+
+
+def find_related(
+    *,
+    vin: str,
+    plate: str,
+    earlier: Iterable[EarlierComplaint],
+    repeat: EarlierComplaint | None,
+    policy: Policy,
+    now: datetime,
+) -> EarlierComplaint | None:
+    """For a complaint that repeats nothing: the earlier ticket of the same
+    vehicle it is linked to as related, the most recent open one first, else
+    the most recent closed one within the lookback."""
+    if repeat is not None:
+        return None
+    found = _recent_same_vehicle(vin, plate, earlier, policy, now)
+    return max(found, key=lambda e: (e.is_open, e.dispatched_at, e.number), default=None)

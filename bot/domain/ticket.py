@@ -96,6 +96,7 @@ class Ticket:
     about_staff_name: str | None = None
     about_staff_role: str | None = None
     repeat_of: int | None = None
+    related_to: int | None = None
     assignee: str | None = None
     responded_at: datetime | None = None
     first_solution_at: datetime | None = None

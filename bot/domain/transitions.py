@@ -121,10 +121,12 @@ def dispatch(
     now: datetime,
     about_staff_name: str | None = None,
     about_staff_role: str | None = None,
+    related_to: int | None = None,
 ) -> Outcome:
     """R10: a classified complaint is dispatched; the customer is told it is accepted.
     The employee complained about (R22) is `about_staff` when in the directory,
-    else named by `about_staff_name` and `about_staff_role`."""
+    else named by `about_staff_name` and `about_staff_role`. `related_to` links
+    another problem of the same vehicle (not a repeat, R6)."""
     ticket = Ticket(
         number=None,
         customer_name=customer_name,
@@ -151,6 +153,7 @@ def dispatch(
         about_staff_name=about_staff_name,
         about_staff_role=about_staff_role,
         repeat_of=repeat_of,
+        related_to=related_to,
     )
     notices = [
         _n("accepted", Audience.CUSTOMER, Medium.SMS),
@@ -169,6 +172,7 @@ def dispatch(
         "owner_level": ticket.owner_level.value,
         "reasons": list(classification.reasons),
         "repeat_of": repeat_of,
+        "related_to": related_to,
     }
     return Outcome(ticket, "dispatched", data, tuple(dict.fromkeys(notices)))
 

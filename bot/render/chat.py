@@ -7,7 +7,6 @@ phone and VIN appear unmasked only where the caller says so (one-to-one chats)."
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,7 +15,7 @@ from bot.domain.deadlines import Deadline
 from bot.domain.enums import Category, OwnerLevel, Slot, Status
 from bot.domain.permissions import group_may_see_details
 from bot.domain.ticket import Actor, Outcome, Ticket
-from bot.render.privacy import mask_phone, mask_vin
+from bot.render.privacy import mask_phone, mask_vin, phone_pattern, plain, vin_pattern
 
 # Events whose message needs nothing but a headline.
 _HEADLINES = {
@@ -35,19 +34,18 @@ def short_time(moment: datetime | None, zone: ZoneInfo) -> str:
     """03-02 09:45 in the configured zone."""
     return moment.astimezone(zone).strftime("%m-%d %H:%M") if moment else "—"
 
-_SEPARATORS = re.compile(r"[\s\-]+")
-
-
 def scrub(text: str, ticket: Ticket) -> str:
     """Free text (a complaint, a note) with the customer's phone and VIN masked
-    wherever someone typed them into it."""
-    digits = ticket.customer_phone.lstrip("+")
-    # The cheap test first: the pattern is built per ticket, and most text holds neither.
-    if len(digits) >= 5 and digits in _SEPARATORS.sub("", text):
-        spaced = r"[\s\-]*".join(re.escape(d) for d in digits)
-        text = re.sub(spaced, mask_phone(digits), text)
-    if ticket.vin and ticket.vin.lower() in text.lower():
-        text = re.sub(re.escape(ticket.vin), mask_vin(ticket.vin), text, flags=re.IGNORECASE)
+    wherever someone typed them into it, in whatever width or with whatever
+    separators (see bot.render.privacy)."""
+    # The cheap test first: the patterns are built per ticket, and most text holds neither.
+    flat = plain(text).upper()
+    phone = phone_pattern(ticket.customer_phone)
+    if phone is not None and plain(ticket.customer_phone).lstrip("+")[-5:] in flat:
+        text = phone.sub(mask_phone(ticket.customer_phone), text)
+    vin = vin_pattern(ticket.vin) if ticket.vin else None
+    if vin is not None and plain(ticket.vin).upper() in flat:
+        text = vin.sub(mask_vin(ticket.vin), text)
     return text
 
 

@@ -91,9 +91,15 @@ def period_containing(kind: Kind, day: date, zone: ZoneInfo) -> Period:
                   _utc(last + timedelta(days=1), zone))
 
 
+# How many periods back a report looks (the volume history of the chart).
+HISTORY = 8
+
+
 def parse_period(kind: Kind, text: str | None, now: datetime, zone: ZoneInfo) -> Period:
     """The period named by `text` (2026-W10 / 2026-03), or without it the last
-    complete one before `now`. ValueError (in Chinese) when it cannot be read."""
+    complete one before `now`. ValueError (in Chinese) when it cannot be read,
+    has not begun yet, or lies so early that the periods before it, which a
+    report compares with, are not dates any more (0001-W01)."""
     if not text:
         current = period_containing(kind, now.astimezone(zone).date(), zone)
         return current.previous(zone)
@@ -107,7 +113,14 @@ def parse_period(kind: Kind, text: str | None, now: datetime, zone: ZoneInfo) ->
         day = date.fromisocalendar(year, number, 1) if kind == "weekly" else date(year, number, 1)
     except ValueError:
         raise ValueError(f"不存在的{unit}份：{text}") from None
-    return period_containing(kind, day, zone)
+    if day > now.astimezone(zone).date():
+        raise ValueError(f"{text} 尚未开始，没有可统计的数据")
+    try:
+        period = period_containing(kind, day, zone)
+        period.recent(HISTORY, zone)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text} 超出可统计的范围") from None
+    return period
 
 
 @dataclass(frozen=True)
@@ -221,7 +234,8 @@ class Figures:
 
     Shares are fractions (0..1) of the tickets received, None when none were;
     times are minutes (response) and hours (resolution); `compensation_approved`
-    is yuan approved (R25) in the period."""
+    is yuan approved (R25) in the period. `backlog` and `overdue` count as of
+    `as_of` (local time): the period's end, or now while the period runs."""
 
     period: Period
     scope: Scope
@@ -244,12 +258,18 @@ class Figures:
     staged_closures: int
     compensation_approved: float
     satisfaction: float | None
+    as_of: datetime
     previous: Figures | None = None
     ranking: list[RankRow] = field(default_factory=list)
 
     HEADLINE = ("received", "repeats", "escalations", "responded_in_time",
                 "first_solution_in_time", "resolved_in_time", "backlog", "overdue",
                 "staged_closures", "compensation_approved", "satisfaction")
+
+    @property
+    def running(self) -> bool:
+        """True while the period has not ended: its backlog is as of now."""
+        return self.as_of < self.period.end
 
     def change(self, name: str) -> float | None:
         """This period's value of a headline figure minus the previous period's."""
@@ -270,6 +290,8 @@ class Figures:
                           "start": self.period.start.isoformat(),
                           "end": self.period.end.isoformat()}
         body["scope"] = str(self.scope)
+        body["as_of"] = self.as_of.isoformat()
+        body["running"] = self.running
         body["change"] = {name: self.change(name) for name in self.HEADLINE}
         return body
 
@@ -307,9 +329,12 @@ def _in_time(column: str, limit: timedelta, *, since: bool = False) -> tuple[str
 
 
 async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: ZoneInfo, *,
-                          with_previous: bool = True) -> Figures:
+                          now: datetime | None = None, with_previous: bool = True) -> Figures:
     """The report of `scope` for `period`, with the previous period's figures
-    (for the change) and, for a region or the brand, the ranking."""
+    (for the change) and, for a region or the brand, the ranking. The backlog
+    counts at the period's end or, while the period still runs, at `now`:
+    the end is in the future and would count every open ticket as overdue."""
+    as_of = period.end if now is None else min(period.end, now)
     scope_sql, scope_params = scope.where()
     bounds = [period.start, period.end]
     cohort = (f"t.dispatched_at >= ? AND t.dispatched_at < ? AND t.status <> 'cancelled' "
@@ -349,14 +374,14 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
         f"SELECT COUNT(*) AS n FROM {events} WHERE {in_period} "
         f"AND e.kind = 'staged_closure_approved'", bounds + scope_params)
 
-    # Open at the period's end; overdue when older than the resolution limit and
-    # not resolved by then.
+    # Open at `as_of`; overdue when older than the resolution limit and not
+    # resolved by then.
     [backlog] = await fetch_rows(
         f"SELECT COUNT(*) AS open, SUM(CASE WHEN t.dispatched_at <= ? AND "
         f"(t.resolved_at IS NULL OR t.resolved_at >= ?) THEN 1 ELSE 0 END) AS overdue "
         f"FROM ticket t WHERE t.dispatched_at < ? AND (t.closed_at IS NULL OR t.closed_at >= ?) "
         f"AND t.status <> 'cancelled' AND {scope_sql}",
-        [period.end - limits.resolution, period.end, period.end, period.end] + scope_params)
+        [as_of - limits.resolution, as_of, as_of, as_of] + scope_params)
     [satisfaction] = await fetch_rows(
         f"SELECT AVG(t.satisfaction) AS v FROM ticket t WHERE t.closed_at >= ? "
         f"AND t.closed_at < ? AND t.satisfaction IS NOT NULL AND {scope_sql}",
@@ -391,18 +416,21 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
         staged_closures=int(staged["n"]),
         compensation_approved=float(compensation["v"] or Decimal(0)),
         satisfaction=round(avg, 2) if avg is not None else None,
+        as_of=as_of.astimezone(zone),
     )
     if with_previous:
         figures.previous = await compute_figures(period.previous(zone), scope, limits, zone,
-                                                 with_previous=False)
-        figures.ranking = await ranking(period, scope, limits)
+                                                 now=now, with_previous=False)
+        figures.ranking = await ranking(period, scope, limits, as_of=as_of)
     return figures
 
 
-async def ranking(period: Period, scope: Scope, limits: Limits) -> list[RankRow]:
+async def ranking(period: Period, scope: Scope, limits: Limits, *,
+                  as_of: datetime | None = None) -> list[RankRow]:
     """A region's dealers, or the brand's regions, side by side: ranked by the
-    share responded in time, then resolved in time, then fewest open at the end.
-    Empty for a dealer."""
+    share responded in time, then resolved in time, then fewest open at the end
+    (or at `as_of`, while the period runs). Empty for a dealer."""
+    as_of = as_of or period.end
     if scope.level == "dealer":
         return []
     if scope.level == "region":
@@ -412,7 +440,7 @@ async def ranking(period: Period, scope: Scope, limits: Limits) -> list[RankRow]
         units = ("region u", "t.region_code = u.code", "1 = 1", [])
     source, join, where, params = units
     # One pass over the tickets dispatched before the end: those since the start
-    # are the period's cohort, those still open at the end its backlog.
+    # are the period's cohort, those still open at `as_of` its backlog.
     responded, p1 = _in_time("t.responded_at", limits.response, since=True)
     resolved, p2 = _in_time("COALESCE(t.resolved_at, t.closed_at)", limits.resolution,
                             since=True)
@@ -424,7 +452,7 @@ async def ranking(period: Period, scope: Scope, limits: Limits) -> list[RankRow]
         f"THEN 1 ELSE 0 END) AS backlog "
         f"FROM {source} LEFT JOIN ticket t ON {join} AND t.dispatched_at < ? "
         f"AND t.status <> 'cancelled' WHERE {where} GROUP BY u.code, u.name",
-        [period.start] + p1 + [period.start] + p2 + [period.start, period.end, period.end]
+        [period.start] + p1 + [period.start] + p2 + [period.start, as_of, period.end]
         + params)
     ranked = []
     for r in rows:
@@ -442,7 +470,7 @@ async def ranking(period: Period, scope: Scope, limits: Limits) -> list[RankRow]
     return ranked
 
 
-async def volume_history(period: Period, scope: Scope, zone: ZoneInfo, count: int = 8
+async def volume_history(period: Period, scope: Scope, zone: ZoneInfo, count: int = HISTORY
                          ) -> list[tuple[str, dict[str, int]]]:
     """Tickets received by category in the last `count` periods, oldest first."""
     scope_sql, scope_params = scope.where()
@@ -499,6 +527,6 @@ async def build_report(kind: Kind, period_text: str | None, scope: Scope, policy
     """The report of `scope` for the named period (default: the last complete one).
     ValueError (in Chinese) when the period or scope cannot be read."""
     period = parse_period(kind, period_text, now, zone)
-    figures = await compute_figures(period, scope, Limits.of(policy), zone)
+    figures = await compute_figures(period, scope, Limits.of(policy), zone, now=now)
     return Report(figures, await ticket_list(period, scope),
                   await volume_history(period, scope, zone))

@@ -68,6 +68,17 @@ def _change(value: float | None, how: str) -> str:
     return f"{value:+.1f}".removesuffix(".0") if how == "number" else f"{int(value):+d}"
 
 
+def as_of_text(figures: Figures) -> str:
+    """截至 03-04 10:00 (local) while the period runs, else empty."""
+    return f"截至 {figures.as_of:%m-%d %H:%M}" if figures.running else ""
+
+
+def label_of(figures: Figures, label: str) -> str:
+    """A headline label as it reads for this report: "期末…" counts at the
+    period's end, which a running period has not reached: 截至 03-04 10:00 …"""
+    return label.replace("期末", as_of_text(figures) + " ", 1) if figures.running else label
+
+
 def _counts(counts: dict[str, int]) -> str:
     return "、".join(f"{LABELS.get(k, k)} {n}" for k, n in counts.items()) or "无"
 
@@ -78,12 +89,15 @@ def markdown_summary(figures: Figures, max_bytes: int | None = None) -> str:
     and says how many more the workbook has."""
     period = figures.period
     lines = [f"### 投诉{_KIND[period.kind]} {period.title}",
-             f"> 范围：{figures.scope_name}", ""]
+             f"> 范围：{figures.scope_name}"]
+    if figures.running:
+        lines.append(f"> 本期尚未结束，数据{as_of_text(figures)}")
+    lines.append("")
     for name, label, how in HEADLINE:
         value = getattr(figures, name)
         change = figures.change(name) if name in Figures.HEADLINE else None
         suffix = f"（较上期 {_change(change, how)}）" if change is not None else ""
-        lines.append(f"- {label}：**{_show(value, how)}**{suffix}")
+        lines.append(f"- {label_of(figures, label)}：**{_show(value, how)}**{suffix}")
     lines += ["", f"按类别：{_counts(figures.by_category)}",
               f"按渠道：{_counts(figures.by_channel)}",
               f"按标记：{_counts(figures.by_flag)}"]
@@ -109,7 +123,7 @@ def markdown_summary(figures: Figures, max_bytes: int | None = None) -> str:
 def summary_rows(figures: Figures) -> list[tuple[str, Any, Any, Any]]:
     """(figure, this period, previous period, change) for the headline figures."""
     previous = figures.previous
-    return [(label, getattr(figures, name),
+    return [(label_of(figures, label), getattr(figures, name),
              getattr(previous, name) if previous else None, figures.change(name))
             for name, label, _ in HEADLINE]
 
@@ -134,7 +148,7 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
     book = Workbook(write_only=True)
     summary = book.create_sheet("汇总")
     summary.append([f"投诉{_KIND[figures.period.kind]}", figures.period.title,
-                    figures.scope_name])
+                    figures.scope_name, as_of_text(figures)])
     summary.append(["指标", "本期", "上期", "变化"])
     for row in summary_rows(figures):
         summary.append(list(row))
@@ -144,7 +158,8 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
             summary.append([f"{title}：{LABELS.get(key, key)}", count])
 
     ranking = book.create_sheet("区域排名" if figures.scope.level == "brand" else "经销商排名")
-    ranking.append(["名次", "代码", "名称", "受理", "2小时内响应率", "3天内解决率", "期末未结案"])
+    ranking.append(["名次", "代码", "名称", "受理", "2小时内响应率", "3天内解决率",
+                    label_of(figures, "期末未结案")])
     for r in figures.ranking:
         ranking.append([r.rank, r.code, r.name, r.received, r.responded_in_time,
                         r.resolved_in_time, r.backlog])
