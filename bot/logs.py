@@ -8,8 +8,11 @@ import sys
 import structlog
 
 
-def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
-    """Route structlog and the standard library's logging through one renderer."""
+def configure_logging(fmt: str = "console", level: str = "INFO", *, cache: bool = True) -> None:
+    """Route structlog and the standard library's logging through one renderer.
+    With `cache`, each logger keeps its first configuration (faster); tests that
+    configure logging pass False, or later `capture_logs` would not reach the
+    module loggers that were used meanwhile."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
@@ -25,7 +28,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     # The console renderer prints a traceback itself; JSON needs the exception
     # turned into data (type, message, frames), or the line says `"exc_info":

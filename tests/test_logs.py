@@ -68,7 +68,7 @@ def json_lines() -> Iterator[io.StringIO]:
     """What the production JSON set-up (LOG_FORMAT=json) writes while the test runs."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    configure_logging("json", "INFO")
+    configure_logging("json", "INFO", cache=False)
     buffer = io.StringIO()
     root.handlers[0].setStream(buffer)  # type: ignore[attr-defined]
     try:

@@ -47,7 +47,7 @@ def log_lines() -> Iterator[io.StringIO]:
     saved = root.handlers[:], root.level
     levels = {name: logging.getLogger(name).level for name in (
         "aiohttp.access", "apscheduler", "tortoise.db_client", "aiosqlite")}
-    configure_logging("json", "DEBUG")
+    configure_logging("json", "DEBUG", cache=False)
     for name in ("aiohttp.access", "apscheduler"):  # quieted for volume, not privacy
         logging.getLogger(name).setLevel(logging.DEBUG)
     buffer = io.StringIO()

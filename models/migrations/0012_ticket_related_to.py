@@ -13,4 +13,6 @@ class Migration(migrations.Migration):
             name='related_to',
             field=fields.IntField(null=True, db_index=True),
         ),
+        # AddField declares the index but creates none on SQLite.
+        ops.RunSQL('CREATE INDEX IF NOT EXISTS "idx_ticket_related_d6deb7" ON "ticket" ("related_to")'),
     ]
