@@ -192,6 +192,8 @@ async def test_a_complaint_from_intake_to_closure_and_back(talk: Conversation) -
     assert region_card["main_title"]["title"] == f"#{n} 升级投诉"
     [update] = updates(sent, "sh.chen")  # the assigned card follows the escalation
     assert update["task_id"] == assigned["task_id"] and "升级投诉" in text(update)
+    # The dealer's copy no longer offers 处理: the region holds the ticket now.
+    assert update["replace_text"] == "区域负责，无需您处理" and "replace_text" not in region_card
 
 
 async def test_disputes_refusals_duplicates_and_a_click_in_the_group(

@@ -166,8 +166,13 @@ def audience_may(audience: Audience, ticket: Ticket, action: Action) -> bool:
         region = ticket.region_code
     stand_in = Actor(userid=f"audience:{audience.value}", role=role,
                      dealer_code=dealer, region_code=region)
+    return may(stand_in, ticket, action)
+
+
+def may(actor: Actor, ticket: Ticket, action: Action) -> bool:
+    """Whether `check` lets the actor take the action (for what is shown, not done)."""
     try:
-        check(stand_in, ticket, action)
+        check(actor, ticket, action)
     except Refused:
         return False
     return True

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from bot.directory import actor_for
 from bot.domain.deadlines import Deadline
 from bot.domain.enums import Clock
-from bot.domain.permissions import group_may_see_details, may_see_customer
+from bot.domain.permissions import Action, group_may_see_details, may, may_see_customer
 from bot.domain.ticket import Ticket
 from bot.ledger import snapshot
 from bot.render.chat import (
@@ -80,6 +80,7 @@ def ticket_card(
     responder: str = "",
     in_group: bool = False,
     subject: str = "",
+    may_respond: bool = True,
 ) -> dict[str, Any]:
     """A ticket as a button_interaction card.
 
@@ -90,7 +91,9 @@ def ticket_card(
     complaint is about, R22). `deadlines` are the pending ones, soonest first.
     A card `in_group` of a complaint about an employee shows nothing of the
     customer, the vehicle or the complaint (R22: that employee may be in the
-    group); elsewhere `subject` (see `subject_text`) heads the complaint text."""
+    group); elsewhere `subject` (see `subject_text`) heads the complaint text.
+    A reader who may not respond (`may_respond` False: the ticket moved to
+    another level) gets the button greyed out with who holds the ticket."""
     if isinstance(ticket, TicketRow):
         ticket = snapshot(ticket)
     number = ticket.number
@@ -122,6 +125,8 @@ def ticket_card(
         "button_list": [{"text": "处理", "style": 1, "key": respond_key(number or 0)}],
     }
     replaced = _replace_text(ticket, zone, responder)
+    if not replaced and not may_respond:
+        replaced = f"{owner_text(ticket)}，无需您处理"
     if replaced:
         card["replace_text"] = replaced
     check_card(card)
@@ -141,13 +146,14 @@ class TicketView:
     subject: str = ""
 
     def card(
-        self, zone: ZoneInfo, *, task_id: str, show_customer: bool, in_group: bool = False
+        self, zone: ZoneInfo, *, task_id: str, show_customer: bool, in_group: bool = False,
+        may_respond: bool = True,
     ) -> dict[str, Any]:
-        """The ticket's template card (`in_group`: see `ticket_card`)."""
+        """The ticket's template card (`in_group`, `may_respond`: see `ticket_card`)."""
         return ticket_card(
             self.ticket, zone, task_id=task_id, show_customer=show_customer,
             deadlines=self.deadlines, dealer_name=self.dealer_name, responder=self.responder,
-            in_group=in_group, subject=self.subject,
+            in_group=in_group, subject=self.subject, may_respond=may_respond,
         )
 
 
@@ -188,13 +194,15 @@ async def load_view(number: int) -> TicketView | None:
 async def member_card(number: int, zone: ZoneInfo, *, task_id: str, userid: str) -> dict[str, Any]:
     """Ticket `number`'s current card for one member (the app's cards): with
     the customer's name and masked phone unless the member may not see them
-    (R22) or is no longer in the directory."""
+    (R22) or is no longer in the directory; its 处理 button live only for a
+    member who may respond (a copy refreshed after an escalation is not)."""
     view = await load_view(number)
     if view is None:
         raise LookupError(f"no ticket #{number}")
     actor = await actor_for(userid)
     show = actor is not None and may_see_customer(actor, view.ticket)
-    return view.card(zone, task_id=task_id, show_customer=show)
+    return view.card(zone, task_id=task_id, show_customer=show,
+                     may_respond=actor is not None and may(actor, view.ticket, Action.RESPOND))
 
 
 def check_card(card: dict[str, Any]) -> None:
