@@ -6,6 +6,7 @@ from models.approval import ApprovalRequest
 from models.callback import ProcessedCallback
 from models.card import SentCard
 from models.delegation import Delegation
+from models.deployment import Deployment
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.notification import Notification
 from models.policy import PolicyVersion
@@ -20,6 +21,7 @@ __all__ = [
     "Deadline",
     "Dealer",
     "Delegation",
+    "Deployment",
     "GroupChat",
     "Notification",
     "PolicyVersion",

@@ -227,7 +227,10 @@ async def test_r24_report_command_answers_with_the_groups_view(week10, ledger):
         msg = ChatMessage(userid=userid, text=text, channel="robot", chatid=chatid, msgid="m1")
         return (await handle_message(msg, ctx)).markdown
 
-    dealer = await say("sh.zhang", "/report week", "wrGRP-SH001")  # default: the last week
+    # R9: without a period, the current one so far (W11 has just begun).
+    current = await say("sh.zhang", "/report week", "wrGRP-SH001")
+    assert "投诉周报 2026-W11" in current and "- 受理投诉：**0**" in current
+    dealer = await say("sh.zhang", "/report week 2026-W10", "wrGRP-SH001")
     assert "投诉周报 2026-W10" in dealer and "范围：上海浦东4S店（SH001）" in dealer
     assert "- 受理投诉：**4**（较上期 +3）" in dealer and "排名" not in dealer
     region = await say("east.he", "报表 week 2026-W10", "wrGRP-EAST")
