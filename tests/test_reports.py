@@ -269,3 +269,35 @@ async def test_r24_cli_writes_the_workbook_and_the_chart(week10, db, tmp_path):
     assert result.stdout.split() == [str(xlsx), str(xlsx.with_suffix(".png"))]
     assert len(list(load_workbook(xlsx)["投诉明细"].iter_rows())) == 1 + 4
     assert png_size(xlsx.with_suffix(".png").read_bytes()) == (1200, 800)
+
+
+async def test_r8_the_chart_names_units_counts_whole_tickets_and_draws_chinese(ledger):
+    """A region's chart: its dealers by name (one without tickets as a zero
+    bar), whole-number counts, and drawn in the CJK font with no missing glyph
+    (pytest turns matplotlib's missing-glyph warning into an error)."""
+    import matplotlib.pyplot as plt
+
+    from bot.reports.fonts import cjk_font
+    from bot.reports.render import chart, figure
+
+    assert cjk_font() == "WenQuanYi Micro Hei"
+    await open_complaint(complaint("LFV2A21K6A3000001"), ledger, actor=CALL_CENTRE,
+                         source="api", now=TP)
+    period = parse_period("weekly", "2026-W09", T0, ZONE)
+    report = await build_report("weekly", period.label, Scope("region", "EAST"),
+                                ledger.policies.current, ZONE, T0)
+    fig = figure(report.figures, report.history)
+    try:
+        volume, sla = fig.axes
+        assert [t.get_text() for t in sla.get_xticklabels()] == [
+            "杭州西湖4S店", "上海浦东4S店"], "names, not codes, in ranking order"
+        # Bars: both dealers' response shares, then both resolution shares.
+        heights = [round(bar.get_height()) for bar in sla.patches]
+        assert len(heights) == 4 and heights[0] == heights[2] == 0, (
+            "the dealer without tickets is a zero bar")
+        assert all(tick == int(tick) for tick in volume.get_yticks())
+        assert volume.get_ylim()[1] >= 1
+    finally:
+        plt.close(fig)
+    png = chart(report.figures, report.history)
+    assert png_size(png) == CHART_SIZE
