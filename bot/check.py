@@ -3,7 +3,8 @@ one line per item, what works and what to fix.
 
 Each check returns a `Finding`; nothing here changes data (the database is
 opened without migrating, gettoken's answer is not stored). Items that are not
-configured are skipped, not failed: a deployment without e-mail is legitimate.
+configured are warnings, not failures (a deployment without e-mail is
+legitimate), each saying what will not happen; the report counts them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from bot.settings import Settings
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 
-Status = Literal["ok", "fail", "skip"]
-_MARKS: dict[Status, str] = {"ok": "✓", "fail": "✗", "skip": "-"}
+Status = Literal["ok", "fail", "warn"]
+_MARKS: dict[Status, str] = {"ok": "✓", "fail": "✗", "warn": "!"}
 
 # What an errcode from gettoken means for the person configuring the bot.
 GETTOKEN_FIXES: dict[int, str] = {
@@ -60,8 +61,8 @@ def _fail(item: str, detail: str) -> Finding:
     return Finding(item, "fail", detail)
 
 
-def _skip(item: str, detail: str) -> Finding:
-    return Finding(item, "skip", detail)
+def _warn(item: str, detail: str) -> Finding:
+    return Finding(item, "warn", detail)
 
 
 def _describe(exc: BaseException) -> str:
@@ -118,7 +119,8 @@ async def check_smtp(settings: Settings) -> Finding:
     """Connect to the SMTP server the way e-mail delivery does, and log in."""
     item = "SMTP"
     if not settings.smtp_host:
-        return _skip(item, "SMTP_HOST is empty: e-mail disabled")
+        return _warn(item, "SMTP 未配置：邮件不会发出（经理收不到报表工作簿）；"
+                           "设置 SMTP_HOST 等以启用")
     where = f"{settings.smtp_host}:{settings.smtp_port}"
     smtp = aiosmtplib.SMTP(
         hostname=settings.smtp_host,
@@ -156,7 +158,8 @@ async def check_wecom_api(settings: Settings) -> Finding:
     """gettoken with the app's CorpID and Secret (the token is not stored)."""
     item = "WeChat Work app"
     if not settings.wecom_configured:
-        return _skip(item, "WECOM_CORP_ID or WECOM_SECRET empty: WeChat Work delivery disabled")
+        return _warn(item, "企业微信应用未配置：不会给个人发应用消息（派单、催办、审批）；"
+                           "设置 WECOM_CORP_ID、WECOM_SECRET、WECOM_AGENT_ID 以启用")
     if settings.wecom_agent_id is None:
         return _fail(item, "WECOM_AGENT_ID is not set: copy the AgentId from 应用管理 → the app")
     client = WeComClient.from_settings(settings)
@@ -172,9 +175,9 @@ async def check_wecom_api(settings: Settings) -> Finding:
 
 
 def _round_trip(item: str, token: str, aes_key: str, receive_id: str,
-                token_name: str, key_name: str, robot: bool) -> Finding:
+                token_name: str, key_name: str, robot: bool, unset: str) -> Finding:
     if not token and not aes_key:
-        return _skip(item, f"{token_name} and {key_name} empty: callbacks disabled")
+        return _warn(item, f"{unset}；设置 {token_name}、{key_name} 以启用")
     try:
         cipher = CallbackCipher(token, aes_key, receive_id)
     except ValueError as exc:
@@ -200,14 +203,16 @@ async def check_app_callback(settings: Settings) -> Finding:
     if settings.wecom_token and not settings.wecom_corp_id:
         return _fail("app callback key", "WECOM_CORP_ID is empty: app callbacks carry it")
     return _round_trip("app callback key", settings.wecom_token, settings.wecom_aes_key,
-                       settings.wecom_corp_id, "WECOM_TOKEN", "WECOM_AES_KEY", robot=False)
+                       settings.wecom_corp_id, "WECOM_TOKEN", "WECOM_AES_KEY", robot=False,
+                       unset="应用回调未配置：员工在应用里发的指令和审批点击不会到达")
 
 
 async def check_robot_callback(settings: Settings) -> Finding:
     """Encrypt, sign, verify and decrypt a smart-robot callback with the configured key."""
     return _round_trip("robot callback key", settings.wecom_robot_token,
                        settings.wecom_robot_aes_key, "", "WECOM_ROBOT_TOKEN",
-                       "WECOM_ROBOT_AES_KEY", robot=True)
+                       "WECOM_ROBOT_AES_KEY", robot=True,
+                       unset="智能机器人回调未配置：群里 @机器人 的指令和卡片点击不会到达")
 
 
 async def check_sms(settings: Settings) -> Finding:
@@ -215,7 +220,7 @@ async def check_sms(settings: Settings) -> Finding:
     item = "SMS"
     provider = settings.sms_provider
     if provider == "log":
-        return _ok(item, "SMS_PROVIDER=log: texts are only logged (development only)")
+        return _warn(item, "SMS_PROVIDER=log：短信只写入日志，客户收不到（仅供开发）")
     if provider == "tencent":
         needed = {"TENCENT_SECRET_ID": settings.tencent_secret_id,
                   "TENCENT_SECRET_KEY": settings.tencent_secret_key,
@@ -237,6 +242,17 @@ async def check_sms(settings: Settings) -> Finding:
     return _ok(item, f"{provider} configured (credentials are tried on the first send)")
 
 
+async def check_chart_font(_settings: Settings) -> Finding:
+    """A font with Chinese glyphs for the report charts is installed."""
+    from bot.reports.fonts import INSTALL_HINT, cjk_font
+
+    font = cjk_font()
+    if font is None:
+        return _fail("chart font", f"no font with Chinese glyphs: report charts show boxes "
+                                   f"for every Chinese character; {INSTALL_HINT}")
+    return _ok("chart font", f"{font} (report charts draw Chinese)")
+
+
 CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding]]], ...] = (
     ("database", check_database),
     ("SMTP", check_smtp),
@@ -244,6 +260,7 @@ CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding]]], ...] = (
     ("app callback key", check_app_callback),
     ("robot callback key", check_robot_callback),
     ("SMS", check_sms),
+    ("chart font", check_chart_font),
 )
 
 # Longest wait for one check; each client has its own, shorter timeouts.
@@ -262,8 +279,16 @@ async def run_checks(settings: Settings) -> list[Finding]:
 
 
 def report(findings: list[Finding]) -> tuple[str, int]:
-    """The printed report and the exit code (1 when anything failed)."""
+    """The printed report and the exit code (1 when anything failed; a
+    warning, an integration not configured, does not fail)."""
     lines = [finding.line() for finding in findings]
     failed = sum(finding.status == "fail" for finding in findings)
-    lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
+    warned = sum(finding.status == "warn" for finding in findings)
+    if failed:
+        lines.append(f"{failed} check(s) failed")
+    elif warned:
+        lines.append(f"no check failed; {warned} warning(s): "
+                     "the items marked ! are not configured")
+    else:
+        lines.append("all checks passed")
     return "\n".join(lines), 1 if failed else 0

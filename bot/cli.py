@@ -83,6 +83,8 @@ def _sweep(settings: Settings, args: argparse.Namespace) -> int:
     from bot.clock import utcnow
     from bot.ledger import Ledger
     from bot.policy_book import PolicyBook
+    from bot.progress import Progress
+    from models import Deadline
     from schedulers.sweeper import sweep
 
     now = args.at or utcnow()
@@ -91,7 +93,11 @@ def _sweep(settings: Settings, args: argparse.Namespace) -> int:
         policies = PolicyBook(load_policy(settings.policy_file))
         async with open_database(settings.database_url):
             await policies.store_current()
-            actions = await sweep(Ledger(policies), now=now, limit=sys.maxsize)
+            due = await Deadline.filter(state="pending", due_at__lte=now).count()
+            progress = Progress("sweep", due)
+            actions = await sweep(Ledger(policies), now=now, limit=sys.maxsize,
+                                  on_progress=progress.update)
+            progress.finish()
         for action in actions:
             print(action.describe())
         print(f"{len(actions)} deadline(s) due at {now.isoformat()} dealt with")
@@ -115,10 +121,12 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                     return 1
                 print(f"notification {args.id} is pending again")
                 return 0
+            print("id\tstatus\tticket\tkind\tmedium\trecipient\ttries\tnext attempt\tlast error")
             for row in await undelivered():
                 number = row.ticket_id  # type: ignore[attr-defined]
                 about = f"#{number}" if number is not None else "-"  # a report: no ticket
                 print(f"{row.id}\t{row.status}\t{about}\t{row.kind}\t{row.medium}\t"
+                      f"{row.recipient or '-'}\t"
                       f"tries={row.tries}\tnext={row.next_attempt_at.isoformat()}\t"
                       f"{row.last_error[:80]}")
             return 0
@@ -163,16 +171,21 @@ def _check(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     from bot.clock import utcnow
+    from bot.progress import Progress
     from bot.reports.figures import Scope, build_report
     from bot.reports.render import write_files
 
     async def run() -> int:
         policy = load_policy(settings.policy_file)
+        progress = Progress("report", 2)
         async with open_database(settings.database_url):
+            progress.update(0, "计算指标与明细…")
             report = await build_report(args.kind, args.period, args.scope, policy,
                                         settings.zone, utcnow())
+            progress.update(1, "写入工作簿与图表…")
             paths = write_files(report.figures, report.tickets, report.history, settings.zone,
                                 Path(args.out))
+        progress.finish()
         for path in paths:
             print(path)
         return 0

@@ -6,7 +6,14 @@ group the person's own dealer or region, else the brand."""
 from __future__ import annotations
 
 from bot.domain.enums import OwnerLevel
-from bot.reports.figures import Kind, Limits, Scope, compute_figures, parse_period
+from bot.reports.figures import (
+    Kind,
+    Limits,
+    Scope,
+    compute_figures,
+    parse_period,
+    period_containing,
+)
 from bot.reports.render import markdown_summary
 from commands.base import Reply
 from commands.command import Call, Command, UsageError
@@ -34,11 +41,15 @@ async def scope_of(call: Call) -> Scope:
 async def _report(call: Call) -> Reply:
     words = call.args.split()
     if not words or words[0].lower() not in _KINDS or len(words) > 2:
-        raise UsageError("请指明 week（周报）或 month（月报），可附期间，如 2026-W10、2026-03。")
+        raise UsageError("请指明 week（周报）或 month（月报），可附期间，如 2026-W10、2026-03；"
+                         "不附期间为本周或本月至今。")
     kind = _KINDS[words[0].lower()]
     ctx = call.ctx
     try:
-        period = parse_period(kind, words[1] if len(words) > 1 else None, ctx.now, ctx.zone)
+        # Without a period: the current one so far (the scheduled reports
+        # already bring the last complete one).
+        period = (parse_period(kind, words[1], ctx.now, ctx.zone) if len(words) > 1 else
+                  period_containing(kind, ctx.now.astimezone(ctx.zone).date(), ctx.zone))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     limits = Limits.of(ctx.ledger.policies.current)

@@ -6,6 +6,7 @@ from models.approval import ApprovalRequest
 from models.callback import ProcessedCallback
 from models.card import SentCard
 from models.delegation import Delegation
+from models.deployment import Deployment
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.heartbeat import Heartbeat
 from models.notification import Notification
@@ -21,6 +22,7 @@ __all__ = [
     "Deadline",
     "Dealer",
     "Delegation",
+    "Deployment",
     "GroupChat",
     "Heartbeat",
     "Notification",

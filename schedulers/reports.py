@@ -25,7 +25,7 @@ import hashlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -38,7 +38,7 @@ from bot.domain.enums import Role
 from bot.domain.policy import Policy
 from bot.reports.figures import Kind, Period, Report, Scope, build_report, parse_period
 from bot.reports.render import chart, markdown_summary, workbook
-from models import GroupChat, Notification, ReportRun, Staff
+from models import Deployment, GroupChat, Notification, ReportRun, Staff, Ticket
 
 log = structlog.get_logger(__name__)
 
@@ -173,10 +173,29 @@ async def _claim(period: Period, scope: Scope, audience: Audience, parts: tuple[
     return True
 
 
+async def first_day(now: datetime, zone: ZoneInfo) -> date:
+    """The deployment's first day, stored the first time it is asked for (at
+    start-up): the day of the oldest ticket when there are tickets (a bot
+    upgraded in service keeps its reports), else today."""
+    stored = await Deployment.get_or_none(id=1)
+    if stored is not None:
+        return stored.first_day
+    oldest = await Ticket.all().order_by("dispatched_at").first().values("dispatched_at")
+    day = min(now, oldest["dispatched_at"] if oldest else now).astimezone(zone).date()
+    try:
+        await Deployment.create(id=1, first_day=day, created_at=now)
+    except IntegrityError:
+        pass  # another replica stored it first: its day stands
+    return (await Deployment.get(id=1)).first_day
+
+
 async def deliver_reports(period: Period, *, now: datetime, policy: Policy, zone: ZoneInfo
                           ) -> ReportStats:
-    """Store, for the outbox to send, every report of `period` not stored yet."""
+    """Store, for the outbox to send, every report of `period` not stored yet;
+    none for a period that ended before the deployment's first day."""
     stats = ReportStats()
+    if period.last_day < await first_day(now, zone):
+        return stats
     done = set(await ReportRun.filter(kind=period.kind, period=period.label).values_list(
         "scope_level", "scope_code"))
     scopes = await audiences()

@@ -30,7 +30,7 @@ from bot.notify.wecom import AppTransport, GroupTransport, RobotTransport, WeCom
 from bot.settings import Settings
 from bot.storage import Storage
 from schedulers.outbox import RetryPolicy, deliver_due
-from schedulers.reports import deliver_reports, due_period, report_trigger
+from schedulers.reports import deliver_reports, due_period, first_day, report_trigger
 from schedulers.sweeper import sweep
 from webhooks.callback import forget_callbacks
 
@@ -153,6 +153,8 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     wecom = app[WECOM] if settings.wecom_configured else None
     transports = transports_for(settings, wecom, clock=app[CLOCK])
+    # The first start is the deployment's first day: no reports of earlier periods.
+    await first_day(app[CLOCK](), settings.zone)
     scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,
                                          app[STORAGE])
     log.info("scheduler_started", media=sorted(transports),

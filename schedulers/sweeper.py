@@ -22,6 +22,7 @@ sweep ends. On SQLite one process is the rule.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,8 +69,11 @@ class SweepAction:
                 f"{self.result} {self.detail} → {self.status.label}")
 
 
-async def sweep(ledger: Ledger, *, now: datetime, limit: int = 500) -> list[SweepAction]:
-    """Apply up to `limit` deadlines due at `now`, oldest first; return what was done."""
+async def sweep(ledger: Ledger, *, now: datetime, limit: int = 500,
+                on_progress: Callable[[int], None] | None = None) -> list[SweepAction]:
+    """Apply up to `limit` deadlines due at `now`, oldest first; return what was
+    done. `on_progress` is told the number done after each batch (the CLI's
+    progress line)."""
     actions: list[SweepAction] = []
     # Tickets passed over: another transaction held them just now, or one of
     # their deadlines failed. None of their deadlines is applied in the rest of
@@ -107,6 +111,8 @@ async def sweep(ledger: Ledger, *, now: datetime, limit: int = 500) -> list[Swee
                 done, busy = await _apply_isolated(ledger, part, now)
                 actions.extend(done)
                 passed.update(busy)
+                if on_progress is not None:
+                    on_progress(len(actions))
     return actions
 
 

@@ -100,19 +100,48 @@ async def test_everything_configured_and_working_is_all_green(environment, tmp_p
     code, lines = await _check(environment, tmp_path)
     assert code == 0, lines
     for item in ("database", "SMTP", "WeChat Work app", "app callback key",
-                 "robot callback key", "SMS"):
+                 "robot callback key", "chart font"):
         assert _line(lines, item).startswith("✓"), lines
     assert "logged in as bot@brand.example" in _line(lines, "SMTP")
-    assert "development only" in _line(lines, "SMS")
-    assert lines[-1] == "all checks passed"
+    assert _line(lines, "chart font") == (
+        "✓ chart font: WenQuanYi Micro Hei (report charts draw Chinese)")
+    # The log provider is for development: customers get no text, and it says so.
+    assert _line(lines, "SMS").startswith("! SMS: SMS_PROVIDER=log：短信只写入日志，客户收不到")
+    assert lines[-1] == "no check failed; 1 warning(s): the items marked ! are not configured"
 
 
-async def test_nothing_optional_configured_is_skipped_not_failed(migrated_sqlite, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SMTP_"))}
+async def test_r10_unset_integrations_are_warnings_that_say_what_will_not_happen(
+        migrated_sqlite, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SMTP_", "SMS_"))}
     code, lines = await _check({**env, "DATABASE_URL": migrated_sqlite}, tmp_path)
     assert code == 0, lines
-    assert _line(lines, "SMTP") == "- SMTP: SMTP_HOST is empty: e-mail disabled"
-    assert _line(lines, "WeChat Work app").startswith("- ")
+    assert _line(lines, "SMTP") == (
+        "! SMTP: SMTP 未配置：邮件不会发出（经理收不到报表工作簿）；设置 SMTP_HOST 等以启用")
+    assert _line(lines, "WeChat Work app").startswith(
+        "! WeChat Work app: 企业微信应用未配置：不会给个人发应用消息")
+    assert _line(lines, "app callback key").startswith(
+        "! app callback key: 应用回调未配置：员工在应用里发的指令和审批点击不会到达；"
+        "设置 WECOM_TOKEN、WECOM_AES_KEY")
+    assert _line(lines, "robot callback key").startswith(
+        "! robot callback key: 智能机器人回调未配置：群里 @机器人 的指令和卡片点击不会到达")
+    assert _line(lines, "SMS").startswith("! SMS: SMS_PROVIDER=log")
+    assert "all checks passed" not in "\n".join(lines)
+    assert lines[-1] == "no check failed; 5 warning(s): the items marked ! are not configured"
+
+
+def test_r8_check_fails_when_no_font_draws_chinese(monkeypatch):
+    from bot import check
+    from bot.reports import fonts
+
+    monkeypatch.setattr(fonts, "cjk_font", lambda: None)
+    finding = asyncio.run(check.check_chart_font(None))  # type: ignore[arg-type]
+    text, code = check.report([finding])
+    assert code == 1
+    assert text.splitlines() == [
+        "✗ chart font: no font with Chinese glyphs: report charts show boxes for every "
+        "Chinese character; install fonts-wqy-microhei (Debian: apt-get install "
+        "fonts-wqy-microhei)",
+        "1 check(s) failed"]
 
 
 @pytest.mark.parametrize(

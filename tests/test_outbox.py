@@ -423,12 +423,16 @@ def test_cli_outbox_list_retry_and_flush(tmp_path):
                                        source="api", now=T0)
             await Notification.filter(ticket_id=out.ticket.number, medium="group").update(
                 status="dead", tries=8, last_error="WeComError: 60020")
-            return (await Notification.get(medium="group")).id
+            row = await Notification.get(medium="group")
+            return row.id, row.recipient
 
-    dead = asyncio.run(seed())
+    dead, chat = asyncio.run(seed())
     listed = cli("outbox", "list")
     assert listed.returncode == 0, listed.stderr
-    assert f"{dead}\tdead\t#1\tdispatched\tgroup\ttries=8" in listed.stdout
+    # R10: a header, and whom each row is for.
+    assert listed.stdout.splitlines()[0] == (
+        "id\tstatus\tticket\tkind\tmedium\trecipient\ttries\tnext attempt\tlast error")
+    assert f"{dead}\tdead\t#1\tdispatched\tgroup\t{chat}\ttries=8" in listed.stdout
     assert cli("outbox", "retry", str(dead)).returncode == 0
     flushed = cli("outbox", "flush")
     # Only SMS has a transport here (log provider); the revived group row waits for WeChat Work.

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -25,9 +25,9 @@ from bot.domain.transitions import respond
 from bot.intake import Complaint, open_complaint
 from bot.reports.figures import Limits, RankRow, Scope, compute_figures, parse_period
 from bot.reports.render import markdown_summary
-from models import GroupChat, Notification, ReportRun
+from models import Deployment, GroupChat, Notification, ReportRun
 from schedulers import runner
-from schedulers.reports import ReportStats, deliver_reports, due_period, report_trigger
+from schedulers.reports import ReportStats, deliver_reports, due_period, first_day, report_trigger
 from tests.conftest import ORG, ROOT, T0, TOKEN, WECOM_SECRETS, _truncate_postgres
 from tests.factories import CALL_CENTRE, SH_STAFF
 from tests.test_notify_email import running_mailbox
@@ -215,8 +215,9 @@ async def test_a_long_ranking_is_cut_to_fit_a_group_message(ledger):
 async def test_the_app_catches_up_at_start_and_not_again_after_a_restart(
     database_url, aiohttp_client, clock, emulator, monkeypatch
 ):
-    """The app's own scheduler: started on Monday 10:00 after missing 09:00, it
-    stores and sends last week's and last month's reports; restarted, nothing."""
+    """The app's own scheduler: started on Monday 10:00 after missing 09:00 (in
+    service since January), it stores and sends last week's and last month's
+    reports; restarted, nothing."""
     clock[0] = T0 + timedelta(hours=1)
     rounds: list[ReportStats] = []  # each report round the scheduler ran, as it ended
 
@@ -240,6 +241,8 @@ async def test_the_app_catches_up_at_start_and_not_again_after_a_restart(
             if database_url.startswith("postgres"):
                 await _truncate_postgres()
             await import_directory(ORG)
+            # Running since January: last week's and month's reports are owed.
+            await Deployment.create(id=1, first_day=date(2026, 1, 5), created_at=T0 - 60 * D)
         client = await aiohttp_client(create_app(settings, clock=lambda: clock[0]))
         await eventually(all_sent, what="both reports went to every manager and group")
         await client.close()
@@ -260,6 +263,7 @@ async def test_the_app_catches_up_at_start_and_not_again_after_a_restart(
 
 async def test_an_app_chat_group_gets_the_summary_and_the_chart_as_uploaded_media(
         ledger, delivery):
+    await week09_tickets(ledger)
     await GroupChat.filter(chatid="wrGRP-SH001").update(webhook_key="", app_chat_id="wrAPPCHAT1")
     week = parse_period("weekly", None, T0, ZONE)
     await deliver_reports(week, now=T0, policy=ledger.policies.current, zone=ZONE)
@@ -286,3 +290,27 @@ async def test_the_emulator_refuses_an_image_whose_md5_does_not_match(emulator):
         async with session.post(f"{emulator.url}/cgi-bin/webhook/send", params={"key": "k"},
                                 json={"msgtype": "image", "image": image}) as answer:
             assert (await answer.json())["errcode"] == 0
+
+
+async def test_r9_a_first_start_sends_no_report_of_the_weeks_and_months_before_it(
+        ledger, delivery: Delivery):
+    """Deployed on Monday 2026-03-02 (no ticket yet): the reports due then, of
+    W09 and February, would be all zeros of days the bot did not run; none is
+    sent. The first week it ran, W10, is reported the Monday after."""
+    weekly, monthly = report_trigger("0 9 * * mon", ZONE), report_trigger("0 9 1 * *", ZONE)
+    policy = ledger.policies.current
+    for kind, trigger in (("weekly", weekly), ("monthly", monthly)):
+        period = due_period(kind, trigger, T0, ZONE)
+        stats = await deliver_reports(period, now=T0, policy=policy, zone=ZONE)
+        assert stats.delivered == [] and stats.failed == []
+    assert await first_day(T0, ZONE) == date(2026, 3, 2)
+    assert (await delivery.run(T0)).claimed == 0
+    assert delivery.emulator.sent("webhook/send") == [] and delivery.mailbox.received == []
+
+    week10 = due_period("weekly", weekly, T0 + 7 * D, ZONE)
+    stats = await deliver_reports(week10, now=T0 + 7 * D, policy=policy, zone=ZONE)
+    assert set(stats.delivered) == SCOPES
+    await delivery.run(T0 + 7 * D)
+    [text, _] = group_posts(delivery.emulator, "hook-sh001")
+    assert "投诉周报 2026-W10" in text["markdown"]["content"]
+    assert len(delivery.mailbox.received) == len(MANAGERS)

@@ -227,7 +227,10 @@ async def test_r24_report_command_answers_with_the_groups_view(week10, ledger):
         msg = ChatMessage(userid=userid, text=text, channel="robot", chatid=chatid, msgid="m1")
         return (await handle_message(msg, ctx)).markdown
 
-    dealer = await say("sh.zhang", "/report week", "wrGRP-SH001")  # default: the last week
+    # R9: without a period, the current one so far (W11 has just begun).
+    current = await say("sh.zhang", "/report week", "wrGRP-SH001")
+    assert "投诉周报 2026-W11" in current and "- 受理投诉：**0**" in current
+    dealer = await say("sh.zhang", "/report week 2026-W10", "wrGRP-SH001")
     assert "投诉周报 2026-W10" in dealer and "范围：上海浦东4S店（SH001）" in dealer
     assert "- 受理投诉：**4**（较上期 +3）" in dealer and "排名" not in dealer
     region = await say("east.he", "报表 week 2026-W10", "wrGRP-EAST")
@@ -315,3 +318,35 @@ async def test_r12_the_chat_and_the_cli_refuse_a_period_out_of_range(ledger, db,
                      env={"DATABASE_URL": db}, cwd=tmp_path)
     assert result.returncode == 2 and period in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_r8_the_chart_names_units_counts_whole_tickets_and_draws_chinese(ledger):
+    """A region's chart: its dealers by name (one without tickets as a zero
+    bar), whole-number counts, and drawn in the CJK font with no missing glyph
+    (pytest turns matplotlib's missing-glyph warning into an error)."""
+    import matplotlib.pyplot as plt
+
+    from bot.reports.fonts import cjk_font
+    from bot.reports.render import chart, figure
+
+    assert cjk_font() == "WenQuanYi Micro Hei"
+    await open_complaint(complaint("LFV2A21K6A3000001"), ledger, actor=CALL_CENTRE,
+                         source="api", now=TP)
+    period = parse_period("weekly", "2026-W09", T0, ZONE)
+    report = await build_report("weekly", period.label, Scope("region", "EAST"),
+                                ledger.policies.current, ZONE, T0)
+    fig = figure(report.figures, report.history)
+    try:
+        volume, sla = fig.axes
+        assert [t.get_text() for t in sla.get_xticklabels()] == [
+            "杭州西湖4S店", "上海浦东4S店"], "names, not codes, in ranking order"
+        # Bars: both dealers' response shares, then both resolution shares.
+        heights = [round(bar.get_height()) for bar in sla.patches]
+        assert len(heights) == 4 and heights[0] == heights[2] == 0, (
+            "the dealer without tickets is a zero bar")
+        assert all(tick == int(tick) for tick in volume.get_yticks())
+        assert volume.get_ylim()[1] >= 1
+    finally:
+        plt.close(fig)
+    png = chart(report.figures, report.history)
+    assert png_size(png) == CHART_SIZE

@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,17 +18,19 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to memory only
 
 import matplotlib.pyplot as plt
+import structlog
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from openpyxl import Workbook
 
 from bot.domain.enums import Category, Status
 from bot.render.privacy import local_time, mask_phone
 from bot.reports.figures import LABELS, Figures
+from bot.reports.fonts import INSTALL_HINT, cjk_font
 
 CHART_SIZE = (1200, 800)  # pixels
 _DPI = 100
-# Fonts with Chinese glyphs, first found wins (Debian: fonts-wqy-microhei).
-_FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "SimHei",
-          "Microsoft YaHei", "DejaVu Sans"]
+log = structlog.get_logger(__name__)
 
 # (attribute, label, how to show it) of the headline figures, in reading order.
 HEADLINE: tuple[tuple[str, str, str], ...] = (
@@ -186,43 +189,71 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
     return out.getvalue()
 
 
-def chart(figures: Figures, history: Sequence[tuple[str, dict[str, int]]],
-          size: tuple[int, int] = CHART_SIZE) -> bytes:
-    """A PNG of `size` pixels: tickets by category over the recent periods
-    (left) and SLA compliance per dealer or region (right)."""
-    with plt.rc_context({"font.family": "sans-serif", "font.sans-serif": _FONTS}), \
-            warnings.catch_warnings():
-        # Without a Chinese font the labels show boxes; that must not stop a report.
-        warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+@contextmanager
+def chart_style() -> Iterator[None]:
+    """Draw in the Chinese font `cjk_font` finds, named explicitly (tick labels
+    are laid out when drawn, so drawing happens inside this too). Without one
+    the chart still renders, with boxes, and a log line says what to install."""
+    font = cjk_font()
+    with plt.rc_context({"font.family": [font or "DejaVu Sans"]}), warnings.catch_warnings():
+        if font is None:
+            log.warning("chart_without_cjk_font", hint=INSTALL_HINT)
+            # Boxes must not stop a report; `complaintbot check` fails on this.
+            warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+        yield
+
+
+def figure(figures: Figures, history: Sequence[tuple[str, dict[str, int]]],
+           size: tuple[int, int] = CHART_SIZE) -> Figure:
+    """The chart as a matplotlib figure of `size` pixels: tickets by category
+    over the recent periods (left) and SLA compliance per dealer or region, by
+    name (right). Counts have whole-number ticks; a unit with no tickets is a
+    zero bar. The caller closes it (`plt.close`)."""
+    with chart_style():
         fig, (volume, sla) = plt.subplots(1, 2, figsize=(size[0] / _DPI, size[1] / _DPI),
                                           dpi=_DPI)
-        try:
-            labels = [label for label, _ in history]
-            bottom = [0] * len(history)
-            for category in Category:
-                counts = [by[category.value] for _, by in history]
-                volume.bar(labels, counts, bottom=bottom, label=category.label)
-                bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
-            volume.set_title(f"{figures.scope_name} 各期受理量（按类别）")
-            volume.tick_params(axis="x", labelrotation=45)
-            volume.legend()
+        labels = [label for label, _ in history]
+        bottom = [0] * len(history)
+        for category in Category:
+            counts = [by.get(category.value, 0) for _, by in history]
+            volume.bar(labels, counts, bottom=bottom, label=category.label)
+            bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
+        volume.set_title(f"{figures.scope_name} 各期受理量（按类别）")
+        volume.tick_params(axis="x", labelrotation=45)
+        # Tickets come whole: no 0.2 steps, and an empty history still shows 0 to 1.
+        volume.yaxis.set_major_locator(MaxNLocator(integer=True))
+        volume.set_ylim(0, max([*bottom, 1]))
+        volume.set_ylabel("件")
+        volume.legend()
 
-            units = figures.ranking or []
-            names = [r.code for r in units] or [figures.scope.code or "全品牌"]
-            responded = [r.responded_in_time or 0 for r in units] or [
-                figures.responded_in_time or 0]
-            resolved = [r.resolved_in_time or 0 for r in units] or [figures.resolved_in_time or 0]
-            positions = range(len(names))
-            sla.bar([p - 0.2 for p in positions], [v * 100 for v in responded], width=0.4,
-                    label="2小时内响应率")
-            sla.bar([p + 0.2 for p in positions], [v * 100 for v in resolved], width=0.4,
-                    label="3天内解决率")
-            sla.set_xticks(list(positions), names)
-            sla.set_ylim(0, 100)
-            sla.set_ylabel("%")
-            sla.set_title(f"{figures.period.label} 时效达标率")
-            sla.legend()
-            fig.tight_layout()
+        units = figures.ranking or []
+        names = [r.name for r in units] or [figures.scope_name]
+        responded = [r.responded_in_time or 0 for r in units] or [
+            figures.responded_in_time or 0]
+        resolved = [r.resolved_in_time or 0 for r in units] or [figures.resolved_in_time or 0]
+        positions = range(len(names))
+        sla.bar([p - 0.2 for p in positions], [v * 100 for v in responded], width=0.4,
+                label="2小时内响应率")
+        sla.bar([p + 0.2 for p in positions], [v * 100 for v in resolved], width=0.4,
+                label="3天内解决率")
+        sla.set_xticks(list(positions), names)
+        if len(names) > 3:
+            sla.tick_params(axis="x", labelrotation=45)
+        sla.set_ylim(0, 100)
+        sla.yaxis.set_major_locator(MaxNLocator(integer=True))
+        sla.set_ylabel("%")
+        sla.set_title(f"{figures.period.label} 时效达标率")
+        sla.legend()
+        fig.tight_layout()
+    return fig
+
+
+def chart(figures: Figures, history: Sequence[tuple[str, dict[str, int]]],
+          size: tuple[int, int] = CHART_SIZE) -> bytes:
+    """The chart (see `figure`) as a PNG of `size` pixels."""
+    with chart_style():
+        fig = figure(figures, history, size)
+        try:
             out = io.BytesIO()
             fig.savefig(out, format="png", dpi=_DPI)
         finally:
