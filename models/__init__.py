@@ -8,6 +8,7 @@ from models.card import SentCard
 from models.delegation import Delegation
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.heartbeat import Heartbeat
+from models.lease import Lease
 from models.notification import Notification
 from models.policy import PolicyVersion
 from models.report_run import ReportRun
@@ -23,6 +24,7 @@ __all__ = [
     "Delegation",
     "GroupChat",
     "Heartbeat",
+    "Lease",
     "Notification",
     "PolicyVersion",
     "ProcessedCallback",

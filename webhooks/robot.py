@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from bot.keys import CLOCK, SETTINGS
 from bot.render.cards import ticket_of_task
 from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
+from bot.wecom.longconn import RESPOND_MSG, RESPOND_UPDATE, Handler, RobotConnection
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
 from webhooks.callback import (
@@ -47,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 ENDPOINT = "robot"
 ROBOT_CIPHER = web.AppKey("robot_cipher", CallbackCipher)
+ROBOT_CONNECTION = web.AppKey("robot_connection", RobotConnection)
 # The largest stream content WeChat Work takes, in bytes (doc 101031).
 STREAM_LIMIT = 20480
 _TEXT_LIMIT = 10000
@@ -184,20 +187,36 @@ async def receive(request: web.Request) -> web.Response:
         callback = parse_robot(plaintext, request.app[SETTINGS].wecom_robot_name)
     except CallbackRefused as exc:
         return refuse(request, ENDPOINT, exc)
+    stored = await answer_callback(request.app, callback, now)
+    if stored is None:
+        return storage_refusal()  # a click is answered with a card or not at all
+    if not stored:
+        return web.Response()
+    envelope = cipher.robot_reply(json.loads(stored), timestamp=str(int(now.timestamp())),
+                                  nonce=query.nonce)
+    return web.json_response(envelope)
+
+
+async def answer_callback(app: web.Application, callback: RobotCallback,
+                          now: datetime) -> str | None:
+    """Apply a robot callback once (deduplicated on msgid; the command and its
+    answer in one transaction) and return its answer as JSON: "" for none,
+    None for a click the storage refused (it can only be left unanswered).
+    Both modes use it: the HTTP callback and the long connection."""
     event = callback.event
     if event is None:
         log.info("wecom_callback_ignored", endpoint=ENDPOINT, msgid=callback.msgid)
-        return web.Response()
-    problem = await storage_problem(request.app)
+        return ""
+    problem = await storage_problem(app)
     if problem is None:
         try:
             stored, duplicate = await run_once(
-                ENDPOINT, callback.msgid, now, lambda: _apply(request.app, callback, now)
+                ENDPOINT, callback.msgid, now, lambda: _apply(app, callback, now)
             )
         except Exception as exc:
             log.exception("wecom_callback_failed", endpoint=ENDPOINT, msgid=callback.msgid,
                           userid=event.userid)
-            problem = await storage_problem(request.app, exc)
+            problem = await storage_problem(app, exc)
             # Only a message can be answered with text; a failed click stays as it was.
             stored = ""
             if isinstance(event, ChatMessage) and problem is None:
@@ -205,17 +224,13 @@ async def receive(request: web.Request) -> web.Response:
         else:
             if duplicate:
                 log.info("wecom_callback_duplicate", endpoint=ENDPOINT, msgid=callback.msgid)
-            problem = await storage_problem(request.app)  # applied into a lost file?
+            problem = await storage_problem(app)  # applied into a lost file?
     if problem is not None:
         log.error("storage_refused", endpoint=ENDPOINT, msgid=callback.msgid, error=problem)
         if not isinstance(event, ChatMessage):
-            return storage_refusal()  # a click is answered with a card or not at all
+            return None
         stored = json.dumps(message_reply(Reply(markdown=STORAGE_MESSAGE)), ensure_ascii=False)
-    if not stored:
-        return web.Response()
-    envelope = cipher.robot_reply(json.loads(stored), timestamp=str(int(now.timestamp())),
-                                  nonce=query.nonce)
-    return web.json_response(envelope)
+    return stored
 
 
 async def check_url(request: web.Request) -> web.Response:
@@ -224,8 +239,43 @@ async def check_url(request: web.Request) -> web.Response:
                             request.app[CLOCK]())
 
 
+def long_connection_handler(app: web.Application) -> Handler:
+    """What the long connection does with an inbound callback: the body is the
+    HTTP callback's JSON, applied the same way (answer_callback); the answer
+    goes back on the callback's req_id, a card as `aibot_respond_update_msg`."""
+
+    async def handle(cmd: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        now = app[CLOCK]()
+        try:
+            callback = parse_robot(json.dumps(body), app[SETTINGS].wecom_robot_name)
+        except CallbackRefused as exc:
+            log.warning("wecom_callback_refused", endpoint=ENDPOINT, reason=exc.reason, cmd=cmd)
+            return None
+        stored = await answer_callback(app, callback, now)
+        if not stored:
+            return None
+        answer = json.loads(stored)
+        if answer.get("response_type") == "update_template_card":
+            return RESPOND_UPDATE, answer
+        return RESPOND_MSG, answer
+
+    return handle
+
+
+async def _long_connection(app: web.Application) -> AsyncIterator[None]:
+    """Keep the robot's long connection (WECOM_ROBOT_MODE=long_connection)."""
+    connection = RobotConnection(app[SETTINGS], long_connection_handler(app))
+    app[ROBOT_CONNECTION] = connection
+    connection.start()
+    yield
+    await connection.stop()
+
+
 def setup(app: web.Application) -> None:
-    """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)."""
+    """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)
+    and, in long-connection mode, keep the WebSocket instead."""
+    if app[SETTINGS].wecom_robot_mode == "long_connection":
+        app.cleanup_ctx.append(_long_connection)  # after the database's: it needs the ORM
     cipher = make_cipher(app[SETTINGS], endpoint=ENDPOINT)
     if cipher is not None:
         app[ROBOT_CIPHER] = cipher
