@@ -14,11 +14,14 @@ from structlog.testing import capture_logs
 from bot.app import create_app
 from bot.db import open_database
 from bot.directory_import import import_directory
+from bot.keys import WECOM
+from bot.notify.wecom import GroupTransport
+from bot.render.notices import RenderedMessage
 from bot.settings import Settings
 from bot.wecom.emulator import WeComEmulator
 from bot.wecom.emulator_ws import HubError
 from bot.wecom.longconn import RobotConnection
-from models import Lease, ProcessedCallback, Ticket, TicketEvent
+from models import Lease, Notification, ProcessedCallback, Ticket, TicketEvent
 from tests.conftest import ORG, WeComWorld, _truncate_postgres, wecom_settings
 from tests.test_webhooks_robot import GROUP, open_ticket
 from tests.waiting import eventually
@@ -79,7 +82,8 @@ async def test_subscribes_with_bot_id_and_secret_and_pings(longconn: LongWorld) 
 
 async def test_a_command_is_applied_and_answered_on_its_req_id(longconn: LongWorld) -> None:
     number = await open_ticket(as_world(longconn))
-    answer = await longconn.emulator.ws.message("sh.zhang", GROUP, "@投诉助手 /respond 1 已联系客户")
+    answer = await longconn.emulator.ws.message("sh.zhang", GROUP,
+                                                "@投诉助手 /respond 1 已联系客户")
     assert answer["cmd"] == "aibot_respond_msg"
     assert answer["body"]["msgtype"] == "stream"
     assert f"#{number}" in answer["body"]["stream"]["content"]
@@ -189,3 +193,35 @@ async def test_a_clean_stop_releases_the_lease(longconn: LongWorld) -> None:
     connection = longconn.connection
     await connection.stop()
     assert not await Lease.exists(name=connection.lease_name)
+
+
+def notice(chatid: str, text: str) -> tuple[Notification, RenderedMessage]:
+    row = Notification(kind="dispatched", medium="group", audience="group", recipient=chatid)
+    return row, RenderedMessage(subject=text, text=text, html=text, markdown=text)
+
+
+async def test_group_notices_are_pushed_where_the_chat_is_open_else_go_by_webhook(
+    longconn: LongWorld,
+) -> None:
+    hub = longconn.emulator.ws
+    await hub.message("sh.zhang", GROUP, "@投诉助手 /help")  # opens SH001's group to pushes
+    transport = GroupTransport(longconn.bot.app[WECOM], pusher=longconn.connection)
+    await transport.deliver(*notice(GROUP, "工单 #1 已派发"))
+    await transport.deliver(*notice("wrGRP-HZ001", "工单 #2 已派发"))
+    assert hub.pushes == [{"chatid": GROUP, "chat_type": 2, "msgtype": "markdown",
+                           "markdown": {"content": "工单 #1 已派发"}}]
+    [hook] = longconn.emulator.sent("webhook/send")
+    assert hook["json"]["markdown"]["content"] == "工单 #2 已派发"
+
+
+async def test_pushes_keep_to_30_a_minute_per_chat_then_use_the_webhook(
+    longconn: LongWorld,
+) -> None:
+    hub = longconn.emulator.ws
+    await hub.message("sh.zhang", GROUP, "@投诉助手 /help")
+    transport = GroupTransport(longconn.bot.app[WECOM], pusher=longconn.connection)
+    for n in range(31):
+        await transport.deliver(*notice(GROUP, f"通知 {n}"))
+    assert len(hub.pushes) == 30
+    [hook] = longconn.emulator.sent("webhook/send")
+    assert hook["json"]["markdown"]["content"] == "通知 30"

@@ -264,8 +264,7 @@ def long_connection_handler(app: web.Application) -> Handler:
 
 async def _long_connection(app: web.Application) -> AsyncIterator[None]:
     """Keep the robot's long connection (WECOM_ROBOT_MODE=long_connection)."""
-    connection = RobotConnection(app[SETTINGS], long_connection_handler(app))
-    app[ROBOT_CONNECTION] = connection
+    connection = app[ROBOT_CONNECTION]
     connection.start()
     yield
     await connection.stop()
@@ -275,6 +274,8 @@ def setup(app: web.Application) -> None:
     """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)
     and, in long-connection mode, keep the WebSocket instead."""
     if app[SETTINGS].wecom_robot_mode == "long_connection":
+        # Made now so the outbox (started earlier) can push through it.
+        app[ROBOT_CONNECTION] = RobotConnection(app[SETTINGS], long_connection_handler(app))
         app.cleanup_ctx.append(_long_connection)  # after the database's: it needs the ORM
     cipher = make_cipher(app[SETTINGS], endpoint=ENDPOINT)
     if cipher is not None:

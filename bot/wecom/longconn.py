@@ -37,6 +37,7 @@ import structlog
 from bot.clock import Clock, utcnow
 from bot.settings import Settings
 from bot.wecom.lease import release_lease, take_lease
+from bot.wecom.pacing import MEMBER_LIMITS, take_slot
 
 log = structlog.get_logger(__name__)
 
@@ -295,3 +296,22 @@ class RobotConnection:
         ack = await self._request(ws, SEND_MSG, body, wait=wait)
         if ack.get("errcode") != 0:
             raise PushRefused(f"errcode {ack.get('errcode')}: {ack.get('errmsg')}")
+
+    async def push_markdown(self, chatid: str, content: str) -> bool:
+        """Push markdown into group `chatid` if this replica holds the connection
+        and the chat's limits (30/min, 1,000/h, counted by all replicas) have
+        room; False (nothing sent) when the caller should use another way: the
+        chat is not open to pushes (nobody wrote to the robot there), the
+        connection is elsewhere or down, or the limits are reached."""
+        if not self.connected:
+            return False
+        if await take_slot(f"robot-chat:{chatid}", MEMBER_LIMITS, self._clock()) > 0:
+            return False
+        body = {"chatid": chatid, "chat_type": 2, "msgtype": "markdown",
+                "markdown": {"content": content}}
+        try:
+            await self.push(body)
+        except (PushRefused, TimeoutError, ConnectionError) as exc:
+            log.info("wecom_robot_push_refused", chatid=chatid, error=str(exc))
+            return False
+        return True
