@@ -15,14 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.policy import ZoneName
@@ -212,15 +205,6 @@ class Settings(BaseSettings):
         if not value.is_file():
             raise ValueError(f"no such file: {value}")
         return value
-
-    @model_validator(mode="after")
-    def _long_connection_credentials(self) -> Settings:
-        if self.wecom_robot_mode == "long_connection" and not (
-            self.wecom_robot_bot_id and self.wecom_robot_secret
-        ):
-            raise ValueError("WECOM_ROBOT_MODE=long_connection needs WECOM_ROBOT_BOT_ID and "
-                             "WECOM_ROBOT_SECRET")
-        return self
 
     @property
     def zone(self) -> ZoneInfo:

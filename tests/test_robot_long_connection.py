@@ -13,16 +13,18 @@ from structlog.testing import capture_logs
 
 from bot.app import create_app
 from bot.db import open_database
+from bot.demo import create_demo_app
 from bot.directory_import import import_directory
 from bot.keys import WECOM
 from bot.notify.wecom import GroupTransport
 from bot.render.notices import RenderedMessage
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError, load_settings
 from bot.wecom.emulator import WeComEmulator
 from bot.wecom.emulator_ws import HubError
 from bot.wecom.longconn import RobotConnection
 from models import Lease, Notification, ProcessedCallback, Ticket, TicketEvent
 from tests.conftest import ORG, WeComWorld, _truncate_postgres, wecom_settings
+from tests.test_demo import free_port, say, wait_for
 from tests.test_webhooks_robot import GROUP, open_ticket
 from tests.waiting import eventually
 from webhooks.robot import ROBOT_CONNECTION, long_connection_handler
@@ -225,3 +227,25 @@ async def test_pushes_keep_to_30_a_minute_per_chat_then_use_the_webhook(
     assert len(hub.pushes) == 30
     [hook] = longconn.emulator.sent("webhook/send")
     assert hook["json"]["markdown"]["content"] == "通知 30"
+
+
+def test_long_connection_mode_without_bot_id_and_secret_is_refused_at_start() -> None:
+    settings = load_settings(database_url="sqlite://:memory:", wecom_robot_mode="long_connection")
+    with pytest.raises(SettingsError, match="WECOM_ROBOT_BOT_ID"):
+        create_app(settings, scheduler=False)
+
+
+async def test_the_demo_runs_in_long_connection_mode(aiohttp_server, aiohttp_client,
+                                                     tmp_path) -> None:
+    port = free_port()
+    settings = load_settings(http_port=port, outbox_interval_seconds=0.1, timezone="Asia/Shanghai",
+                             wecom_robot_mode="long_connection")
+    app = create_demo_app(settings, database=tmp_path / "demo.sqlite3")
+    demo = await aiohttp_client(await aiohttp_server(app, port=port))
+    connection = app[ROBOT_CONNECTION]
+    await eventually(lambda: connection.connected, what="the demo's bot subscribed")
+    await say(demo, "sh.zhang", "wrGRP-SH001", "/help")
+    reply = await wait_for(demo, lambda e: e["sender"] == "bot" and e["via"] == "robot")
+    assert reply["chat"] == "wrGRP-SH001" and "/respond" in reply["text"]
+    log = await (await demo.get("/dev/emulator/log")).json()
+    assert [r for r in log["requests"] if r["path"] == "ws:/wecom/robot"]

@@ -24,6 +24,7 @@ from aiohttp import web
 from bot.card_copies import record_copy
 from bot.keys import CLOCK, SETTINGS
 from bot.render.cards import ticket_of_task
+from bot.settings import SettingsError
 from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from bot.wecom.longconn import RESPOND_MSG, RESPOND_UPDATE, Handler, RobotConnection
@@ -273,11 +274,15 @@ async def _long_connection(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)
     and, in long-connection mode, keep the WebSocket instead."""
-    if app[SETTINGS].wecom_robot_mode == "long_connection":
+    settings = app[SETTINGS]
+    if settings.wecom_robot_mode == "long_connection":
+        if not (settings.wecom_robot_bot_id and settings.wecom_robot_secret):
+            raise SettingsError("invalid configuration:\n  WECOM_ROBOT_MODE: long_connection "
+                                "needs WECOM_ROBOT_BOT_ID and WECOM_ROBOT_SECRET")
         # Made now so the outbox (started earlier) can push through it.
-        app[ROBOT_CONNECTION] = RobotConnection(app[SETTINGS], long_connection_handler(app))
+        app[ROBOT_CONNECTION] = RobotConnection(settings, long_connection_handler(app))
         app.cleanup_ctx.append(_long_connection)  # after the database's: it needs the ORM
-    cipher = make_cipher(app[SETTINGS], endpoint=ENDPOINT)
+    cipher = make_cipher(settings, endpoint=ENDPOINT)
     if cipher is not None:
         app[ROBOT_CIPHER] = cipher
     app.router.add_get("/wecom/robot", check_url)

@@ -431,6 +431,10 @@ class WeComEmulator:
 
     async def deliver_robot(self, message: dict[str, Any]) -> dict[str, Any]:
         """Post one robot callback as WeChat Work does; the decrypted reply."""
+        if self.ws.connected:  # long-connection mode: the callback goes by the socket
+            reply = await self.ws.callback(message)
+            self._record_callback("ws:/wecom/robot", message, reply)
+            return reply
         timestamp = str(int(self._clock().timestamp()))
         query, body = self.robot_cipher.robot_callback(message, timestamp=timestamp)
         text = await self._post("/wecom/robot", query.as_params(), body, "application/json")

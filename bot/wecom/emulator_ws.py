@@ -106,6 +106,9 @@ class LongConnectionHub:
                     await ws.send_json(_ack(req_id, 40058, "chat not open to pushes"))
                 else:
                     self.pushes.append(body)
+                    self.emulator.requests.append({
+                        "direction": "api", "path": "ws:aibot_send_msg", "json": body,
+                        "answer": _ack(req_id), "time": utcnow().isoformat()})
                     await ws.send_json(_ack(req_id))
             else:
                 await ws.send_json(_ack(req_id, 40008, f"unknown cmd {cmd}"))
@@ -170,6 +173,17 @@ class LongConnectionHub:
             body["chatid"] = chatid
         return await self.deliver("aibot_event_callback", body, wait=UPDATE_WINDOW)
 
+    async def callback(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Deliver a robot callback (the HTTP mode's JSON) over the socket, as
+        WeChat Work does for a robot in long-connection mode; the answer's body."""
+        if message.get("msgtype") == "event":
+            answer = await self.deliver("aibot_event_callback", message, wait=UPDATE_WINDOW)
+        else:
+            if message.get("chatid"):
+                self.open_chats.add(message["chatid"])
+            answer = await self.deliver("aibot_msg_callback", message, wait=30.0)
+        return answer["body"]
+
     async def deliver(self, cmd: str, body: dict[str, Any], *, wait: float) -> dict[str, Any]:
         """Send one callback frame on the live connection; the answer to it."""
         ws = self._live
@@ -185,9 +199,6 @@ class LongConnectionHub:
             raise HubError(f"no answer to {cmd} within {wait:.0f} s") from None
         finally:
             self._answers.pop(req_id, None)
-        self.emulator.requests.append({"direction": "callback", "path": "ws:" + cmd,
-                                       "json": body, "reply": answer,
-                                       "time": utcnow().isoformat()})
         return answer
 
 

@@ -97,6 +97,7 @@ class RobotConnection:
         # Real time: leases and backoff run on the wall clock, whatever the app's clock says.
         self._clock = clock
         self._holding = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,18 +121,18 @@ class RobotConnection:
 
     async def stop(self) -> None:
         """Shut down cleanly: close the socket and give the lease up, so another
-        replica takes over without waiting for it to expire."""
-        self.kill()
-        for task in (self._keeper, self._runner):
+        replica takes over without waiting for it to expire. The lease task
+        gives it up itself: it runs where the ORM is open (the startup's context)."""
+        for task in (self._runner, *self._tasks):
             if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._ws is not None:
-            await self._ws.close()
-        try:
-            await release_lease(self.lease_name, self.holder)
-        except Exception:
-            log.exception("wecom_robot_lease_release_failed")
+                task.cancel()
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self._stopping.set()
+        if self._keeper is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
 
     @property
     def holding(self) -> bool:
@@ -146,8 +147,9 @@ class RobotConnection:
     # -- the lease ------------------------------------------------------------
 
     async def _keep_lease(self) -> None:
-        """Take or renew the lease every third of its length; losing it closes the socket."""
-        while True:
+        """Take or renew the lease every third of its length; losing it closes
+        the socket; a clean stop gives it up."""
+        while not self._stopping.is_set():
             try:
                 held = await take_lease(self.lease_name, self.holder, self._clock(),
                                         self.lease_seconds)
@@ -162,7 +164,13 @@ class RobotConnection:
                 self._holding.clear()
                 if self._ws is not None:
                     await self._ws.close()
-            await asyncio.sleep(self.lease_seconds / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.lease_seconds / 3)
+        self._holding.clear()
+        try:
+            await release_lease(self.lease_name, self.holder)
+        except Exception:
+            log.exception("wecom_robot_lease_release_failed")
 
     # -- the connection -------------------------------------------------------
 
