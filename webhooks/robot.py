@@ -22,12 +22,20 @@ import structlog
 from aiohttp import web
 
 from bot.card_copies import record_copy
+from bot.clock import utcnow
 from bot.keys import CLOCK, SETTINGS
 from bot.render.cards import ticket_of_task
 from bot.settings import SettingsError
 from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
-from bot.wecom.longconn import RESPOND_MSG, RESPOND_UPDATE, Handler, RobotConnection
+from bot.wecom.longconn import (
+    PUSH_SLOT_PREFIX,
+    RESPOND_MSG,
+    RESPOND_UPDATE,
+    Handler,
+    RobotConnection,
+)
+from bot.wecom.pacing import MEMBER_LIMITS, take_slot
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
 from webhooks.callback import (
@@ -256,6 +264,10 @@ def long_connection_handler(app: web.Application) -> Handler:
         if not stored:
             return None
         answer = json.loads(stored)
+        chatid = callback.event.chatid if callback.event is not None else None
+        if chatid:
+            # Replies and pushes share a chat's limits: a reply uses up a push's room.
+            await take_slot(f"{PUSH_SLOT_PREFIX}{chatid}", MEMBER_LIMITS, utcnow())
         if answer.get("response_type") == "update_template_card":
             return RESPOND_UPDATE, answer
         return RESPOND_MSG, answer

@@ -49,6 +49,8 @@ RESPOND_MSG = "aibot_respond_msg"
 RESPOND_UPDATE = "aibot_respond_update_msg"
 SEND_MSG = "aibot_send_msg"
 DISCONNECTED_EVENT = "disconnected_event"
+# SendSlot key prefix (bot/wecom/pacing.py) of a chat's replies and pushes.
+PUSH_SLOT_PREFIX = "robot-chat:"
 # The longest wait between two reconnection attempts.
 BACKOFF_CAP_SECONDS = 60.0
 
@@ -180,7 +182,7 @@ class RobotConnection:
                 await self._holding.wait()
                 try:
                     outcome = await self._connect_once(session)
-                except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                except Exception as exc:  # whatever broke, the loop must go on reconnecting
                     outcome = "failed"
                     log.warning("wecom_robot_connect_failed", error=repr(exc))
                 finally:
@@ -213,7 +215,11 @@ class RobotConnection:
             await ws.send_str(frame(SUBSCRIBE, req_id,
                                     {"bot_id": self.bot_id, "secret": self._secret}))
             ack = await asyncio.wait_for(ws.receive_json(), timeout=self.ping_seconds)
-            if ack.get("headers", {}).get("req_id") != req_id or ack.get("errcode") != 0:
+            if not isinstance(ack, dict):
+                ack = {}
+            headers = ack.get("headers")
+            if not isinstance(headers, dict) or headers.get("req_id") != req_id or ack.get(
+                    "errcode") != 0:
                 log.error("wecom_robot_subscribe_refused", errcode=ack.get("errcode"),
                           errmsg=ack.get("errmsg"))
                 return "refused"
@@ -313,7 +319,7 @@ class RobotConnection:
         connection is elsewhere or down, or the limits are reached."""
         if not self.connected:
             return False
-        if await take_slot(f"robot-chat:{chatid}", MEMBER_LIMITS, self._clock()) > 0:
+        if await take_slot(f"{PUSH_SLOT_PREFIX}{chatid}", MEMBER_LIMITS, self._clock()) > 0:
             return False
         body = {"chatid": chatid, "chat_type": 2, "msgtype": "markdown",
                 "markdown": {"content": content}}
