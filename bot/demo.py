@@ -48,7 +48,7 @@ DEFAULT_DATABASE = Path("data") / "demo.sqlite3"
 # ones. Everything else is the default or the demo's own (see demo_settings).
 _FROM_ENVIRONMENT = (
     "http_host", "http_port", "timezone", "policy_file", "log_format", "log_level",
-    "sweep_interval_seconds", "outbox_interval_seconds",
+    "sweep_interval_seconds", "outbox_interval_seconds", "wecom_robot_mode",
 )
 _EVERY_INTERFACE = "0.0.0.0"
 # Credentials the bot and the emulator share; they open nothing outside this process.
@@ -60,6 +60,8 @@ DEMO_WECOM: dict[str, Any] = {
     "wecom_aes_key": "Y29tcGxhaW50Ym90IGRlbW8gYXBwIGNhbGxiYWNrISE",
     "wecom_robot_token": "DemoRobotToken",
     "wecom_robot_aes_key": "Y29tcGxhaW50Ym90IGRlbW8gcm9ib3QgY2FsbGJhY2s",
+    "wecom_robot_bot_id": "demo-robot",
+    "wecom_robot_secret": SecretStr("demo-robot-secret"),
 }
 
 
@@ -89,6 +91,8 @@ def demo_settings(settings: Settings, *, database: Path = DEFAULT_DATABASE) -> S
         "database_url": f"sqlite://{database}",
         "api_token": SecretStr(DEMO_API_TOKEN),
         "wecom_api_base": f"{local_url(base)}{DEV_PREFIX}/cgi-bin",
+        # Used with WECOM_ROBOT_MODE=long_connection: the emulator's socket.
+        "wecom_robot_ws_url": f"{local_url(base)}{DEV_PREFIX}/emulator/ws",
     })
 
 

@@ -11,9 +11,12 @@ from bot.ledger import Ledger
 from bot.settings import Settings
 from bot.storage import Storage
 from bot.wecom.client import WeComClient
+from bot.wecom.longconn import RobotConnection
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", Ledger)
 CLOCK = web.AppKey("clock", Clock)
 WECOM = web.AppKey("wecom", WeComClient)
 STORAGE = web.AppKey("storage", Storage)
+# Only in long-connection mode: the robot's WebSocket (webhooks/robot.py sets it).
+ROBOT_CONNECTION = web.AppKey("robot_connection", RobotConnection)

@@ -63,6 +63,33 @@ class Settings(BaseSettings):
     wecom_robot_token: str = Field("", description="Callback Token of the smart robot")
     wecom_robot_aes_key: str = Field("", description="Callback EncodingAESKey of the smart robot")
     wecom_robot_name: str = Field("投诉助手", description="The robot's @-name in groups")
+    wecom_robot_mode: Literal["callback", "long_connection"] = Field(
+        "callback", description="How the smart robot's messages arrive: callback (HTTP "
+        "POST /wecom/robot, encrypted) or long_connection (one WebSocket the bot opens to "
+        "WeChat Work, doc 101463; allows pushes into groups); one mode per robot",
+    )
+    wecom_robot_bot_id: str = Field("", description="BotID of the smart robot (long_connection)")
+    wecom_robot_secret: SecretStr | None = Field(
+        None, description="Secret of the smart robot (long_connection)"
+    )
+    wecom_robot_ws_url: str = Field(
+        "wss://openws.work.weixin.qq.com", description="WebSocket URL of the long connection"
+    )
+    wecom_robot_ping_seconds: float = Field(
+        30, gt=0, description="How often the long connection sends its ping"
+    )
+    wecom_robot_reconnect_seconds: float = Field(
+        1, gt=0, description="First wait before reconnecting a dropped long connection; "
+        "doubles per failure (with jitter) up to 60 s",
+    )
+    wecom_robot_displaced_wait_seconds: float = Field(
+        30, ge=0, description="Wait after another connection displaced this one before "
+        "subscribing again (two deployments of one robot must not fight for it)",
+    )
+    wecom_robot_lease_seconds: float = Field(
+        20, gt=0, description="Lease of the one replica holding the long connection; another "
+        "takes over this long after the holder dies",
+    )
     wecom_api_base: str = Field(
         "https://qyapi.weixin.qq.com/cgi-bin", description="WeChat Work API base URL"
     )

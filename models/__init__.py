@@ -9,6 +9,7 @@ from models.delegation import Delegation
 from models.deployment import Deployment
 from models.directory import Dealer, GroupChat, Region, Staff
 from models.heartbeat import Heartbeat
+from models.lease import Lease
 from models.notification import Notification
 from models.policy import PolicyVersion
 from models.report_run import ReportRun
@@ -25,6 +26,7 @@ __all__ = [
     "Deployment",
     "GroupChat",
     "Heartbeat",
+    "Lease",
     "Notification",
     "PolicyVersion",
     "ProcessedCallback",

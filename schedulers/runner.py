@@ -21,12 +21,18 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock, utcnow
-from bot.keys import CLOCK, LEDGER, SETTINGS, STORAGE, WECOM
+from bot.keys import CLOCK, LEDGER, ROBOT_CONNECTION, SETTINGS, STORAGE, WECOM
 from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport
 from bot.notify.sms import SmsTransport, sms_provider
-from bot.notify.wecom import AppTransport, GroupTransport, RobotTransport, WeComSender
+from bot.notify.wecom import (
+    AppTransport,
+    GroupTransport,
+    RobotPusher,
+    RobotTransport,
+    WeComSender,
+)
 from bot.settings import Settings
 from bot.storage import Storage
 from schedulers.outbox import RetryPolicy, deliver_due
@@ -45,15 +51,17 @@ _FORGET_CALLBACKS_SECONDS = 3600
 
 
 def transports_for(
-    settings: Settings, wecom: WeComSender | None, *, clock: Clock = utcnow
+    settings: Settings, wecom: WeComSender | None, *, clock: Clock = utcnow,
+    pusher: RobotPusher | None = None,
 ) -> dict[str, Transport]:
     """The transport of each medium that is configured; rows of the others wait.
-    `clock` stamps the cards the app sends (their response_code lasts 72 h)."""
+    `clock` stamps the cards the app sends (their response_code lasts 72 h);
+    `pusher` is the robot's long connection, tried first for group notices."""
     transports: dict[str, Transport] = {"sms": SmsTransport(sms_provider(settings))}
     if settings.smtp_host:
         transports["email"] = EmailTransport(settings)
     if wecom is not None:
-        transports["group"] = GroupTransport(wecom)
+        transports["group"] = GroupTransport(wecom, pusher=pusher)
         transports["app"] = AppTransport(wecom, zone=settings.zone, clock=clock)
         transports["robot"] = RobotTransport(wecom)
     return transports
@@ -152,7 +160,8 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     and the WeChat Work client's, whose one client and pacing it shares)."""
     settings = app[SETTINGS]
     wecom = app[WECOM] if settings.wecom_configured else None
-    transports = transports_for(settings, wecom, clock=app[CLOCK])
+    transports = transports_for(settings, wecom, clock=app[CLOCK],
+                                pusher=app.get(ROBOT_CONNECTION))
     # The first start is the deployment's first day: no reports of earlier periods.
     await first_day(app[CLOCK](), settings.zone)
     scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,

@@ -139,6 +139,8 @@ WECOM_SECRETS = {
     "wecom_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
     "wecom_robot_token": "RobotCallbackToken",
     "wecom_robot_aes_key": "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut",
+    "wecom_robot_bot_id": "aib-emulated-bot",
+    "wecom_robot_secret": "robot-long-connection-secret",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,10 +22,20 @@ import structlog
 from aiohttp import web
 
 from bot.card_copies import record_copy
-from bot.keys import CLOCK, SETTINGS
+from bot.clock import utcnow
+from bot.keys import CLOCK, ROBOT_CONNECTION, SETTINGS
 from bot.render.cards import ticket_of_task
+from bot.settings import SettingsError
 from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
+from bot.wecom.longconn import (
+    PUSH_SLOT_PREFIX,
+    RESPOND_MSG,
+    RESPOND_UPDATE,
+    Handler,
+    RobotConnection,
+)
+from bot.wecom.pacing import MEMBER_LIMITS, take_slot
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
 from webhooks.callback import (
@@ -184,20 +195,36 @@ async def receive(request: web.Request) -> web.Response:
         callback = parse_robot(plaintext, request.app[SETTINGS].wecom_robot_name)
     except CallbackRefused as exc:
         return refuse(request, ENDPOINT, exc)
+    stored = await answer_callback(request.app, callback, now)
+    if stored is None:
+        return storage_refusal()  # a click is answered with a card or not at all
+    if not stored:
+        return web.Response()
+    envelope = cipher.robot_reply(json.loads(stored), timestamp=str(int(now.timestamp())),
+                                  nonce=query.nonce)
+    return web.json_response(envelope)
+
+
+async def answer_callback(app: web.Application, callback: RobotCallback,
+                          now: datetime) -> str | None:
+    """Apply a robot callback once (deduplicated on msgid; the command and its
+    answer in one transaction) and return its answer as JSON: "" for none,
+    None for a click the storage refused (it can only be left unanswered).
+    Both modes use it: the HTTP callback and the long connection."""
     event = callback.event
     if event is None:
         log.info("wecom_callback_ignored", endpoint=ENDPOINT, msgid=callback.msgid)
-        return web.Response()
-    problem = await storage_problem(request.app)
+        return ""
+    problem = await storage_problem(app)
     if problem is None:
         try:
             stored, duplicate = await run_once(
-                ENDPOINT, callback.msgid, now, lambda: _apply(request.app, callback, now)
+                ENDPOINT, callback.msgid, now, lambda: _apply(app, callback, now)
             )
         except Exception as exc:
             log.exception("wecom_callback_failed", endpoint=ENDPOINT, msgid=callback.msgid,
                           userid=event.userid)
-            problem = await storage_problem(request.app, exc)
+            problem = await storage_problem(app, exc)
             # Only a message can be answered with text; a failed click stays as it was.
             stored = ""
             if isinstance(event, ChatMessage) and problem is None:
@@ -205,17 +232,13 @@ async def receive(request: web.Request) -> web.Response:
         else:
             if duplicate:
                 log.info("wecom_callback_duplicate", endpoint=ENDPOINT, msgid=callback.msgid)
-            problem = await storage_problem(request.app)  # applied into a lost file?
+            problem = await storage_problem(app)  # applied into a lost file?
     if problem is not None:
         log.error("storage_refused", endpoint=ENDPOINT, msgid=callback.msgid, error=problem)
         if not isinstance(event, ChatMessage):
-            return storage_refusal()  # a click is answered with a card or not at all
+            return None
         stored = json.dumps(message_reply(Reply(markdown=STORAGE_MESSAGE)), ensure_ascii=False)
-    if not stored:
-        return web.Response()
-    envelope = cipher.robot_reply(json.loads(stored), timestamp=str(int(now.timestamp())),
-                                  nonce=query.nonce)
-    return web.json_response(envelope)
+    return stored
 
 
 async def check_url(request: web.Request) -> web.Response:
@@ -224,9 +247,53 @@ async def check_url(request: web.Request) -> web.Response:
                             request.app[CLOCK]())
 
 
+def long_connection_handler(app: web.Application) -> Handler:
+    """What the long connection does with an inbound callback: the body is the
+    HTTP callback's JSON, applied the same way (answer_callback); the answer
+    goes back on the callback's req_id, a card as `aibot_respond_update_msg`."""
+
+    async def handle(cmd: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        now = app[CLOCK]()
+        try:
+            callback = parse_robot(json.dumps(body), app[SETTINGS].wecom_robot_name)
+        except CallbackRefused as exc:
+            log.warning("wecom_callback_refused", endpoint=ENDPOINT, reason=exc.reason, cmd=cmd)
+            return None
+        stored = await answer_callback(app, callback, now)
+        if not stored:
+            return None
+        answer = json.loads(stored)
+        chatid = callback.event.chatid if callback.event is not None else None
+        if chatid:
+            # Replies and pushes share a chat's limits: a reply uses up a push's room.
+            await take_slot(f"{PUSH_SLOT_PREFIX}{chatid}", MEMBER_LIMITS, utcnow())
+        if answer.get("response_type") == "update_template_card":
+            return RESPOND_UPDATE, answer
+        return RESPOND_MSG, answer
+
+    return handle
+
+
+async def _long_connection(app: web.Application) -> AsyncIterator[None]:
+    """Keep the robot's long connection (WECOM_ROBOT_MODE=long_connection)."""
+    connection = app[ROBOT_CONNECTION]
+    connection.start()
+    yield
+    await connection.stop()
+
+
 def setup(app: web.Application) -> None:
-    """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)."""
-    cipher = make_cipher(app[SETTINGS], endpoint=ENDPOINT)
+    """Mount /wecom/robot (the cipher comes from the settings; unset answers 503)
+    and, in long-connection mode, keep the WebSocket instead."""
+    settings = app[SETTINGS]
+    if settings.wecom_robot_mode == "long_connection":
+        if not (settings.wecom_robot_bot_id and settings.wecom_robot_secret):
+            raise SettingsError("invalid configuration:\n  WECOM_ROBOT_MODE: long_connection "
+                                "needs WECOM_ROBOT_BOT_ID and WECOM_ROBOT_SECRET")
+        # Made now so the outbox (started earlier) can push through it.
+        app[ROBOT_CONNECTION] = RobotConnection(settings, long_connection_handler(app))
+        app.cleanup_ctx.append(_long_connection)  # after the database's: it needs the ORM
+    cipher = make_cipher(settings, endpoint=ENDPOINT)
     if cipher is not None:
         app[ROBOT_CIPHER] = cipher
     app.router.add_get("/wecom/robot", check_url)

@@ -53,20 +53,33 @@ class WeComSender(Protocol):
     async def post_response_url(self, url: str, body: dict) -> Any: ...
 
 
+class RobotPusher(Protocol):
+    """The smart robot's long connection, able to push into a chat (bot/wecom/longconn.py)."""
+
+    async def push_markdown(self, chatid: str, content: str) -> bool: ...
+
+
 class GroupTransport:
     """Posts markdown, or a message's image (a report's chart), into the group
     whose robot chatid is the recipient."""
 
-    def __init__(self, sender: WeComSender) -> None:
+    def __init__(self, sender: WeComSender, *, pusher: RobotPusher | None = None) -> None:
         self.sender = sender
+        self.pusher = pusher
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
-        """Through the group's webhook key if it has one, else its app chat id
-        (an image there is uploaded as media first)."""
+        """Markdown by the robot's push where its long connection can (the chat
+        open to pushes, within its limits), else through the group's webhook
+        key if it has one, else its app chat id (an image there is uploaded as
+        media first)."""
         group = await GroupChat.get_or_none(chatid=notification.recipient)
         if group is None:
             raise DeliveryError(f"unknown group {notification.recipient!r}", retryable=False)
         image = message.image
+        if image is None and self.pusher is not None and await self.pusher.push_markdown(
+            group.chatid, message.markdown
+        ):
+            return  # pushed by the smart robot itself (long-connection mode)
         if group.webhook_key:
             if image is not None:
                 await self.sender.send_webhook_image(group.webhook_key, image)

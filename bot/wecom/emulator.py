@@ -35,6 +35,7 @@ from aiohttp import web
 
 from bot.clock import Clock, utcnow
 from bot.settings import Settings
+from bot.wecom import emulator_ws
 from bot.wecom.crypto import CallbackCipher, cdata
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -123,6 +124,9 @@ class WeComEmulator:
         self.app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         self.app.router.add_post("/emulator/response_url/{id}", self._response_url)
         self.app.router.add_get("/emulator/log", self._log)
+        robot_secret = settings.wecom_robot_secret
+        self.ws = emulator_ws.mount(self, self.app, settings.wecom_robot_bot_id,
+                                    robot_secret.get_secret_value() if robot_secret else "")
         self.app.on_cleanup.append(self._cleanup)
 
     # -- control -----------------------------------------------------------
@@ -427,6 +431,10 @@ class WeComEmulator:
 
     async def deliver_robot(self, message: dict[str, Any]) -> dict[str, Any]:
         """Post one robot callback as WeChat Work does; the decrypted reply."""
+        if self.ws.connected:  # long-connection mode: the callback goes by the socket
+            reply = await self.ws.callback(message)
+            self._record_callback("ws:/wecom/robot", message, reply)
+            return reply
         timestamp = str(int(self._clock().timestamp()))
         query, body = self.robot_cipher.robot_callback(message, timestamp=timestamp)
         text = await self._post("/wecom/robot", query.as_params(), body, "application/json")

@@ -120,6 +120,8 @@ class ChatFeed:
         elif call == "webhook/send":
             key = str((record.get("query") or {}).get("key", ""))
             self._message(bindings.get(f"hook:{key}", f"hook:{key}"), "webhook", body, time)
+        elif call == "ws:aibot_send_msg":  # the robot's push over its long connection
+            self._message(str(body.get("chatid", "")), "robot", body, time)
         elif call == "appchat/send":
             chatid = str(body.get("chatid", ""))
             self._message(bindings.get(f"appchat:{chatid}", chatid), "appchat", body, time)
