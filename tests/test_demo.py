@@ -135,7 +135,7 @@ async def test_clicking_handle_on_the_group_card_shows_who_responded(demo: TestC
     update = await wait_for(demo, lambda e: e["kind"] == "card_update"
                             and e["chat"] == "wrGRP-SH001")
     assert update["task_id"] == card["task_id"] and update["via"] == "robot"
-    assert update["card"]["replace_text"].startswith("已处理：张专员")
+    assert update["card"]["button_list"][0]["text"] == "已处理"
 
 
 async def test_the_page_and_the_directory_are_served(demo: TestClient) -> None:
