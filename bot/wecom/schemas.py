@@ -177,18 +177,18 @@ def problem(value: Any, schema: Field, path: str = "") -> dict[str, Any] | None:
             return _refusal(INVALID_PARAMETER, f"{where}: at least {schema.min_items} items{most}")
         assert schema.item is not None
         for index, item in enumerate(value):
-            if found := problem(item, schema.item, f"{where}[{index}]"):
+            if found := problem(item, schema.item, f"{path}[{index}]"):
                 return found
     if isinstance(value, dict):
         for name in value:
             if name not in schema.fields:
-                return _refusal(INVALID_PARAMETER, f"unknown field {where}.{name}")
+                return _refusal(INVALID_PARAMETER, f"unknown field {_join(path, name)}")
         for name, member in schema.fields.items():
             if name not in value:
                 if member.required:
-                    return _refusal(INVALID_PARAMETER, f"{where}.{name} missing")
+                    return _refusal(INVALID_PARAMETER, f"{_join(path, name)} missing")
                 continue
-            if found := problem(value[name], member, f"{where}.{name}"):
+            if found := problem(value[name], member, _join(path, name)):
                 return found
     return None
 
@@ -270,6 +270,10 @@ def app_update_problem(body: Any) -> dict[str, Any] | None:
     if found is None and "template_card" in body:
         found = card_problem(body["template_card"], "app")
     return found
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _refusal(errcode: int, errmsg: str) -> dict[str, Any]:
