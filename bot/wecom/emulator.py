@@ -12,6 +12,12 @@ Its `robot_message`, `robot_click`, `app_message` and `app_click` deliver
 callbacks to the bot exactly as WeChat Work does: encrypted and signed with
 the real crypto, over real HTTP, and they read the bot's passive reply.
 
+Every passive reply, card and card update is checked against the documented
+schema of its surface (bot/wecom/schemas.py: the robot's or the app's card
+fields, types, byte limits, button counts, task_id alphabet): an API call is
+answered with the platform's errcode, a refused passive reply raises
+`RefusedReply` (the member would see nothing) and is logged with `refused`.
+
 It is a stand-in speaking the documented wire format, for tests and local
 play; only `complaintbot demo` (bot/demo.py) mounts it beside the bot.
 """
