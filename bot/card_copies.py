@@ -8,21 +8,25 @@ that replaces it with the ticket's current card, rendered when it is sent.
 
 WeChat Work's rules shape this (WECOM.md): a response_code works once and for
 72 h, and a fresh one arrives only with a click on that copy (`note_click`).
-So a copy whose code is used or old is left as it is; clicking it answers
-with the current state. Robot cards have no code: only the answer to a click
-on them can change them.
+So a copy whose code is used or old cannot be changed; clicking it answers
+with the current state. Lest it keep saying 已处理 after the ticket is
+resolved or closed, a member whose ticket cards are all stale gets the
+ticket's current card afresh (kind "card_fresh") on the changes that end or
+restart the work (FRESH_ON), unless they made the change. Robot cards have no
+code: only the answer to a click on them can change them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
 import structlog
 
-from models import Notification, SentCard
+from models import Notification, SentCard, TicketEvent
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +35,14 @@ CARD_UPDATE = "card_update"
 """The outbox kind of a card replacement (medium "app")."""
 
 CardChannel = Literal["app", "robot"]
+CARD_FRESH = "card_fresh"
+"""The outbox kind of a ticket's current card sent anew (medium "app") to a
+member whose copies can no longer be updated."""
+FRESH_ON = frozenset({"resolved", "closed", "closed_unreachable", "staged_closure_approved",
+                      "reopened"})
+"""The changes a holder of a stale copy is sent the current card for."""
+# Approval cards (bot/render/approvals.py) show a request, not the ticket.
+_APPROVAL_TASK = re.compile(r"^ticket\d+-apr\d+-")
 
 
 async def record_copy(
@@ -75,19 +87,27 @@ async def refresh_copies(
 ) -> int:
     """Queue a card_update for every app copy of the tickets in `events`
     (ticket number → the event that changed it) that can still be updated,
-    using up its response_code; the number queued. Call it in the transaction
+    using up its response_code, and a card_fresh for each member whose
+    ticket cards are all stale (see FRESH_ON); the number queued. Call it in the transaction
     of the change, so the update goes out if and only if the change is stored.
     `task_prefix` limits it to the copies of one card (an approval request's,
     bot/approvals.py)."""
-    query = SentCard.filter(ticket_id__in=list(events), channel="app").exclude(response_code="")
+    query = SentCard.filter(ticket_id__in=list(events), channel="app")
     if task_prefix:
         query = query.filter(task_id__startswith=task_prefix)
     copies = await query.order_by("id")
     rows = []
+    # (ticket, member) of ticket cards: True once one of them is brought up to date.
+    current: dict[tuple[int, str], bool] = {}
     for copy in copies:
+        number: int = copy.ticket_id  # type: ignore[attr-defined]
+        ticket_card = not _APPROVAL_TASK.match(copy.task_id)
+        if ticket_card:
+            current.setdefault((number, copy.userid), False)
         if not await _take(copy, now):
             continue
-        number: int = copy.ticket_id  # type: ignore[attr-defined]
+        if ticket_card:
+            current[(number, copy.userid)] = True
         dedupe = hashlib.sha256(f"{CARD_UPDATE}|{copy.id}|{copy.response_code}".encode())
         rows.append(Notification(
             ticket_id=number, event_id=events[number], kind=CARD_UPDATE, medium="app",
@@ -95,9 +115,36 @@ async def refresh_copies(
             status="pending", next_attempt_at=now, created_at=now,
             payload={"task_id": copy.task_id, "response_code": copy.response_code},
         ))
+    if not task_prefix:
+        rows += await _fresh_cards([key for key, done in current.items() if not done], events,
+                                   now)
     if rows:
         await Notification.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+async def _fresh_cards(
+    stale: list[tuple[int, str]], events: Mapping[int, int], now: datetime
+) -> list[Notification]:
+    """A card_fresh row for each (ticket, member) in `stale` whose change is
+    one of FRESH_ON and was not made by that member."""
+    if not stale:
+        return []
+    changes = {number: (kind, actor) for number, kind, actor in await TicketEvent.filter(
+        id__in=[events[number] for number, _ in stale]).values_list("ticket_id", "kind", "actor")}
+    rows = []
+    for number, userid in stale:
+        kind, actor = changes.get(number, ("", ""))
+        if kind not in FRESH_ON or actor == userid:
+            continue
+        dedupe = hashlib.sha256(f"{CARD_FRESH}|{number}|{events[number]}|{userid}".encode())
+        rows.append(Notification(
+            ticket_id=number, event_id=events[number], kind=CARD_FRESH, medium="app",
+            audience="card_holder", recipient=userid, dedupe_key=dedupe.hexdigest(),
+            status="pending", next_attempt_at=now, created_at=now, payload={"fresh": kind},
+        ))
+        log.info("card_copy_stale", ticket=number, userid=userid, change=kind)
+    return rows
 
 
 async def _take(copy: SentCard, now: datetime) -> bool:

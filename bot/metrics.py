@@ -25,6 +25,12 @@ CALLBACKS = Counter(
     "(applied, duplicate, failed, refused, unconfigured, url_verified)",
     ["endpoint", "outcome"], registry=REGISTRY,
 )
+CALLBACK_REFUSALS = Counter(
+    "complaintbot_callback_refusals",
+    "WeChat Work callbacks refused before reading them, by endpoint and reason "
+    "(e.g. 'timestamp outside the allowed window': a late re-delivery or a drifting clock)",
+    ["endpoint", "reason"], registry=REGISTRY,
+)
 COMMANDS = Counter(
     "complaintbot_commands",
     "Chat commands and card clicks handled, by command and outcome "

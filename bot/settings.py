@@ -93,8 +93,13 @@ class Settings(BaseSettings):
     wecom_api_base: str = Field(
         "https://qyapi.weixin.qq.com/cgi-bin", description="WeChat Work API base URL"
     )
+    # An hour, not the usual 5 minutes: a refused click is lost for good,
+    # WeChat Work re-delivers late and hosts drift; replays are stopped by the
+    # msgid dedupe, not by this window.
     wecom_callback_max_skew: int = Field(
-        300, ge=1, description="Largest clock difference (s) accepted in a callback's timestamp"
+        3600, ge=1,
+        description="Largest clock difference (s) accepted in a callback's timestamp "
+        "(late re-deliveries, drifting clocks; refusals counted in /metrics)",
     )
     wecom_api_timeout_seconds: float = Field(
         10, gt=0, description="Timeout of one WeChat Work API request"

@@ -142,7 +142,7 @@ async def test_a_complaint_from_intake_to_closure_and_back(talk: Conversation) -
     shown = await talk.say("sh.zhang", SH, f"查看 {n}")
     assert shown["msgtype"] == "template_card"
     card = shown["template_card"]
-    assert card["replace_text"] == "已处理：张专员 09:10"
+    assert "replace_text" not in card and card["button_list"][0]["text"] == "已处理"
     assert mask_phone(PHONE) in text(card) and PHONE not in text(card) and VIN not in text(card)
     assert await SentCard.filter(task_id=card["task_id"], channel="robot", chatid=SH).exists()
 
@@ -233,14 +233,18 @@ async def test_disputes_refusals_duplicates_and_a_click_in_the_group(
     answer = await talk.emulator.robot_click("sh.zhang", SH, shown["task_id"], f"respond:{m}")
     assert answer["response_type"] == "update_template_card"
     assert answer["template_card"]["task_id"] == shown["task_id"]
-    assert answer["template_card"]["replace_text"] == "已处理：张专员 09:20"
+    # The robot's card has no replace_text (doc 101032): its button says it.
+    assert "replace_text" not in answer["template_card"]
+    assert [b["text"] for b in answer["template_card"]["button_list"]] == ["已处理"]
+    assert {"keyname": "处理人", "value": "张专员 03-02 09:20"} in \
+        answer["template_card"]["horizontal_content_list"]
     assert (await Ticket.get(id=m)).status.value == "responded"
     sent = await talk.deliver()
     assert [u["replace_text"] for u in updates(sent, "sh.zhang")] == ["已处理：张专员 09:20"]
     assert updates(sent, "sh.chen") == []
     # A second click on that stale card changes nothing and shows who handled it.
     stale = await talk.emulator.robot_click("sh.zhang", SH, shown["task_id"], f"respond:{m}")
-    assert stale["template_card"]["replace_text"] == "已处理：张专员 09:20"
+    assert [b["text"] for b in stale["template_card"]["button_list"]] == ["已处理"]
     assert await TicketEvent.filter(ticket_id=m, kind="responded").count() == 1
 
     # An administrator binds a new group; /help lists the commands.

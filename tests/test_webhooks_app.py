@@ -32,7 +32,7 @@ async def test_url_verification_echoes_the_decrypted_echostr(wecom: WeComWorld) 
     response = await wecom.bot.get("/wecom/app", params=params)
     assert response.status == 200
     assert await response.text() == "app-echo-9"
-    stale = wecom.emulator.app_cipher.url_check("x", timestamp=str(int(T0.timestamp()) - 900))
+    stale = wecom.emulator.app_cipher.url_check("x", timestamp=str(int(T0.timestamp()) - 3700))
     assert (await wecom.bot.get("/wecom/app", params=stale)).status == 403
 
 
@@ -116,7 +116,7 @@ def _post_args(world: WeComWorld, case: str) -> tuple[dict[str, str], bytes]:
     if case == "bad signature":
         params["msg_signature"] = "a" * 40
     elif case == "stale timestamp":
-        params, body = _sealed(cipher, good, timestamp=str(int(T0.timestamp()) - 301))
+        params, body = _sealed(cipher, good, timestamp=str(int(T0.timestamp()) - 3601))
     elif case == "missing signature":
         del params["msg_signature"]
     elif case == "bad base64":

@@ -183,7 +183,7 @@ def _post_args(world: WeComWorld, case: str) -> tuple[dict[str, str], bytes]:
     if case == "bad signature":
         params["msg_signature"] = "f" * 40
     elif case == "stale timestamp":
-        query, body = cipher.robot_callback(good, timestamp=str(int(T0.timestamp()) - 3600))
+        query, body = cipher.robot_callback(good, timestamp=str(int(T0.timestamp()) - 7200))
         params = query.as_params()
     elif case == "missing nonce":
         del params["nonce"]

@@ -30,7 +30,7 @@ from tortoise.transactions import in_transaction
 
 from bot.directory import actor_for
 from bot.keys import LEDGER, SETTINGS, STORAGE
-from bot.metrics import CALLBACKS
+from bot.metrics import CALLBACK_REFUSALS, CALLBACKS
 from bot.settings import Settings, SettingsError
 from bot.storage import storage_fault
 from bot.wecom.crypto import CallbackCipher, CallbackRefused, SignedQuery
@@ -85,6 +85,7 @@ async def read_body(request: web.Request) -> bytes:
 def refuse(request: web.Request, endpoint: str, exc: CallbackRefused) -> web.Response:
     """Log and answer a refused callback; nothing of it is stored."""
     CALLBACKS.labels(endpoint=endpoint, outcome="refused").inc()
+    CALLBACK_REFUSALS.labels(endpoint=endpoint, reason=exc.reason).inc()
     log.warning("wecom_callback_refused", endpoint=endpoint, reason=exc.reason,
                 status=exc.status, remote=request.remote)
     return web.json_response({"error": exc.reason}, status=exc.status)
@@ -129,13 +130,26 @@ def clean_text(value: Any, *, limit: int) -> str:
     return value
 
 
-def strip_mention(text: str, robot_name: str) -> str:
-    """The text without the robot's @name, wherever it was typed, trimmed."""
-    if robot_name:
-        # WeChat Work follows a mention with a space or a U+2005 (four-per-em space);
-        # line breaks around it are kept, they may separate a command's fields.
+def strip_mention(text: str, robot_name: str, *, any_name: bool = False) -> str:
+    """The text without the robot's @name, wherever it was typed, trimmed.
+
+    With `any_name` (a group callback, which arrives only because the robot
+    was @-mentioned), when the configured name is not in the text (the robot
+    was renamed in the console) the leading @-mention, else the trailing one,
+    is taken for the robot's, whatever its name: only one is stripped, so
+    `/assign 1 @zhang @机器人` keeps its assignee."""
+    # WeChat Work follows a mention with a space or a U+2005 (four-per-em space);
+    # line breaks around it are kept, they may separate a command's fields.
+    if robot_name and "@" + robot_name in text:
         text = re.sub(r"[ \t\u2005]*@" + re.escape(robot_name) + r"[ \t\u2005]*", " ", text)
+    elif any_name:
+        text = _LEADING_MENTION.sub("", text, count=1) if _LEADING_MENTION.match(text) \
+            else _TRAILING_MENTION.sub("", text, count=1)
     return text.strip()
+
+
+_LEADING_MENTION = re.compile(r"^[ \t\u2005]*@[^\s\u2005]+[ \t\u2005]*")
+_TRAILING_MENTION = re.compile(r"[ \t\u2005]*@[^\s\u2005]+[ \t\u2005]*$")
 
 
 async def context_for(app: web.Application, userid: str, now: datetime) -> Context:

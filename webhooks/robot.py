@@ -24,7 +24,7 @@ from aiohttp import web
 from bot.card_copies import record_copy
 from bot.clock import utcnow
 from bot.keys import CLOCK, ROBOT_CONNECTION, SETTINGS
-from bot.render.cards import ticket_of_task
+from bot.render.cards import robot_card, ticket_of_task
 from bot.settings import SettingsError
 from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
@@ -93,7 +93,8 @@ def parse_robot(plaintext: str, robot_name: str) -> RobotCallback:
     msgtype = data.get("msgtype")
     event: ChatMessage | CardClick | None = None
     if msgtype in ("text", "mixed"):
-        text = strip_mention(_text_of(data, msgtype), robot_name)
+        text = strip_mention(_text_of(data, msgtype), robot_name,
+                             any_name=data.get("chattype") == "group")
         event = ChatMessage(userid=userid, text=text, channel="robot", chatid=chatid, msgid=msgid)
     elif msgtype == "event":
         event = _click_of(data.get("event"), userid, chatid)
@@ -123,7 +124,8 @@ def _text_of(data: dict[str, Any], msgtype: str) -> str:
 
 def _click_of(event: Any, userid: str, chatid: str | None) -> CardClick | None:
     """A button click; event_key and task_id may sit under template_card_event
-    or, as some SDKs send them, flat on the event."""
+    or, as some SDKs send them, flat on the event, spelled as the JSON docs
+    (event_key), run together (eventkey) or as the XML fields (EventKey)."""
     if not isinstance(event, dict):
         raise CallbackRefused(400, "malformed event")
     if event.get("eventtype") != "template_card_event":
@@ -132,11 +134,16 @@ def _click_of(event: Any, userid: str, chatid: str | None) -> CardClick | None:
     fields = {**event, **nested} if isinstance(nested, dict) else event
     return CardClick(
         userid=userid,
-        event_key=clean_text(fields.get("event_key"), limit=1024),
-        task_id=clean_text(fields.get("task_id"), limit=128),
+        event_key=clean_text(_spelled(fields, "event_key", "eventkey", "EventKey"), limit=1024),
+        task_id=clean_text(_spelled(fields, "task_id", "taskid", "TaskId"), limit=128),
         channel="robot",
         chatid=chatid,
     )
+
+
+def _spelled(fields: dict[str, Any], *names: str) -> Any:
+    """The value of the first of `names` present in `fields` (None if none)."""
+    return next((fields[name] for name in names if name in fields), None)
 
 
 def _fit(markdown: str) -> str:
@@ -150,7 +157,7 @@ def _fit(markdown: str) -> str:
 def message_reply(reply: Reply) -> dict[str, Any]:
     """The passive reply to a message: the card, else a finished stream."""
     if reply.card is not None:
-        return {"msgtype": "template_card", "template_card": reply.card}
+        return {"msgtype": "template_card", "template_card": robot_card(reply.card)}
     return {"msgtype": "stream",
             "stream": {"id": secrets.token_hex(8), "finish": True, "content": _fit(reply.markdown)}}
 
@@ -171,7 +178,8 @@ async def _apply(app: web.Application, callback: RobotCallback, now: datetime) -
         return json.dumps(message_reply(reply), ensure_ascii=False)
     reply = await router.handle_click(event, ctx)
     if reply.card is not None:
-        answer = {"response_type": "update_template_card", "template_card": reply.card}
+        answer = {"response_type": "update_template_card",
+                  "template_card": robot_card(reply.card)}
         return json.dumps(answer, ensure_ascii=False)
     # A card event can only be answered with a card: say it through response_url.
     if callback.response_url:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bot.card_copies import CARD_UPDATE, record_copy
+from bot.card_copies import CARD_FRESH, CARD_UPDATE, record_copy
 from bot.clock import Clock, utcnow
 from bot.notify import DeliveryError
 from bot.render.approvals import card_for_task as approval_card_for_task
@@ -104,7 +104,8 @@ class AppTransport:
     with a ready card (`payload` {"card": …}) sends that card, and with a
     `response_code` too it replaces the card the member clicked. A card_update
     of a ticket (bot/card_copies.py, `payload` {"task_id", "response_code"})
-    replaces that copy with the ticket's card as it is now. Every card sent is
+    replaces that copy with the ticket's card as it is now; a card_fresh sends
+    that card anew (the member's copies are stale). Every card sent is
     recorded with its response_code, so later changes can update it."""
 
     def __init__(self, sender: WeComSender, *, zone: ZoneInfo = SHANGHAI,
@@ -130,7 +131,8 @@ class AppTransport:
             await self.sender.update_template_card([userid], code, card)
         elif isinstance(card, dict):
             await self._send_card(userid, card, ticket_of_task(str(card.get("task_id", ""))))
-        elif notification.kind in CARD_KINDS and number is not None:
+        elif (notification.kind in CARD_KINDS or notification.kind == CARD_FRESH) \
+                and number is not None:
             # The task_id is the row's: a retry of a send that reached WeChat
             # Work (its answer lost) is refused as a repeat, not shown twice.
             card = await member_card(number, self.zone,

@@ -46,6 +46,7 @@ RESPOND = "respond"
 _TITLE_DESC = 30
 _SUB_TITLE = 112
 _ROW_VALUE = 26
+_BUTTON_TEXT = 10
 
 
 _TASK_TICKET = re.compile(r"^ticket(\d+)-")
@@ -203,6 +204,20 @@ async def member_card(number: int, zone: ZoneInfo, *, task_id: str, userid: str)
     show = actor is not None and may_see_customer(actor, view.ticket)
     return view.card(zone, task_id=task_id, show_customer=show,
                      may_respond=actor is not None and may(actor, view.ticket, Action.RESPOND))
+
+
+def robot_card(card: dict[str, Any]) -> dict[str, Any]:
+    """`card` (rendered for the app) as the smart robot takes it: its
+    TemplateCard has no `replace_text` (doc 101032), so a decided card shows
+    its state on a single button instead; the full text stays in its rows
+    (状态, 处理人, 审批). A click on that button answers with the current card."""
+    card = dict(card)
+    replaced = card.pop("replace_text", "")
+    if replaced and card.get("button_list"):
+        first = card["button_list"][0]
+        card["button_list"] = [{"text": _cut(replaced.split("：")[0], _BUTTON_TEXT),
+                                "style": 2, "key": first["key"]}]
+    return card
 
 
 def check_card(card: dict[str, Any]) -> None:

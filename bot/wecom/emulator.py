@@ -12,6 +12,12 @@ Its `robot_message`, `robot_click`, `app_message` and `app_click` deliver
 callbacks to the bot exactly as WeChat Work does: encrypted and signed with
 the real crypto, over real HTTP, and they read the bot's passive reply.
 
+Every passive reply, card and card update is checked against the documented
+schema of its surface (bot/wecom/schemas.py: the robot's or the app's card
+fields, types, byte limits, button counts, task_id alphabet): an API call is
+answered with the platform's errcode, a refused passive reply raises
+`RefusedReply` (the member would see nothing) and is logged with `refused`.
+
 It is a stand-in speaking the documented wire format, for tests and local
 play; only `complaintbot demo` (bot/demo.py) mounts it beside the bot.
 """
@@ -35,7 +41,7 @@ from aiohttp import web
 
 from bot.clock import Clock, utcnow
 from bot.settings import Settings
-from bot.wecom import emulator_ws
+from bot.wecom import emulator_ws, schemas
 from bot.wecom.crypto import CallbackCipher, cdata
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -64,6 +70,15 @@ async def _answer_late(request: web.Request, handler: Any) -> web.StreamResponse
 
 class EmulatorError(Exception):
     """The bot answered a callback with something WeChat Work would not accept."""
+
+
+class RefusedReply(EmulatorError):
+    """A passive reply WeChat Work would refuse (bot/wecom/schemas.py): the
+    member sees nothing. `refusal` is the platform's {"errcode", "errmsg"}."""
+
+    def __init__(self, refusal: dict[str, Any]) -> None:
+        super().__init__(f"WeChat Work refuses the reply: {refusal}")
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -218,9 +233,8 @@ class WeComEmulator:
         if card is None or card["used"] or self._clock() - card["issued"] >= _CODE_LIFETIME:
             return self._answer(request, body, {"errcode": 40035,
                                                 "errmsg": "invalid, used or expired response_code"})
-        if not isinstance(body.get("template_card"), dict) and "button" not in body:
-            return self._answer(request, body, {"errcode": 40035,
-                                                "errmsg": "template_card or button missing"})
+        if (problem := schemas.app_update_problem(body)) is not None:
+            return self._answer(request, body, problem)
         card["used"] = True
         return self._answer(request, body, {"errcode": 0, "errmsg": "ok", "invaliduser": []})
 
@@ -301,9 +315,8 @@ class WeComEmulator:
         if target is None or target["used"] or target["expires_at"] < self._clock():
             return self._answer(request, body, {"errcode": 40035,
                                                 "errmsg": "response_url unknown, used or expired"})
-        if target["chattype"] == "group" and body.get("msgtype") != "markdown":
-            return self._answer(request, body, {"errcode": 40008,
-                                                "errmsg": "only markdown in a group"})
+        if (problem := schemas.response_url_problem(body, target["chattype"])) is not None:
+            return self._answer(request, body, problem)
         target["used"] = True
         return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
 
@@ -366,9 +379,7 @@ class WeComEmulator:
             return {"errcode": 40035, "errmsg": "task_id: 1-128 bytes of [0-9A-Za-z_-@]"}
         if card["task_id"] in self._task_ids:
             return {"errcode": 42014, "errmsg": "task_id already used"}
-        if len(card.get("button_list", [])) > 6 or len(card.get("horizontal_content_list", [])) > 6:
-            return {"errcode": 40035, "errmsg": "at most 6 buttons and 6 horizontal rows"}
-        return None
+        return schemas.card_problem(card, "app")
 
     def _answer(self, request: web.Request, body: Any, answer: dict[str, Any]) -> web.Response:
         self._record(request, body, answer)
@@ -406,10 +417,14 @@ class WeComEmulator:
         return await self.deliver_robot(message)
 
     async def robot_click(
-        self, userid: str, chatid: str | None, task_id: str, event_key: str
+        self, userid: str, chatid: str | None, task_id: str, event_key: str, *,
+        names: tuple[str, str] = ("event_key", "task_id"), flat: bool = False,
     ) -> dict[str, Any]:
-        """A member clicks button `event_key` on the robot's card `task_id`."""
+        """A member clicks button `event_key` on the robot's card `task_id`.
+        `names` spells the two fields and `flat` puts them on `event` itself,
+        as some peers and SDKs do (WECOM.md)."""
         chattype = "group" if chatid else "single"
+        click = {"card_type": "button_interaction", names[0]: event_key, names[1]: task_id}
         message: dict[str, Any] = {
             "msgid": secrets.token_hex(16),
             "create_time": int(self._clock().timestamp()),
@@ -418,12 +433,8 @@ class WeComEmulator:
             "from": {"userid": userid},
             "response_url": self._new_response_url(chattype),
             "msgtype": "event",
-            "event": {
-                "eventtype": "template_card_event",
-                "template_card_event": {
-                    "card_type": "button_interaction", "event_key": event_key, "task_id": task_id,
-                },
-            },
+            "event": ({"eventtype": "template_card_event", **click} if flat else
+                      {"eventtype": "template_card_event", "template_card_event": click}),
         }
         if chatid:
             message["chatid"] = chatid
@@ -444,7 +455,12 @@ class WeComEmulator:
             if envelope.get("nonce") != query.nonce:
                 raise EmulatorError("the reply does not carry the callback's nonce")
             reply = self.robot_cipher.open_robot_reply(envelope, now=self._clock())
-        self._record_callback("/wecom/robot", message, reply)
+        refusal = None
+        if reply:
+            refusal = schemas.robot_reply_problem(message, reply)
+        self._record_callback("/wecom/robot", message, reply, refusal)
+        if refusal is not None:
+            raise RefusedReply(refusal)
         return reply
 
     async def app_message(self, userid: str, text: str, *, msgid: int | None = None) -> str:
@@ -511,11 +527,14 @@ class WeComEmulator:
                                       "expires_at": self._clock() + _RESPONSE_URL_LIFETIME}
         return f"{self.url}/emulator/response_url/{ident}"
 
-    def _record_callback(self, path: str, message: Any, reply: Any) -> None:
-        self.requests.append({
-            "direction": "callback", "path": path, "json": message, "reply": reply,
-            "time": self._clock().isoformat(),
-        })
+    def _record_callback(
+        self, path: str, message: Any, reply: Any, refusal: dict[str, Any] | None = None
+    ) -> None:
+        entry = {"direction": "callback", "path": path, "json": message, "reply": reply,
+                 "time": self._clock().isoformat()}
+        if refusal is not None:
+            entry["refused"] = refusal
+        self.requests.append(entry)
 
     async def _cleanup(self, _app: web.Application) -> None:
         if self._session is not None:
