@@ -26,7 +26,13 @@ from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport
 from bot.notify.sms import SmsTransport, sms_provider
-from bot.notify.wecom import AppTransport, GroupTransport, RobotTransport, WeComSender
+from bot.notify.wecom import (
+    AppTransport,
+    CrisisTransport,
+    GroupTransport,
+    RobotTransport,
+    WeComSender,
+)
 from bot.settings import Settings
 from bot.storage import Storage
 from schedulers.outbox import RetryPolicy, deliver_due
@@ -56,6 +62,7 @@ def transports_for(
         transports["group"] = GroupTransport(wecom)
         transports["app"] = AppTransport(wecom, zone=settings.zone, clock=clock)
         transports["robot"] = RobotTransport(wecom)
+        transports["crisis"] = CrisisTransport(wecom, zone=settings.zone)
     return transports
 
 
