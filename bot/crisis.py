@@ -64,11 +64,13 @@ def crisis_notices(before: Ticket | None, after: Ticket,
                    notices: tuple[Notice, ...]) -> list[tuple[str, str]]:
     """(kind, chatid) of the crisis rows a change writes: the group's creation
     when the ticket becomes major, else one post per kind of notice the change
-    sends about a ticket that is major (its group then exists or is on its way)."""
+    sends its staff about a ticket that is major (its group then exists or is
+    on its way); the customer's texts stay out of it."""
     if not after.major:
         return []
     chatid = crisis_chatid(after.number or 0)
     if before is None or not before.major:
         return [(CRISIS_KIND, chatid)]
-    kinds = dict.fromkeys(n.kind for n in notices if n.kind != CRISIS_KIND)
+    kinds = dict.fromkeys(n.kind for n in notices
+                          if n.kind != CRISIS_KIND and n.audience is not Audience.CUSTOMER)
     return [(kind, chatid) for kind in kinds]

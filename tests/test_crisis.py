@@ -13,11 +13,14 @@ import pytest
 
 from bot.crisis import crisis_chatid
 from bot.keys import WECOM
+from bot.wecom.client import WeComError
+from bot.wecom.emulator import WeComEmulator
 from models import Notification, Ticket
 from schedulers.outbox import deliver_due
 from schedulers.runner import transports_for
 from tests.conftest import WeComWorld
 from tests.test_conversation import Conversation
+from tests.test_wecom_client import make_client
 
 SH = "wrGRP-SH001"
 MEMBERS = {"sh.zhou", "sh.wu", "east.he", "east.lin", "east.gao", "brand.xie", "legal.han"}
@@ -146,3 +149,28 @@ async def test_r22_the_employee_complained_about_is_never_a_member(
     for post in (facts, card):
         assert "李先生" not in post and "变速箱顿挫" not in post and "sh.zhou" not in post
         assert f"/show {n}" in post  # what a group reads instead (withheld_text)
+
+
+async def test_r8_emulator_checks_appchat_create_like_the_platform(
+        db: str, emulator: WeComEmulator, clock: list) -> None:
+    api = make_client(emulator, clock)
+    try:
+        async def refused(name: str, owner: str, userlist: list[str], chatid: str) -> int:
+            with pytest.raises(WeComError) as caught:
+                await api.create_appchat(name, owner, userlist, chatid)
+            return caught.value.errcode
+
+        assert await refused("群", "a", ["a"], "c1") == 86006  # fewer than 2
+        assert await refused("群", "a", [f"u{i}" for i in range(2001)], "c1") == 86006
+        assert await refused("群", "z", ["a", "b"], "c1") == 86005  # owner not a member
+        assert await refused("群", "a", ["a", "b"], "bad-chatid") == 86001
+        assert await refused("群", "a", ["a", "b"], "c" * 33) == 86001
+        answer = await api.create_appchat("群", "a", ["a", "b"], "c1")
+        assert answer["chatid"] == "c1"
+        assert emulator.appchats.chats["c1"] == {"name": "群", "owner": "a",
+                                                 "userlist": ["a", "b"]}
+        assert await refused("群", "b", ["b", "c"], "c1") == 86215  # chatid taken
+        emulator.known_users = {"a", "b"}
+        assert await refused("群", "a", ["a", "x"], "c2") == 86216  # no such member
+    finally:
+        await api.close()
