@@ -62,15 +62,18 @@ def crisis_members(roster: Roster, ticket: Ticket) -> list[str]:
 
 def crisis_notices(before: Ticket | None, after: Ticket,
                    notices: tuple[Notice, ...]) -> list[tuple[str, str]]:
-    """(kind, chatid) of the crisis rows a change writes: the group's creation
-    when the ticket becomes major, else one post per kind of notice the change
-    sends its staff about a ticket that is major (its group then exists or is
-    on its way); the customer's texts stay out of it."""
+    """(kind, chatid) of the crisis rows a change writes about a major ticket:
+    the group's creation (its row is keyed by the ticket, so only the first is
+    stored: a ticket major before groups existed gets one with its next
+    notice), then, unless it has just become major (the facts say it all),
+    one post per kind of notice the change sends its staff; the customer's
+    texts stay out of it."""
     if not after.major:
         return []
     chatid = crisis_chatid(after.number or 0)
+    rows = [(CRISIS_KIND, chatid)]
     if before is None or not before.major:
-        return [(CRISIS_KIND, chatid)]
+        return rows
     kinds = dict.fromkeys(n.kind for n in notices
                           if n.kind != CRISIS_KIND and n.audience is not Audience.CUSTOMER)
-    return [(kind, chatid) for kind in kinds]
+    return rows + [(kind, chatid) for kind in kinds]

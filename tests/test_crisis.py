@@ -174,3 +174,20 @@ async def test_r8_emulator_checks_appchat_create_like_the_platform(
         assert await refused("群", "a", ["a", "x"], "c2") == 86216  # no such member
     finally:
         await api.close()
+
+
+async def test_r8_a_ticket_major_before_crisis_groups_gets_one_with_its_next_notice(
+        talk: Conversation) -> None:
+    n = await talk.complaint()
+    await talk.deliver()
+    # Marked major before this release: no crisis row was ever written.
+    await Ticket.filter(id=n).update(major=True, major_since=talk.clock[0])
+    talk.later(10)
+    await talk.says("east.he", "wrGRP-EAST", f"/escalate {n} 经销商无法处理")
+    await talk.deliver()
+    chatid = crisis_chatid(n)
+    assert list(talk.emulator.appchats.chats) == [chatid]
+    facts, card, *later = talk.emulator.appchats.posts(chatid)
+    assert "重大投诉处理小组" in facts and f"#{n}" in card
+    assert later and all(f"#{n}" in post for post in later)
+    assert await Notification.filter(ticket_id=n, kind="crisis_group").count() == 1
