@@ -24,6 +24,7 @@ import structlog
 from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
+from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
 from bot.directory import Roster, fallback_group
 from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
@@ -236,7 +237,7 @@ class Ledger:
         )
         if update:
             await self._end_requests(applied, actor=actor, now=now)
-        await self._enqueue(applied, events, now)
+        await self._enqueue(applied, events, now, opened=not update)
         # Cards already sent for a changed ticket show the change (bot/card_copies.py).
         changed = {d.row.id: events[d.row.id].id for d in applied
                    if update and d.outcome.ticket != d.before}
@@ -294,9 +295,11 @@ class Ledger:
             await end_requests(ended, actor=actor, now=now)
 
     async def _enqueue(
-        self, applied: list[_Applied], events: dict[int, TicketEvent], now: datetime
+        self, applied: list[_Applied], events: dict[int, TicketEvent], now: datetime,
+        *, opened: bool = False,
     ) -> None:
-        """One outbox row per notice and recipient, routed from one roster."""
+        """One outbox row per notice and recipient, routed from one roster,
+        and the crisis group's rows of a major ticket (R8, bot/crisis.py)."""
         noticed = [d.outcome.ticket for d in applied if d.outcome.notices]
         if not noticed:
             return
@@ -347,8 +350,26 @@ class Ledger:
                         created_at=now,
                     )
                 )
+            rows.extend(_crisis_rows(done, event, origin, opened=opened, now=now))
         if rows:
             await Notification.bulk_create(rows, ignore_conflicts=True)
+
+
+def _crisis_rows(done: _Applied, event: TicketEvent, origin: str, *, opened: bool,
+                 now: datetime) -> list[Notification]:
+    """R8: the outbox rows of the ticket's crisis group. Its creation is
+    keyed by the ticket alone: one group per ticket, whatever is retried."""
+    number, ticket = done.row.id, done.outcome.ticket
+    rows = []
+    for kind, chatid in crisis_notices(None if opened else done.before, ticket,
+                                       done.outcome.notices):
+        key = (_dedupe_key(number, CRISIS_KIND) if kind == CRISIS_KIND
+               else _dedupe_key(number, origin, kind, chatid, CRISIS_MEDIUM))
+        rows.append(Notification(
+            ticket_id=number, event_id=event.id, kind=kind, medium=CRISIS_MEDIUM,
+            audience=CRISIS_KIND, recipient=chatid, dedupe_key=key, status="pending",
+            next_attempt_at=now, created_at=now))
+    return rows
 
 
 async def end_requests(ended: dict[int, str], *, actor: Actor, now: datetime) -> None:

@@ -26,6 +26,8 @@ class Ticket(Model):
     major = fields.BooleanField(default=False)
     major_since = fields.DatetimeField(null=True)
     major_acknowledged_at = fields.DatetimeField(null=True)
+    # R8: the crisis group's chatid, once the group exists (bot/crisis.py).
+    crisis_chatid = fields.CharField(max_length=32, null=True)
     legal = fields.BooleanField(default=False)
     about_staff = fields.CharField(max_length=64, null=True)
     # R22: the employee complained about, when they have no directory account.

@@ -28,6 +28,7 @@ from bot.notify.email import EmailTransport
 from bot.notify.sms import SmsTransport, sms_provider
 from bot.notify.wecom import (
     AppTransport,
+    CrisisTransport,
     GroupTransport,
     RobotPusher,
     RobotTransport,
@@ -64,6 +65,7 @@ def transports_for(
         transports["group"] = GroupTransport(wecom, pusher=pusher)
         transports["app"] = AppTransport(wecom, zone=settings.zone, clock=clock)
         transports["robot"] = RobotTransport(wecom)
+        transports["crisis"] = CrisisTransport(wecom, zone=settings.zone)
     return transports
 
 

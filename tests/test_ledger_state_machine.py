@@ -48,8 +48,9 @@ from hypothesis.stateful import (
 from tortoise import connections
 
 from bot.approvals import decidable, open_requests_for
+from bot.crisis import CRISIS_MEDIUM, crisis_members
 from bot.db import open_database
-from bot.directory import actor_for
+from bot.directory import Roster, actor_for
 from bot.directory_import import import_directory
 from bot.domain.deadlines import pending_deadlines
 from bot.domain.permissions import Action, check
@@ -528,6 +529,11 @@ async def _members(row: Notification) -> list[Actor]:
             return [a for a in everyone if a.dealer_code is None and a.region_code is None
                     and not is_staff_function(a)]
         return [a for a in everyone if a.role.value == "call_centre"]
+    if row.medium == CRISIS_MEDIUM:
+        # R8: the crisis group's members, as the outbox creates it.
+        ticket = snapshot(await TicketRow.get(id=row.ticket_id))  # type: ignore[attr-defined]
+        userids = crisis_members(await Roster.load([ticket]), ticket)
+        return [a for a in [await actor_for(u) for u in userids] if a]
     if row.medium == "email":
         staff = await Staff.get_or_none(email=row.recipient)
         actor = await actor_for(staff.userid) if staff else None

@@ -14,12 +14,17 @@ import structlog
 
 from bot.card_copies import CARD_FRESH, CARD_UPDATE, record_copy
 from bot.clock import Clock, utcnow
+from bot.crisis import CHAT_EXISTS, CRISIS_KIND, crisis_members, crisis_name
+from bot.directory import Roster
+from bot.ledger import snapshot
 from bot.notify import DeliveryError
 from bot.render.approvals import card_for_task as approval_card_for_task
-from bot.render.cards import member_card, new_task_id, ticket_of_task
+from bot.render.cards import load_view, member_card, new_task_id, ticket_of_task
+from bot.render.chat import render_ticket
 from bot.render.notices import SHANGHAI, RenderedMessage
 from bot.wecom.client import WeComError
 from models import GroupChat, Notification, SentCard
+from models import Ticket as TicketRow
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +54,9 @@ class WeComSender(Protocol):
     async def send_appchat_markdown(self, chatid: str, content: str) -> Any: ...
 
     async def send_appchat_image(self, chatid: str, image: bytes) -> Any: ...
+
+    async def create_appchat(self, name: str, owner: str, userlist: list[str],
+                             chatid: str) -> Any: ...
 
     async def post_response_url(self, url: str, body: dict) -> Any: ...
 
@@ -159,6 +167,56 @@ class AppTransport:
             code = answer.get("response_code", "") if isinstance(answer, dict) else ""
             await record_copy(ticket_id=number, task_id=card["task_id"], channel="app",
                               userid=userid, response_code=str(code), now=self.clock())
+
+
+class CrisisTransport:
+    """R8: a major ticket's crisis group (bot/crisis.py). The `crisis_group`
+    row creates the group, stores its chatid on the ticket and posts the facts
+    and the ticket card; any other row posts its notice there once it exists."""
+
+    def __init__(self, sender: WeComSender, *, zone: ZoneInfo = SHANGHAI) -> None:
+        self.sender = sender
+        self.zone = zone
+
+    async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
+        """Create the group, or post into it."""
+        number: int = notification.ticket_id  # type: ignore[attr-defined]
+        row = await TicketRow.get(id=number)
+        chatid = notification.recipient
+        if notification.kind != CRISIS_KIND:
+            if row.crisis_chatid != chatid:
+                # Its creation is queued before it and retried: this waits its turn.
+                raise DeliveryError(f"crisis group of #{number} not created yet",
+                                    retryable=True)
+            await self.sender.send_appchat_markdown(chatid, message.markdown)
+            return
+        if row.crisis_chatid != chatid:
+            await self._create(row, chatid)
+        # Facts, then the card (a group the app made takes no template_card).
+        await self.sender.send_appchat_markdown(chatid, message.markdown)
+        view = await load_view(number)
+        if view is not None:
+            card = render_ticket(view.ticket, self.zone, reveal=False,
+                                 deadlines=view.deadlines, dealer_name=view.dealer_name,
+                                 responder=view.responder, in_group=True)
+            await self.sender.send_appchat_markdown(chatid, card)
+
+    async def _create(self, row: TicketRow, chatid: str) -> None:
+        ticket = snapshot(row)
+        members = crisis_members(await Roster.load([ticket]), ticket)
+        if len(members) < 2:
+            # The directory may gain them: retried until the row is given up.
+            raise DeliveryError(f"crisis group of #{row.id} has {len(members)} member(s); "
+                                "WeChat Work needs at least 2", retryable=True)
+        try:
+            await self.sender.create_appchat(crisis_name(row.id), members[0], members, chatid)
+        except WeComError as exc:
+            if exc.errcode != CHAT_EXISTS:
+                raise
+            # An earlier try (its answer lost) or another replica made it.
+            log.warning("crisis_group_exists", ticket=row.id, chatid=chatid)
+        await TicketRow.filter(id=row.id).update(crisis_chatid=chatid)
+        log.info("crisis_group_created", ticket=row.id, chatid=chatid, members=len(members))
 
 
 class RobotTransport:

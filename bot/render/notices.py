@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from bot.crisis import CRISIS_MEDIUM
 from bot.directory import AUDIENCE_LABELS
 from bot.domain.enums import Clock, Role
 from bot.domain.permissions import Action, audience_may, group_may_see_details
@@ -146,7 +147,8 @@ async def _context(notification: Notification, zone: ZoneInfo, now: datetime | N
         }
     # R22: the employee complained about may read the group; the people told
     # one to one (never that employee, bot/directory.py) read whom it is about.
-    in_group = notification.medium == Medium.GROUP.value
+    # A crisis group (R8) is a group: the same is withheld there.
+    in_group = notification.medium in (Medium.GROUP.value, CRISIS_MEDIUM)
     return {
         "kind": notification.kind,
         "number": ticket.number,
@@ -174,7 +176,7 @@ async def _context(notification: Notification, zone: ZoneInfo, now: datetime | N
         # What the readers of this notice may do, by the rule their commands
         # meet: an instruction line is shown only to those who may follow it.
         "may": _may(notification.audience, ticket),
-        "in_group": notification.medium == "group",
+        "in_group": in_group,
         "missed": await _missed(notification) if notification.kind == "unroutable" else "",
     }
 

@@ -170,6 +170,13 @@ class WeComClient:
         body = {"chatid": chatid, "msgtype": "markdown", "markdown": {"content": content}}
         return await self._with_token("appchat/send", body)
 
+    async def create_appchat(self, name: str, owner: str, userlist: list[str],
+                             chatid: str) -> dict:
+        """Create a group the app can post to (appchat/create), with the given
+        chatid; the answer carries it."""
+        body = {"name": name, "owner": owner, "userlist": userlist, "chatid": chatid}
+        return await self._with_token("appchat/create", body)
+
     async def upload_image(self, image: bytes, filename: str) -> str:
         """Upload a JPG or PNG as temporary media (media/upload, kept 3 days);
         its media_id."""

@@ -43,6 +43,7 @@ from bot.clock import Clock, utcnow
 from bot.settings import Settings
 from bot.wecom import emulator_ws, schemas
 from bot.wecom.crypto import CallbackCipher, cdata
+from bot.wecom.emulator_appchat import AppChats
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
 _APP_MSGTYPES = {"text", "markdown", "textcard", "news", "template_card"}
@@ -142,6 +143,7 @@ class WeComEmulator:
         robot_secret = settings.wecom_robot_secret
         self.ws = emulator_ws.mount(self, self.app, settings.wecom_robot_bot_id,
                                     robot_secret.get_secret_value() if robot_secret else "")
+        self.appchats = AppChats.mount(self)
         self.app.on_cleanup.append(self._cleanup)
 
     # -- control -----------------------------------------------------------
