@@ -36,6 +36,7 @@ from aiohttp import web
 from bot.clock import Clock, utcnow
 from bot.settings import Settings
 from bot.wecom.crypto import CallbackCipher, cdata
+from bot.wecom.emulator_directory import EmulatedDirectory
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
 _APP_MSGTYPES = {"text", "markdown", "textcard", "news", "template_card"}
@@ -123,6 +124,7 @@ class WeComEmulator:
         self.app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         self.app.router.add_post("/emulator/response_url/{id}", self._response_url)
         self.app.router.add_get("/emulator/log", self._log)
+        self.directory = EmulatedDirectory(self)  # 通讯录: bot/wecom/emulator_directory.py
         self.app.on_cleanup.append(self._cleanup)
 
     # -- control -----------------------------------------------------------
