@@ -176,6 +176,9 @@ async def sync_directory(client: WeComClient, mapping: Mapping, ledger: Ledger, 
     report = SyncReport(dry_run=dry_run)
     tag_roles = [(set(tagged.get(name, [])), role) for name, role in mapping.tags.items()]
     wanted: dict[str, dict[str, Any]] = {}
+    # Present but not placeable (a mapping mistake): left as they are, not
+    # deactivated.
+    unplaced: set[str] = set()
     for member in members:
         userid = member["userid"]
         if userid in mapping.keep or member.get("status", 1) not in _PRESENT \
@@ -191,6 +194,7 @@ async def sync_directory(client: WeComClient, mapping: Mapping, ledger: Ledger, 
         if (place.dealer and dealer is None) or (place.region and region is None):
             report.skipped.append(f"{userid}: unknown {place.kind} "
                                   f"{place.dealer or place.region} (import it first)")
+            unplaced.add(userid)
             continue
         try:
             StaffEntry(userid=userid, name=member.get("name") or userid, role=role,
@@ -199,6 +203,7 @@ async def sync_directory(client: WeComClient, mapping: Mapping, ledger: Ledger, 
         except ValidationError as exc:
             reason = "; ".join(str(e["msg"]) for e in exc.errors())
             report.skipped.append(f"{userid}: {reason}")
+            unplaced.add(userid)
             continue
         wanted[userid] = {
             "name": (member.get("name") or userid)[:64], "role": role,
@@ -208,7 +213,8 @@ async def sync_directory(client: WeComClient, mapping: Mapping, ledger: Ledger, 
         }
     existing = {s.userid: s for s in await Staff.all()}
     leavers = [s for userid, s in sorted(existing.items())
-               if s.active and userid not in wanted and userid not in mapping.keep]
+               if s.active and userid not in wanted and userid not in unplaced
+               and userid not in mapping.keep]
     async with in_transaction():
         for userid, values in sorted(wanted.items()):
             row = existing.get(userid)

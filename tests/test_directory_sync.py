@@ -172,3 +172,41 @@ async def test_colleague_policy_hands_the_ticket_to_a_colleague(
 async def _open(ledger: Ledger) -> int:
     out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
     return out.ticket.number
+
+
+async def test_an_expired_token_is_fetched_again(ledger, emulator, client, mapping):
+    fill_address_book(emulator)
+    await sync_directory(client, mapping, ledger, now=T0)
+    emulator.expire_tokens()
+    emulator.directory.remove_member("gen.000")
+    report = await sync_directory(client, mapping, ledger, now=T0)
+    assert report.deactivated == ["gen.000 员工000"]
+    refused = [r for r in emulator.requests if r["answer"].get("errcode") == 42001]
+    assert refused and len(emulator.sent("gettoken")) == 2
+
+
+async def test_the_daily_job_syncs_on_its_schedule(ledger, emulator, client):
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from schedulers.runner import _add_directory_sync_job
+
+    fill_address_book(emulator)
+    settings = wecom_settings("sqlite://:memory:").model_copy(update={
+        "directory_sync_cron": "30 6 * * *", "directory_sync_mapping": str(MAPPING)})
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    _add_directory_sync_job(scheduler, settings, ledger, client, set())
+    job = scheduler.get_job("directory_sync")
+    assert str(job.trigger).startswith("cron[") and "hour='6'" in str(job.trigger)
+    await job.func()
+    assert await Staff.filter(userid__startswith="gen.").count() == GENERATED
+
+
+async def test_a_role_that_does_not_fit_is_skipped_not_deactivated(
+        ledger, emulator, client, mapping):
+    fill_address_book(emulator)
+    # A dealer GM's tag on a region handler: region staff cannot be a dealer's GM.
+    emulator.directory.tag(_TAG_IDS["dealer_gm"], _TAGS["dealer_gm"], ["east.he"])
+    report = await sync_directory(client, mapping, ledger, now=T0)
+    assert [line.split(":")[0] for line in report.skipped] == ["east.he"]
+    assert "east.he" not in str(report.deactivated)
+    assert (await Staff.get(userid="east.he")).active
