@@ -4,12 +4,17 @@ those who left goes through the ledger, a dry run and a repeat change nothing.""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot.db import open_database
 from bot.directory import actor_for
+from bot.directory_import import import_directory
 from bot.directory_sync import Mapping, load_mapping, sync_directory
 from bot.domain.transitions import respond
 from bot.intake import open_complaint
@@ -19,7 +24,7 @@ from bot.render.notices import render
 from bot.wecom.client import WeComClient
 from models import ApprovalRequest, Notification, Staff, TicketEvent
 from models import Ticket as TicketRow
-from tests.conftest import T0, wecom_settings
+from tests.conftest import T0, WECOM_SECRETS, wecom_settings
 from tests.factories import CALL_CENTRE, SH_STAFF
 from tests.test_ledger import complaint
 
@@ -210,3 +215,35 @@ async def test_a_role_that_does_not_fit_is_skipped_not_deactivated(
     assert [line.split(":")[0] for line in report.skipped] == ["east.he"]
     assert "east.he" not in str(report.deactivated)
     assert (await Staff.get(userid="east.he")).active
+
+
+async def _cli(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:
+    """`complaintbot directory sync ...` as the operator runs it (a subprocess,
+    so the emulator's loop keeps serving)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "directory", "sync", *args, env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_command_prints_what_changed_and_dry_run_writes_nothing(emulator, tmp_path):
+    url = f"sqlite://{tmp_path}/complaintbot.sqlite3"
+    async with open_database(url):
+        await import_directory(ORG)
+    fill_address_book(emulator)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "DATABASE_"))}
+    env.update({name.upper(): str(value) for name, value in WECOM_SECRETS.items()})
+    env.update({"DATABASE_URL": url, "WECOM_API_BASE": f"{emulator.url}/cgi-bin"})
+
+    code, _, err = await _cli(env, tmp_path)
+    assert code == 2 and "DIRECTORY_SYNC_MAPPING" in err
+    code, out, _ = await _cli(env, tmp_path, "--mapping", str(MAPPING), "--dry-run")
+    assert code == 0 and "+ gen.000 员工000 dealer_staff" in out
+    assert out.splitlines()[-2:] == [f"{GENERATED} staff would be created",
+                                     "dry run: nothing was written"]
+    env["DIRECTORY_SYNC_MAPPING"] = str(MAPPING)
+    code, out, _ = await _cli(env, tmp_path)
+    assert code == 0 and out.splitlines()[-1] == f"{GENERATED} staff created"
+    code, out, _ = await _cli(env, tmp_path)
+    assert code == 0 and out.strip() == "directory unchanged"
