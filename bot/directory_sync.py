@@ -233,8 +233,11 @@ async def sync_directory(client: WeComClient, mapping: Mapping, ledger: Ledger, 
                 if not dry_run:
                     row.update_from_dict(changed)
                     await row.save(update_fields=list(changed))
-        if leavers and not dry_run:
-            await Staff.filter(id__in=[s.id for s in leavers]).update(active=False)
+        if not dry_run:
+            # Only the run that flips a row hands on that person's work: two
+            # replicas syncing at once must not tell the region twice.
+            leavers = [s for s in leavers
+                       if await Staff.filter(id=s.id, active=True).update(active=False)]
     for leaver in leavers:
         report.deactivated.append(f"{leaver.userid} {leaver.name}")
     await _hand_on(ledger, leavers, report, dry_run=dry_run, now=now or utcnow())

@@ -247,3 +247,17 @@ async def test_the_command_prints_what_changed_and_dry_run_writes_nothing(emulat
     assert code == 0 and out.splitlines()[-1] == f"{GENERATED} staff created"
     code, out, _ = await _cli(env, tmp_path)
     assert code == 0 and out.strip() == "directory unchanged"
+
+
+async def test_two_syncs_at_once_tell_the_region_once(ledger, emulator, client, mapping):
+    fill_address_book(emulator)
+    await sync_directory(client, mapping, ledger, now=T0)
+    number = await _open(ledger)
+    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系", T0), actor=SH_STAFF,
+                       source="test", now=T0)
+    emulator.directory.remove_member("sh.zhang")
+    reports = await asyncio.gather(*(sync_directory(client, mapping, ledger, now=T0)
+                                     for _ in range(2)))
+    assert sorted(len(r.deactivated) for r in reports) == [0, 1]
+    notices = await Notification.filter(kind="staff_left").values_list("recipient", flat=True)
+    assert notices == ["wrGRP-EAST"]
