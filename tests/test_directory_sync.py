@@ -261,3 +261,33 @@ async def test_two_syncs_at_once_tell_the_region_once(ledger, emulator, client, 
     assert sorted(len(r.deactivated) for r in reports) == [0, 1]
     notices = await Notification.filter(kind="staff_left").values_list("recipient", flat=True)
     assert notices == ["wrGRP-EAST"]
+
+
+async def test_the_emulated_address_book_speaks_errcodes(emulator):
+    import aiohttp
+
+    fill_address_book(emulator)
+    base = f"{emulator.url}/cgi-bin"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/user/get", params={"userid": "sh.wu"}) as resp:
+            assert (await resp.json())["errcode"] == 41001
+        async with session.get(f"{base}/user/get",
+                               params={"userid": "sh.wu", "access_token": "nope"}) as resp:
+            assert (await resp.json())["errcode"] == 40014
+        async with session.get(f"{base}/gettoken", params={
+                "corpid": WECOM_SECRETS["wecom_corp_id"],
+                "corpsecret": WECOM_SECRETS["wecom_secret"]}) as resp:
+            token = (await resp.json())["access_token"]
+        async with session.get(f"{base}/user/get",
+                               params={"userid": "ghost", "access_token": token}) as resp:
+            assert (await resp.json())["errcode"] == 60111
+        async with session.get(f"{base}/user/list", params={
+                "department_id": str(_DEALER_DEPT["SH001"]), "fetch_child": "1",
+                "access_token": token}) as resp:
+            answer = await resp.json()
+        assert answer["errcode"] == 0 and answer["errmsg"] == "ok"
+        assert {"sh.zhang", "gen.000"} <= {u["userid"] for u in answer["userlist"]}
+        async with session.post(f"{base}/user/list_id", params={"access_token": token},
+                                json={"cursor": "", "limit": 100}) as resp:
+            page = await resp.json()
+        assert len({u["userid"] for u in page["dept_user"]}) == 100 and page["next_cursor"]
