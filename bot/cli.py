@@ -1,4 +1,4 @@
-"""The `complaintbot` command: serve, demo, migrate, directory import."""
+"""The `complaintbot` command: serve, demo, migrate, directory import and sync."""
 
 from __future__ import annotations
 
@@ -74,6 +74,35 @@ def _directory_import(settings: Settings, args: argparse.Namespace) -> int:
         async with open_database(settings.database_url):
             summary = await import_directory(Path(args.file))
         print(summary)
+        return 0
+
+    return _run(run)
+
+
+def _directory_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.directory_sync import load_mapping, sync_directory
+    from bot.ledger import Ledger
+    from bot.policy_book import PolicyBook
+    from bot.wecom.client import WeComClient
+
+    mapping_file = args.mapping or settings.directory_sync_mapping
+    if not mapping_file:
+        raise DirectoryError("no mapping file: give --mapping FILE or set DIRECTORY_SYNC_MAPPING")
+    if not settings.wecom_configured:
+        raise DirectoryError("WeChat Work is not configured (WECOM_CORP_ID, WECOM_SECRET)")
+    mapping = load_mapping(Path(mapping_file))
+
+    async def run() -> int:
+        policies = PolicyBook(load_policy(settings.policy_file))
+        client = WeComClient.from_settings(settings)
+        try:
+            async with open_database(settings.database_url):
+                await policies.store_current()
+                report = await sync_directory(client, mapping, Ledger(policies),
+                                              dry_run=args.dry_run)
+        finally:
+            await client.close()
+        print(report)
         return 0
 
     return _run(run)
@@ -231,6 +260,11 @@ def _parser() -> argparse.ArgumentParser:
     importer = directory_commands.add_parser("import", help="load regions, dealers, staff, groups")
     importer.add_argument("file", help="a YAML file like examples/org.yaml")
     importer.set_defaults(handler=_directory_import)
+    syncer = directory_commands.add_parser(
+        "sync", help="update staff from WeChat Work's address book (docs/directory-sync.md)")
+    syncer.add_argument("--mapping", help="mapping file (default: DIRECTORY_SYNC_MAPPING)")
+    syncer.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    syncer.set_defaults(handler=_directory_sync)
     sweeper = commands.add_parser("sweep", help="apply every deadline due now (or --at), once")
     sweeper.add_argument("--at", type=_instant, help="the instant to sweep at (ISO 8601)")
     sweeper.set_defaults(handler=_sweep)

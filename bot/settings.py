@@ -171,6 +171,14 @@ class Settings(BaseSettings):
         60, ge=0, description="After start-up, wait this long before delivering any report "
         "missed while down (then checked hourly)",
     )
+    directory_sync_mapping: str = Field(
+        "", description="Mapping file of `complaintbot directory sync` (WeChat Work departments "
+        "and tags to regions, dealers and roles; docs/directory-sync.md); empty: no sync",
+    )
+    directory_sync_cron: str = Field(
+        "", description="When the directory sync runs by itself: a crontab line in TIMEZONE "
+        "(e.g. 30 6 * * *); empty disables it; needs DIRECTORY_SYNC_MAPPING",
+    )
     callback_retention_days: float = Field(
         7, gt=0, description="How long a processed callback and its reply are kept, to answer "
         "a redelivery of it alike (WeChat Work redelivers within seconds); older ones are "
@@ -197,7 +205,7 @@ class Settings(BaseSettings):
             raise ValueError("more than 1 needs PostgreSQL: SQLite is served by one process")
         return value
 
-    @field_validator("report_weekly_cron", "report_monthly_cron")
+    @field_validator("report_weekly_cron", "report_monthly_cron", "directory_sync_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
         if value.strip():

@@ -2,7 +2,9 @@
 delivers the outbox, and one cron job per kind of report stores the reports
 for the outbox (schedulers/reports.py), also run at start-up and hourly to
 catch up with a report missed while down. An hourly job deletes processed
-callbacks older than CALLBACK_RETENTION_DAYS.
+callbacks older than CALLBACK_RETENTION_DAYS. With DIRECTORY_SYNC_CRON and
+DIRECTORY_SYNC_MAPPING, a cron job syncs the staff from WeChat Work
+(bot/directory_sync.py).
 
 APScheduler 3.11 with its memory job store only ticks; the state (deadlines,
 notifications) lives in the database, so a restart loses nothing and several
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -36,6 +39,7 @@ from bot.notify.wecom import (
 )
 from bot.settings import Settings
 from bot.storage import Storage
+from bot.wecom.client import WeComClient
 from schedulers.outbox import RetryPolicy, deliver_due
 from schedulers.reports import deliver_reports, due_period, first_day, report_trigger
 from schedulers.sweeper import sweep
@@ -157,6 +161,24 @@ def _add_report_jobs(scheduler: AsyncIOScheduler, settings: Settings, ledger: Le
                           next_run_time=first, **options)
 
 
+def _add_directory_sync_job(scheduler: AsyncIOScheduler, settings: Settings, ledger: Ledger,
+                            wecom: WeComClient, running: set[asyncio.Task]) -> None:
+    """The directory sync on its cron schedule; the mapping file is read at
+    each run, so an edit needs no restart (a broken one fails that run, logged)."""
+    from bot.directory_sync import load_mapping, sync_directory
+
+    async def sync_round() -> None:
+        mapping = load_mapping(Path(settings.directory_sync_mapping))
+        report = await sync_directory(wecom, mapping, ledger)
+        if report.changed or report.skipped:
+            log.info("directory_sync_report", report=str(report))
+
+    scheduler.add_job(_job("directory_sync", sync_round, running),
+                      report_trigger(settings.directory_sync_cron, settings.zone),
+                      id="directory_sync", coalesce=True, max_instances=1,
+                      misfire_grace_time=None)
+
+
 async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx entry: run the jobs while the app runs (append after the ORM's
     and the WeChat Work client's, whose one client and pacing it shares)."""
@@ -168,6 +190,8 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     await first_day(app[CLOCK](), settings.zone)
     scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,
                                          app[STORAGE])
+    if wecom is not None and settings.directory_sync_cron and settings.directory_sync_mapping:
+        _add_directory_sync_job(scheduler, settings, app[LEDGER], wecom, running)
     log.info("scheduler_started", media=sorted(transports),
              sweep_seconds=settings.sweep_interval_seconds,
              outbox_seconds=settings.outbox_interval_seconds)

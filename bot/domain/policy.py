@@ -171,6 +171,16 @@ class CommandLimits(_Frozen):
         return value
 
 
+class Leavers(_Frozen):
+    """Directory sync: what becomes of a ticket assigned to someone who left.
+
+    `pool`: the assignee is cleared, the owner's handlers pick it up again.
+    `colleague`: the first active colleague (by userid) who may handle it for
+    its owner takes it, else the pool. The region's group is told either way."""
+
+    reassign: Literal["pool", "colleague"] = "pool"
+
+
 class QuietHours(_Frozen):
     """The nightly window in which e-mails and group nudges wait (local times)."""
 
@@ -247,6 +257,7 @@ class Policy(_Frozen):
     no_agreement: NoAgreement = NoAgreement()
     calendar: BusinessCalendar = BusinessCalendar()
     limits: CommandLimits = CommandLimits()
+    leavers: Leavers = Leavers()
 
     def document(self) -> dict[str, Any]:
         """The policy as plain JSON-able data, the form in which it is stored."""

@@ -27,6 +27,7 @@ _HEADLINES = {
     "major_acknowledged": "✅ {n} 已确认重大投诉预警（R9）",
     "legal_flagged": "⚖️ {n} 已标记为涉及法律诉讼，已提示法务（R26）",
     "deadline_breached": "⏰ {n} 处理时限已到",
+    "staff_left": "👋 {n} 处理人或审批人已离职，已通知区域",
 }
 
 

@@ -213,6 +213,13 @@ class WeComClient:
             method="GET", attempts=attempts,
         )
 
+    async def address_book(self, path: str, *, query: dict[str, str] | None = None,
+                           body: dict | None = None) -> dict:
+        """One address-book read (department/list, user/list_id, user/get,
+        tag/get ...): GET with `query`, or POST `body`; the answer (errcode 0)."""
+        return await self._with_token(path, body, query=query,
+                                      method="GET" if body is None else "POST")
+
     # -- plumbing ----------------------------------------------------------
 
     async def _send_app(self, userids: list[str], message: dict[str, Any]) -> dict:
@@ -234,16 +241,18 @@ class WeComClient:
             raise RateLimited(key, wait)
 
     async def _with_token(self, path: str, body: Body, *,
-                          query: dict[str, str] | None = None) -> dict:
+                          query: dict[str, str] | None = None, method: str = "POST") -> dict:
         token = await self._access_token()
         try:
-            return await self._call(path, body, params={**(query or {}), "access_token": token})
+            return await self._call(path, body, params={**(query or {}), "access_token": token},
+                                    method=method)
         except WeComError as exc:
             if exc.errcode not in TOKEN_ERRCODES:
                 raise
             log.info("wecom_token_rejected", path=path, errcode=exc.errcode)
         token = await self._access_token(rejected=token)
-        return await self._call(path, body, params={**(query or {}), "access_token": token})
+        return await self._call(path, body, params={**(query or {}), "access_token": token},
+                                method=method)
 
     async def _access_token(self, *, rejected: str | None = None) -> str:
         """A token valid for a while yet: from memory, else from the database

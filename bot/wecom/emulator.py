@@ -44,6 +44,7 @@ from bot.settings import Settings
 from bot.wecom import emulator_ws, schemas
 from bot.wecom.crypto import CallbackCipher, cdata
 from bot.wecom.emulator_appchat import AppChats
+from bot.wecom.emulator_directory import EmulatedDirectory
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
 _APP_MSGTYPES = {"text", "markdown", "textcard", "news", "template_card"}
@@ -144,6 +145,7 @@ class WeComEmulator:
         self.ws = emulator_ws.mount(self, self.app, settings.wecom_robot_bot_id,
                                     robot_secret.get_secret_value() if robot_secret else "")
         self.appchats = AppChats.mount(self)
+        self.directory = EmulatedDirectory(self)  # 通讯录: bot/wecom/emulator_directory.py
         self.app.on_cleanup.append(self._cleanup)
 
     # -- control -----------------------------------------------------------
