@@ -176,6 +176,15 @@ async def wecom(
 ) -> WeComWorld:
     """The bot (no scheduler: outbox rows stay pending to be looked at) talking to
     the emulator, its database migrated and the example directory loaded."""
+    bot, settings = await start_bot(database_url, aiohttp_client, emulator, clock)
+    return WeComWorld(emulator=emulator, bot=bot, settings=settings)
+
+
+async def start_bot(
+    database_url: str, aiohttp_client, emulator: WeComEmulator, clock
+) -> tuple[TestClient, Settings]:
+    """The bot (no scheduler) on `database_url`, talking to the emulator, its
+    database migrated and the example directory loaded; and its settings."""
     if database_url.startswith("postgres"):
         async with open_database(database_url):
             await _truncate_postgres()
@@ -183,4 +192,4 @@ async def wecom(
     bot = await aiohttp_client(create_app(settings, clock=lambda: clock[0], scheduler=False))
     await import_directory(ORG)
     emulator.connect(own_url=emulator.url, bot_url=str(bot.make_url("")))
-    return WeComWorld(emulator=emulator, bot=bot, settings=settings)
+    return bot, settings

@@ -24,10 +24,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.app import create_app
 from bot.check import check_database
 from bot.db import open_database
-from bot.directory_import import import_directory
 from bot.intake import Complaint
 from bot.settings import load_settings
 from bot.storage import STORAGE_MESSAGE
@@ -36,7 +34,12 @@ from commands.router import FAILURE
 from models import Notification
 from models import Ticket as TicketRow
 from schedulers.outbox import RetryPolicy, deliver_due
-from tests.conftest import ORG, POSTGRES_URL, ROOT, TOKEN, _truncate_postgres, wecom_settings
+from tests.conftest import (
+    POSTGRES_URL,
+    ROOT,
+    TOKEN,
+    start_bot,
+)
 from tests.test_notify_email import free_port
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -87,13 +90,7 @@ def fill(folder: Path) -> Path:
 
 async def bot_on(database_url, aiohttp_client, emulator: WeComEmulator, clock):
     """The bot (no scheduler) on `database_url`, talking to the emulator."""
-    if database_url.startswith("postgres"):
-        async with open_database(database_url):
-            await _truncate_postgres()
-    config = wecom_settings(database_url, api_base=f"{emulator.url}/cgi-bin")
-    bot = await aiohttp_client(create_app(config, clock=lambda: clock[0], scheduler=False))
-    await import_directory(ORG)
-    emulator.connect(own_url=emulator.url, bot_url=str(bot.make_url("")))
+    bot, _ = await start_bot(database_url, aiohttp_client, emulator, clock)
     return bot
 
 
