@@ -66,7 +66,8 @@ def transports_for(
     if settings.smtp_host:
         transports["email"] = EmailTransport(settings)
     if wecom is not None:
-        transports["group"] = GroupTransport(wecom, pusher=pusher)
+        transports["group"] = GroupTransport(wecom, pusher=pusher, zone=settings.zone,
+                                             clock=clock)
         transports["app"] = AppTransport(wecom, zone=settings.zone, clock=clock)
         transports["robot"] = RobotTransport(wecom)
         transports["crisis"] = CrisisTransport(wecom, zone=settings.zone)

@@ -5,6 +5,8 @@ wait, and only the lease holder among replicas keeps the connection."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import pytest
@@ -22,7 +24,9 @@ from bot.settings import Settings, SettingsError, load_settings
 from bot.wecom.emulator import WeComEmulator
 from bot.wecom.emulator_ws import HubError
 from bot.wecom.longconn import RobotConnection
-from models import Lease, Notification, ProcessedCallback, Ticket, TicketEvent
+from models import Lease, Notification, ProcessedCallback, SentCard, Ticket, TicketEvent
+from schedulers.outbox import deliver_due
+from schedulers.runner import transports_for
 from tests.conftest import ORG, WeComWorld, _truncate_postgres, wecom_settings
 from tests.test_demo import free_port, say, wait_for
 from tests.test_webhooks_robot import GROUP, open_ticket
@@ -59,7 +63,7 @@ async def longconn(database_url: str, emulator: WeComEmulator, aiohttp_client,
             "wecom_robot_ping_seconds": 0.2,
             "wecom_robot_reconnect_seconds": 0.05,
             "wecom_robot_displaced_wait_seconds": DISPLACED_WAIT,
-            "wecom_robot_lease_seconds": 1.5,
+            "wecom_robot_lease_seconds": 3.0,  # renewals slip on a loaded machine
         })
     bot = await aiohttp_client(create_app(settings, clock=lambda: clock[0], scheduler=False))
     await import_directory(ORG)
@@ -214,6 +218,58 @@ async def test_group_notices_are_pushed_where_the_chat_is_open_else_go_by_webhoo
                            "markdown": {"content": "工单 #1 已派发"}}]
     [hook] = longconn.emulator.sent("webhook/send")
     assert hook["json"]["markdown"]["content"] == "工单 #2 已派发"
+
+
+async def test_a_dispatch_is_pushed_into_the_group_with_its_card_and_a_click_there_responds(
+    longconn: LongWorld, clock,
+) -> None:
+    hub = longconn.emulator.ws
+    await hub.message("sh.zhang", GROUP, "@投诉助手 /help")
+    number = await open_ticket(as_world(longconn))
+    transports = transports_for(longconn.settings, longconn.bot.app[WECOM],
+                                clock=lambda: clock[0], pusher=longconn.connection)
+    await deliver_due({"group": transports["group"]}, now=clock[0])
+    notice, card = [p for p in hub.pushes if p["chatid"] == GROUP]
+    assert f"#{number}" in notice["markdown"]["content"]
+    assert card["msgtype"] == "template_card"
+    assert card["template_card"]["main_title"]["title"].startswith(f"#{number} ")
+    assert card["template_card"]["button_list"] == [
+        {"text": "处理", "style": 1, "key": f"respond:{number}"}]
+    assert "replace_text" not in card["template_card"]  # the app's field, not the robot's
+    assert await SentCard.filter(ticket_id=number, channel="robot", chatid=GROUP).count() == 1
+    update = await hub.click("sh.zhang", GROUP, card["template_card"]["task_id"],
+                             f"respond:{number}")
+    assert update["cmd"] == "aibot_respond_update_msg"
+    assert (await Ticket.get(id=number)).status.value == "responded"
+
+
+async def test_an_answer_whose_connection_dropped_is_pushed_once_it_is_back(
+    longconn: LongWorld,
+) -> None:
+    number = await open_ticket(as_world(longconn))
+    hub = longconn.emulator.ws
+    await hub.message("sh.zhang", GROUP, "@投诉助手 /help")
+    # The network cuts the socket right behind the message: the bot reads the
+    # message, then the close, before its answer is ready.
+    asked = asyncio.create_task(hub.message("sh.zhang", GROUP, "@投诉助手 /respond 1 已联系客户"))
+    while not hub._answers:  # yield until the frame is sent, then cut at once
+        await asyncio.sleep(0)
+    await hub.drop()
+    with contextlib.suppress(HubError):
+        await asked
+    await eventually(lambda: any(f"#{number}" in p.get("markdown", {}).get("content", "")
+                                 for p in hub.pushes), what="the answer pushed into the group")
+    assert (await Ticket.get(id=number)).status.value == "responded"
+
+
+async def test_the_emulator_refuses_a_push_the_platform_would(longconn: LongWorld) -> None:
+    hub = longconn.emulator.ws
+    await hub.message("sh.zhang", GROUP, "@投诉助手 /help")
+    card = {"card_type": "button_interaction", "main_title": {"title": "#1"},
+            "task_id": "t1", "replace_text": "已处理",
+            "button_list": [{"text": "处理", "key": "respond:1"}]}
+    assert not await longconn.connection.push_card(GROUP, card)
+    assert hub.pushes == []
 
 
 async def test_pushes_and_replies_keep_to_30_a_minute_per_chat_then_the_webhook_is_used(

@@ -16,10 +16,12 @@ from bot.card_copies import CARD_FRESH, CARD_UPDATE, record_copy
 from bot.clock import Clock, utcnow
 from bot.crisis import CHAT_EXISTS, CRISIS_KIND, crisis_members, crisis_name
 from bot.directory import Roster
+from bot.domain.permissions import Action, audience_may
+from bot.domain.ticket import Audience, Ticket
 from bot.ledger import snapshot
 from bot.notify import DeliveryError
 from bot.render.approvals import card_for_task as approval_card_for_task
-from bot.render.cards import load_view, member_card, new_task_id, ticket_of_task
+from bot.render.cards import load_view, member_card, new_task_id, robot_card, ticket_of_task
 from bot.render.chat import render_ticket
 from bot.render.notices import SHANGHAI, RenderedMessage
 from bot.wecom.client import WeComError
@@ -66,14 +68,19 @@ class RobotPusher(Protocol):
 
     async def push_markdown(self, chatid: str, content: str) -> bool: ...
 
+    async def push_card(self, chatid: str, card: dict[str, Any]) -> bool: ...
+
 
 class GroupTransport:
     """Posts markdown, or a message's image (a report's chart), into the group
     whose robot chatid is the recipient."""
 
-    def __init__(self, sender: WeComSender, *, pusher: RobotPusher | None = None) -> None:
+    def __init__(self, sender: WeComSender, *, pusher: RobotPusher | None = None,
+                 zone: ZoneInfo = SHANGHAI, clock: Clock = utcnow) -> None:
         self.sender = sender
         self.pusher = pusher
+        self.zone = zone
+        self.clock = clock
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
         """Markdown by the robot's push where its long connection can (the chat
@@ -87,7 +94,10 @@ class GroupTransport:
         if image is None and self.pusher is not None and await self.pusher.push_markdown(
             group.chatid, message.markdown
         ):
-            return  # pushed by the smart robot itself (long-connection mode)
+            # Pushed by the smart robot itself (long-connection mode): a notice
+            # asking the group to act is followed by the card with 处理.
+            await self._push_card(notification, self.pusher, group.chatid)
+            return
         if group.webhook_key:
             if image is not None:
                 await self.sender.send_webhook_image(group.webhook_key, image)
@@ -103,6 +113,33 @@ class GroupTransport:
             raise DeliveryError(
                 f"group {group.chatid} has neither webhook_key nor app_chat_id", retryable=True
             )
+
+
+    async def _push_card(self, notification: Notification, pusher: RobotPusher,
+                         chatid: str) -> None:
+        """The ticket's card after a CARD_KINDS notice, if the group may respond.
+        The notice itself has gone: a card the chat's limits or the connection
+        refuse now is left out (the notice says how to respond by command)."""
+        number: int | None = notification.ticket_id  # type: ignore[attr-defined]
+        if notification.kind not in CARD_KINDS or number is None:
+            return
+        view = await load_view(number)
+        if view is None or not _audience_may_respond(notification.audience, view.ticket):
+            return
+        # The task_id is the row's, as for the app's cards (a retry is a repeat).
+        task_id = new_task_id(number, f"n{notification.id}")
+        card = robot_card(view.card(self.zone, task_id=task_id, show_customer=False,
+                                    in_group=True))
+        if await pusher.push_card(chatid, card):
+            await record_copy(ticket_id=number, task_id=task_id, channel="robot", userid="",
+                              chatid=chatid, now=self.clock())
+
+
+def _audience_may_respond(audience: str, ticket: Ticket) -> bool:
+    try:
+        return audience_may(Audience(audience), ticket, Action.RESPOND)
+    except ValueError:  # a row of no audience asks nothing
+        return False
 
 
 class AppTransport:

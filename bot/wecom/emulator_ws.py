@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from bot.clock import utcnow
+from bot.wecom.schemas import robot_push_problem
 
 if TYPE_CHECKING:
     from bot.wecom.emulator import WeComEmulator
@@ -102,7 +103,10 @@ class LongConnectionHub:
                     future.set_result({"cmd": cmd, "body": body})
                     await ws.send_json(_ack(req_id))
             elif cmd == "aibot_send_msg":
-                if body.get("chatid") not in self.open_chats:
+                refused = robot_push_problem(body)
+                if refused is not None:
+                    await ws.send_json(_ack(req_id, refused["errcode"], refused["errmsg"]))
+                elif body.get("chatid") not in self.open_chats:
                     await ws.send_json(_ack(req_id, 40058, "chat not open to pushes"))
                 else:
                     self.pushes.append(body)
@@ -142,6 +146,9 @@ class LongConnectionHub:
         if old is None:
             raise HubError("no live connection to drop")
         await old.close()
+        for future in self._answers.values():  # their answers can no longer come
+            if not future.done():
+                future.set_exception(HubError("the connection dropped"))
 
     async def message(self, userid: str, chatid: str | None, text: str, *,
                       msgid: str | None = None) -> dict[str, Any]:

@@ -53,6 +53,8 @@ DISCONNECTED_EVENT = "disconnected_event"
 PUSH_SLOT_PREFIX = "robot-chat:"
 # The longest wait between two reconnection attempts.
 BACKOFF_CAP_SECONDS = 60.0
+# How long an answer whose connection dropped waits for the next one.
+LATE_ANSWER_WAIT_SECONDS = 120.0
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[tuple[str, dict[str, Any]] | None]]
 """Turns an inbound callback (cmd, body) into the answer (cmd, body) or None."""
@@ -101,6 +103,7 @@ class RobotConnection:
         self._holding = asyncio.Event()
         self._stopping = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._live = asyncio.Event()  # set while a subscribed socket is open
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -187,6 +190,7 @@ class RobotConnection:
                     log.warning("wecom_robot_connect_failed", error=repr(exc))
                 finally:
                     self._ws = None
+                    self._live.clear()
                     for future in self._acks.values():
                         future.cancel()
                     self._acks.clear()
@@ -226,6 +230,7 @@ class RobotConnection:
             if not self.holding:  # lost meanwhile: leave the robot to the new holder
                 return "lease_lost"
             self._ws = ws
+            self._live.set()
             log.info("wecom_robot_subscribed", bot_id=self.bot_id)
             pinger = asyncio.create_task(self._ping(ws))
             try:
@@ -267,13 +272,46 @@ class RobotConnection:
 
     async def _answer(self, ws: aiohttp.ClientWebSocketResponse, cmd: str, req_id: str,
                       body: dict[str, Any]) -> None:
-        """Apply one callback and answer it on its req_id (on the socket it came by)."""
+        """Apply one callback and answer it on its req_id (on the socket it came
+        by); if that socket went meanwhile, push a message's answer into its chat
+        once a connection is back (a click's update cannot outlive its 5 s)."""
         try:
             answer = await self._handler(cmd, body)
-            if answer is not None and not ws.closed:
-                await ws.send_str(frame(answer[0], req_id, answer[1]))
+            if answer is None:
+                return
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_str(frame(answer[0], req_id, answer[1]))
+                    return
+            if answer[0] == RESPOND_MSG:
+                await self._answer_late(body, answer[1])
+            else:
+                log.warning("wecom_robot_answer_lost", req_id=req_id, cmd=answer[0])
         except Exception:
             log.exception("wecom_robot_callback_failed", req_id=req_id)
+
+    async def _answer_late(self, callback: dict[str, Any], reply: dict[str, Any]) -> None:
+        """Push the answer to a message whose connection dropped before it was
+        ready: the command was applied, so its answer must reach the chat."""
+        group = callback.get("chattype") == "group"
+        sender = callback.get("from")
+        chatid = callback.get("chatid") if group else (
+            sender.get("userid") if isinstance(sender, dict) else None)
+        if not chatid:
+            return
+        if "template_card" in reply:
+            message = {"msgtype": "template_card", "template_card": reply["template_card"]}
+        else:
+            content = reply.get("stream", {}).get("content", "")
+            message = {"msgtype": "markdown", "markdown": {"content": content}}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._live.wait(), timeout=LATE_ANSWER_WAIT_SECONDS)
+        try:
+            await self.push({"chatid": chatid, "chat_type": 2 if group else 1, **message})
+        except (PushRefused, TimeoutError, ConnectionError) as exc:
+            log.warning("wecom_robot_answer_lost", chatid=chatid, error=str(exc))
+            return
+        log.info("wecom_robot_answer_pushed_late", chatid=chatid)
 
     async def _ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Ping on the interval; a ping unanswered for an interval closes the socket."""
@@ -312,19 +350,28 @@ class RobotConnection:
             raise PushRefused(f"errcode {ack.get('errcode')}: {ack.get('errmsg')}")
 
     async def push_markdown(self, chatid: str, content: str) -> bool:
-        """Push markdown into group `chatid` if this replica holds the connection
-        and the chat's limits (30/min, 1,000/h, counted by all replicas) have
-        room; False (nothing sent) when the caller should use another way: the
-        chat is not open to pushes (nobody wrote to the robot there), the
-        connection is elsewhere or down, or the limits are reached."""
+        """Push markdown into group `chatid` (see `_push_to_group`)."""
+        return await self._push_to_group(chatid, {"msgtype": "markdown",
+                                                  "markdown": {"content": content}})
+
+    async def push_card(self, chatid: str, card: dict[str, Any]) -> bool:
+        """Push a template card (the robot's TemplateCard) into group `chatid`
+        (see `_push_to_group`); a click on it comes back as a card event."""
+        return await self._push_to_group(chatid, {"msgtype": "template_card",
+                                                  "template_card": card})
+
+    async def _push_to_group(self, chatid: str, message: dict[str, Any]) -> bool:
+        """Push one message into group `chatid` if this replica holds the
+        connection and the chat's limits (30/min, 1,000/h, counted by all
+        replicas) have room; False (nothing sent) when the caller should use
+        another way: the chat is not open to pushes (nobody wrote to the robot
+        there), the connection is elsewhere or down, or the limits are reached."""
         if not self.connected:
             return False
         if await take_slot(f"{PUSH_SLOT_PREFIX}{chatid}", MEMBER_LIMITS, self._clock()) > 0:
             return False
-        body = {"chatid": chatid, "chat_type": 2, "msgtype": "markdown",
-                "markdown": {"content": content}}
         try:
-            await self.push(body)
+            await self.push({"chatid": chatid, "chat_type": 2, **message})
         except (PushRefused, TimeoutError, ConnectionError) as exc:
             log.info("wecom_robot_push_refused", chatid=chatid, error=str(exc))
             return False

@@ -142,6 +142,12 @@ ROBOT_RESPONSE_URL: dict[str, Field] = {
                      markdown=_obj(True, content=_s(True, max_bytes=STREAM_LIMIT))),
     "template_card": _obj(msgtype=_s(True), template_card=CARDS["robot"]),
 }
+ROBOT_PUSHES: dict[str, Field] = {
+    kind: _obj(chatid=_s(True), chat_type=Field("int", required=True, choices=(1, 2)),
+               **schema.fields)
+    for kind, schema in ROBOT_RESPONSE_URL.items()
+}
+"""`aibot_send_msg` bodies (long connection): a chat and what a response_url takes."""
 APP_UPDATE = _obj(
     userids=_list(_s(), max_items=1000), partyids=_list(Field("int"), max_items=100),
     tagids=_list(Field("int"), max_items=100), atall=Field("int", choices=(0, 1)),
@@ -257,6 +263,18 @@ def response_url_problem(body: Any, chattype: str) -> dict[str, Any] | None:
         return _refusal(40008, "only markdown in a group, a template card one to one")
     found = problem(body, schema)
     if found is None and msgtype == "template_card":
+        found = card_problem(body["template_card"], "robot")
+    return found
+
+
+def robot_push_problem(body: Any) -> dict[str, Any] | None:
+    """Why the robot's long connection would refuse this push (`aibot_send_msg`)."""
+    msgtype = body.get("msgtype") if isinstance(body, dict) else None
+    schema = ROBOT_PUSHES.get(str(msgtype))
+    if schema is None:
+        return _refusal(INVALID_PARAMETER, f"msgtype {msgtype!r} cannot be pushed")
+    found = problem(body, schema)
+    if found is None and "template_card" in body:
         found = card_problem(body["template_card"], "robot")
     return found
 
