@@ -215,13 +215,20 @@ def card_problem(card: Any, surface: Surface) -> dict[str, Any] | None:
 
 def robot_message_reply_problem(reply: Any) -> dict[str, Any] | None:
     """Why the robot would refuse this passive reply to a message."""
-    msgtype = reply.get("msgtype") if isinstance(reply, dict) else None
-    schema = ROBOT_MESSAGE_REPLIES.get(str(msgtype))
+    return _message_problem(reply, ROBOT_MESSAGE_REPLIES, "is no reply to a message")
+
+
+def _message_problem(message: Any, schemas: dict[str, Field],
+                     refusal: str) -> dict[str, Any] | None:
+    """Why a message of one of `schemas` (by its msgtype) is refused, its
+    robot card included."""
+    msgtype = message.get("msgtype") if isinstance(message, dict) else None
+    schema = schemas.get(str(msgtype))
     if schema is None:
-        return _refusal(INVALID_PARAMETER, f"msgtype {msgtype!r} is no reply to a message")
-    found = problem(reply, schema)
-    if found is None and "template_card" in reply:
-        found = card_problem(reply["template_card"], "robot")
+        return _refusal(INVALID_PARAMETER, f"msgtype {msgtype!r} {refusal}")
+    found = problem(message, schema)
+    if found is None and "template_card" in message:
+        found = card_problem(message["template_card"], "robot")
     return found
 
 
@@ -269,14 +276,7 @@ def response_url_problem(body: Any, chattype: str) -> dict[str, Any] | None:
 
 def robot_push_problem(body: Any) -> dict[str, Any] | None:
     """Why the robot's long connection would refuse this push (`aibot_send_msg`)."""
-    msgtype = body.get("msgtype") if isinstance(body, dict) else None
-    schema = ROBOT_PUSHES.get(str(msgtype))
-    if schema is None:
-        return _refusal(INVALID_PARAMETER, f"msgtype {msgtype!r} cannot be pushed")
-    found = problem(body, schema)
-    if found is None and "template_card" in body:
-        found = card_problem(body["template_card"], "robot")
-    return found
+    return _message_problem(body, ROBOT_PUSHES, "cannot be pushed")
 
 
 def app_update_problem(body: Any) -> dict[str, Any] | None:
