@@ -265,6 +265,7 @@ async def test_an_app_chat_group_gets_the_summary_and_the_chart_as_uploaded_medi
         ledger, delivery):
     await week09_tickets(ledger)
     await GroupChat.filter(chatid="wrGRP-SH001").update(webhook_key="", app_chat_id="wrAPPCHAT1")
+    delivery.emulator.appchats.adopt("wrAPPCHAT1", ["sh.zhang", "sh.li"])
     week = parse_period("weekly", None, T0, ZONE)
     await deliver_reports(week, now=T0, policy=ledger.policies.current, zone=ZONE)
     assert (await delivery.run(T0)).dead == 0

@@ -170,6 +170,10 @@ async def test_group_posts_by_webhook_and_app_chat(
     api: WeComClient, emulator: WeComEmulator
 ) -> None:
     await api.send_webhook_markdown("hook-sh001", "**#1** 2 小时未响应")
+    with pytest.raises(WeComError) as unknown:
+        await api.send_appchat_markdown("wrAPPCHAT1", "**#1** 已升级")
+    assert unknown.value.errcode == 86001  # a chat the app never created
+    emulator.appchats.adopt("wrAPPCHAT1", ["sh.zhang", "sh.li"])
     await api.send_appchat_markdown("wrAPPCHAT1", "**#1** 已升级")
     hook = emulator.sent("webhook/send")[0]
     assert hook["query"] == {"key": "hook-sh001"}

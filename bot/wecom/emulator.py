@@ -43,7 +43,7 @@ from bot.clock import Clock, utcnow
 from bot.settings import Settings
 from bot.wecom import emulator_ws, schemas
 from bot.wecom.crypto import CallbackCipher, cdata
-from bot.wecom.emulator_appchat import AppChats
+from bot.wecom.emulator_appchat import INVALID_CHATID, AppChats
 from bot.wecom.emulator_directory import EmulatedDirectory
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -248,6 +248,9 @@ class WeComEmulator:
             return refusal
         if not body.get("chatid"):
             return self._answer(request, body, {"errcode": 86003, "errmsg": "invalid chatid"})
+        if body["chatid"] not in self.appchats.chats:  # only groups the app created
+            return self._answer(request, body, {"errcode": INVALID_CHATID,
+                                                "errmsg": "chatid invalid"})
         if body.get("msgtype") not in _APPCHAT_MSGTYPES:
             return self._answer(request, body, {"errcode": 40008, "errmsg": "invalid message type"})
         if body["msgtype"] in ("image", "file"):

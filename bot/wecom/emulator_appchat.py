@@ -42,6 +42,10 @@ class AppChats:
         emulator.app.router.add_post("/cgi-bin/appchat/create", chats.create)
         return chats
 
+    def adopt(self, chatid: str, userlist: list[str], name: str = "") -> None:
+        """A group the app created before (outside this run), so it may post there."""
+        self.chats[chatid] = {"name": name, "owner": userlist[0], "userlist": list(userlist)}
+
     def posts(self, chatid: str) -> list[str]:
         """The markdown posted into one group (appchat/send), oldest first."""
         return [r["json"]["markdown"]["content"] for r in self.emulator.sent("appchat/send")
