@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -85,11 +86,34 @@ async def _truncate_postgres() -> None:
         await conn.execute_script(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file with no rows: each test starts from a copy,
+    since migrating a new file takes seconds (tests/test_migrations.py covers
+    migrating itself)."""
+    path = tmp_path_factory.mktemp("template") / "complaintbot.sqlite3"
+
+    async def migrate() -> None:
+        async with open_database(f"sqlite://{path}"):
+            conn = connections.get("default")
+            _, rows = await conn.execute_query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'tortoise%' AND name NOT LIKE 'sqlite_%'")
+            for row in rows:  # the start-up's heartbeat
+                await conn.execute_script(f'DELETE FROM "{row["name"]}"')
+            await conn.execute_script("DELETE FROM sqlite_sequence")
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each storage test runs on SQLite (a file) and on PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/complaintbot.sqlite3"
+        path = tmp_path / "complaintbot.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite://{path}"
     return request.getfixturevalue("postgres_url")
 
 
