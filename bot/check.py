@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import aiohttp
 import aiosmtplib
 
 from bot.clock import utcnow
@@ -23,6 +24,8 @@ from bot.db import open_database, tortoise_config
 from bot.settings import Settings
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
+from bot.wecom.longconn import SUBSCRIBE, frame, lease_name, new_req_id
+from models import Lease
 
 Status = Literal["ok", "fail", "warn"]
 _MARKS: dict[Status, str] = {"ok": "✓", "fail": "✗", "warn": "!"}
@@ -207,12 +210,59 @@ async def check_app_callback(settings: Settings) -> Finding:
                        unset="应用回调未配置：员工在应用里发的指令和审批点击不会到达")
 
 
-async def check_robot_callback(settings: Settings) -> Finding:
-    """Encrypt, sign, verify and decrypt a smart-robot callback with the configured key."""
+async def check_robot_callback(settings: Settings) -> Finding | None:
+    """Encrypt, sign, verify and decrypt a smart-robot callback with the
+    configured key; nothing to check when the robot uses its long connection."""
+    if settings.wecom_robot_mode == "long_connection":
+        return None
     return _round_trip("robot callback key", settings.wecom_robot_token,
                        settings.wecom_robot_aes_key, "", "WECOM_ROBOT_TOKEN",
                        "WECOM_ROBOT_AES_KEY", robot=True,
                        unset="智能机器人回调未配置：群里 @机器人 的指令和卡片点击不会到达")
+
+
+async def check_robot_connection(settings: Settings) -> Finding | None:
+    """In long-connection mode: the WebSocket opens and `aibot_subscribe` takes
+    the BotID and Secret. WeChat Work keeps one connection per robot, so while
+    a running replica holds it (a live lease) only the handshake is tried: a
+    subscription would displace the bot's own connection."""
+    if settings.wecom_robot_mode != "long_connection":
+        return None
+    item = "robot long connection"
+    url = settings.wecom_robot_ws_url
+    try:
+        holder = await _robot_connection_holder(settings)
+    except Exception as exc:  # no database: subscribing might displace a running bot
+        holder = f"(unknown: the database cannot be read, {_describe(exc)})"
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                url, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+            if holder is not None:
+                return _ok(item, f"{url} answers; subscription not tried, the connection is "
+                                 f"held by {holder} (a second one would displace it)")
+            req_id = new_req_id(SUBSCRIBE)
+            secret = settings.wecom_robot_secret
+            await ws.send_str(frame(SUBSCRIBE, req_id, {
+                "bot_id": settings.wecom_robot_bot_id,
+                "secret": secret.get_secret_value() if secret else ""}))
+            ack = await asyncio.wait_for(ws.receive_json(), 10)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        return _fail(item, f"cannot open {url} ({_describe(exc)}): check "
+                           "WECOM_ROBOT_WS_URL and that outbound HTTPS (443) is allowed")
+    if not isinstance(ack, dict) or ack.get("errcode") != 0:
+        errcode = ack.get("errcode") if isinstance(ack, dict) else None
+        return _fail(item, f"aibot_subscribe refused (errcode {errcode}): check "
+                           "WECOM_ROBOT_BOT_ID and WECOM_ROBOT_SECRET (智能机器人 → API 模式)")
+    return _ok(item, f"subscribed as {settings.wecom_robot_bot_id} at {url}, then closed")
+
+
+async def _robot_connection_holder(settings: Settings) -> str | None:
+    """Who holds the robot's long connection now, per the lease row; None if nobody."""
+    async with open_database(settings.database_url, migrate=False):
+        lease = await Lease.get_or_none(name=lease_name(settings.wecom_robot_bot_id))
+    if lease is None or lease.expires_at <= utcnow():
+        return None
+    return lease.holder
 
 
 async def check_sms(settings: Settings) -> Finding:
@@ -253,12 +303,13 @@ async def check_chart_font(_settings: Settings) -> Finding:
     return _ok("chart font", f"{font} (report charts draw Chinese)")
 
 
-CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding]]], ...] = (
+CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding | None]]], ...] = (
     ("database", check_database),
     ("SMTP", check_smtp),
     ("WeChat Work app", check_wecom_api),
     ("app callback key", check_app_callback),
     ("robot callback key", check_robot_callback),
+    ("robot long connection", check_robot_connection),
     ("SMS", check_sms),
     ("chart font", check_chart_font),
 )
@@ -268,13 +319,16 @@ CHECK_SECONDS = 60.0
 
 
 async def run_checks(settings: Settings) -> list[Finding]:
-    """Every check, in order; one that hangs longer than CHECK_SECONDS fails."""
+    """Every check that applies, in order; one that hangs longer than
+    CHECK_SECONDS fails."""
     findings = []
     for item, check in CHECKS:
         try:
-            findings.append(await asyncio.wait_for(check(settings), CHECK_SECONDS))
+            finding = await asyncio.wait_for(check(settings), CHECK_SECONDS)
         except TimeoutError:
-            findings.append(_fail(item, f"no answer within {CHECK_SECONDS:g} s"))
+            finding = _fail(item, f"no answer within {CHECK_SECONDS:g} s")
+        if finding is not None:
+            findings.append(finding)
     return findings
 
 

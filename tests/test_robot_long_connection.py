@@ -5,15 +5,15 @@ wait, and only the lease holder among replicas keeps the connection."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from bot.app import create_app
+from bot.check import check_robot_connection
 from bot.db import open_database
 from bot.demo import create_demo_app
 from bot.directory_import import import_directory
@@ -251,12 +251,8 @@ async def test_an_answer_whose_connection_dropped_is_pushed_once_it_is_back(
     await hub.message("sh.zhang", GROUP, "@投诉助手 /help")
     # The network cuts the socket right behind the message: the bot reads the
     # message, then the close, before its answer is ready.
-    asked = asyncio.create_task(hub.message("sh.zhang", GROUP, "@投诉助手 /respond 1 已联系客户"))
-    while not hub._answers:  # yield until the frame is sent, then cut at once
-        await asyncio.sleep(0)
-    await hub.drop()
-    with contextlib.suppress(HubError):
-        await asked
+    with pytest.raises(HubError):
+        await hub.message("sh.zhang", GROUP, "@投诉助手 /respond 1 已联系客户", drop_after=True)
     await eventually(lambda: any(f"#{number}" in p.get("markdown", {}).get("content", "")
                                  for p in hub.pushes), what="the answer pushed into the group")
     assert (await Ticket.get(id=number)).status.value == "responded"
@@ -307,3 +303,31 @@ async def test_the_demo_runs_in_long_connection_mode(aiohttp_server, aiohttp_cli
     assert reply["chat"] == "wrGRP-SH001" and "/respond" in reply["text"]
     log = await (await demo.get("/dev/emulator/log")).json()
     assert [r for r in log["requests"] if r["path"] == "ws:/wecom/robot"]
+
+
+async def test_check_subscribes_when_no_replica_holds_the_connection(
+    database_url: str, emulator: WeComEmulator,
+) -> None:
+    settings = wecom_settings(database_url).model_copy(update={
+        "wecom_robot_mode": "long_connection",
+        "wecom_robot_ws_url": f"{emulator.url}/emulator/ws"})
+    async with open_database(database_url):
+        pass
+    finding = await check_robot_connection(settings)
+    assert finding is not None and finding.status == "ok", finding
+    assert len(emulator.ws.subscribed_at) == 1
+    wrong = settings.model_copy(update={"wecom_robot_secret": SecretStr("not-the-secret")})
+    refused = await check_robot_connection(wrong)
+    assert refused is not None and refused.status == "fail"
+    assert "WECOM_ROBOT_SECRET" in refused.detail
+    nowhere = settings.model_copy(update={"wecom_robot_ws_url": "ws://127.0.0.1:9/ws"})
+    unreachable = await check_robot_connection(nowhere)
+    assert unreachable is not None and "WECOM_ROBOT_WS_URL" in unreachable.detail
+
+
+async def test_check_does_not_displace_the_running_bots_connection(longconn: LongWorld) -> None:
+    finding = await check_robot_connection(longconn.settings)
+    assert finding is not None and finding.status == "ok", finding
+    assert "subscription not tried" in finding.detail
+    assert len(longconn.emulator.ws.subscribed_at) == 1
+    assert longconn.connection.connected and longconn.emulator.ws.connected

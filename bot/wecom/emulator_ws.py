@@ -151,9 +151,11 @@ class LongConnectionHub:
                 future.set_exception(HubError("the connection dropped"))
 
     async def message(self, userid: str, chatid: str | None, text: str, *,
-                      msgid: str | None = None) -> dict[str, Any]:
+                      msgid: str | None = None, drop_after: bool = False) -> dict[str, Any]:
         """A member writes `text` to the robot (in group `chatid`, or one-to-one):
-        the bot's answer frame `{"cmd", "body"}` on the callback's req_id."""
+        the bot's answer frame `{"cmd", "body"}` on the callback's req_id.
+        `drop_after`: the network cuts the connection right behind the message
+        (HubError: its answer cannot come on it)."""
         chattype = "group" if chatid else "single"
         body: dict[str, Any] = {
             "msgid": msgid or secrets.token_hex(16), "aibotid": self.emulator.aibotid,
@@ -163,7 +165,7 @@ class LongConnectionHub:
         if chatid:
             body["chatid"] = chatid
             self.open_chats.add(chatid)
-        return await self.deliver("aibot_msg_callback", body, wait=30.0)
+        return await self.deliver("aibot_msg_callback", body, wait=30.0, drop_after=drop_after)
 
     async def click(self, userid: str, chatid: str | None, task_id: str,
                     event_key: str) -> dict[str, Any]:
@@ -191,8 +193,10 @@ class LongConnectionHub:
             answer = await self.deliver("aibot_msg_callback", message, wait=30.0)
         return answer["body"]
 
-    async def deliver(self, cmd: str, body: dict[str, Any], *, wait: float) -> dict[str, Any]:
-        """Send one callback frame on the live connection; the answer to it."""
+    async def deliver(self, cmd: str, body: dict[str, Any], *, wait: float,
+                      drop_after: bool = False) -> dict[str, Any]:
+        """Send one callback frame on the live connection; the answer to it
+        (`drop_after`: see `message`)."""
         ws = self._live
         if ws is None or ws.closed:
             raise HubError("the bot holds no long connection")
@@ -200,6 +204,8 @@ class LongConnectionHub:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._answers[req_id] = future
         await ws.send_json({"cmd": cmd, "headers": {"req_id": req_id}, "body": body})
+        if drop_after:
+            await self.drop()
         try:
             answer = await asyncio.wait_for(future, timeout=wait)
         except TimeoutError:

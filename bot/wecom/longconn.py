@@ -77,6 +77,11 @@ def frame(cmd: str, req_id: str, body: dict[str, Any] | None = None) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
+def lease_name(bot_id: str) -> str:
+    """The lease row of robot `bot_id`'s long connection (bot/wecom/lease.py)."""
+    return f"robot-long-connection:{bot_id}"
+
+
 def is_displacement(body: Any) -> bool:
     """True for the event telling this connection a newer one replaced it."""
     event = body.get("event") if isinstance(body, dict) else None
@@ -95,7 +100,7 @@ class RobotConnection:
         self.reconnect_seconds = settings.wecom_robot_reconnect_seconds
         self.displaced_wait = settings.wecom_robot_displaced_wait_seconds
         self.lease_seconds = settings.wecom_robot_lease_seconds
-        self.lease_name = f"robot-long-connection:{self.bot_id}"
+        self.lease_name = lease_name(self.bot_id)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._handler = handler
         # Real time: leases and backoff run on the wall clock, whatever the app's clock says.
