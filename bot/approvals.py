@@ -19,10 +19,16 @@ from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
 from bot.directory import recipients_for
-from bot.domain.approvals import OpenRequest, decide_compensation, ended_requests, role_above
+from bot.domain.approvals import (
+    OpenRequest,
+    decide_compensation,
+    ended_requests,
+    pass_over_subject,
+    role_above,
+)
 from bot.domain.enums import Role
 from bot.domain.permissions import may_decide_approval
-from bot.domain.ticket import Actor, Audience, Medium, Outcome, Refused, Ticket
+from bot.domain.ticket import SYSTEM, Actor, Audience, Medium, Outcome, Refused, Ticket
 from bot.domain.transitions import decide_staged_closure
 from bot.ledger import Ledger, Transition, UnderPolicy, end_requests, snapshot
 from bot.render.approvals import (
@@ -96,14 +102,17 @@ async def open_request(
     and their delegates, all in one transaction."""
     async with in_transaction():
         outcome = await ledger.apply(number, transition, actor=actor, source="chat", now=now)
+        event = await TicketEvent.filter(ticket_id=number).order_by("-id").first()
+        assert event is not None  # ledger.apply just wrote it
         role, approver = await approver_passing_over(
             Role(outcome.data["approver_role"]), outcome.ticket)
+        if role.value != outcome.data["approver_role"]:
+            await ledger.apply(number, lambda t: pass_over_subject(t, kind, role),
+                               actor=SYSTEM, source="chat", now=now)
         req = await ApprovalRequest.create(
             ticket_id=number, kind=kind, requested_by=actor.userid, requested_at=now,
             reason=reason, approver_role=role.value, approver_userid=approver, amount=amount,
         )
-        event = await TicketEvent.filter(ticket_id=number).order_by("-id").first()
-        assert event is not None  # ledger.apply just wrote it
         for userid in [approver, *await delegates_of(approver, now)]:
             # R22: a delegate who is the employee complained about gets no card.
             if may_decide_approval(userid, outcome.ticket):

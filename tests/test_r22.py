@@ -21,12 +21,13 @@ from bot.domain.enums import Role, Status
 from bot.domain.ticket import Refused
 from bot.domain.transitions import decide_staged_closure
 from bot.intake import open_complaint
-from bot.keys import WECOM
+from bot.keys import LEDGER, WECOM
 from bot.render.privacy import mask_phone
 from bot.reports.figures import Scope, build_report
 from bot.reports.render import workbook
-from models import ApprovalRequest, Ticket
+from models import ApprovalRequest, Notification, Ticket, TicketEvent
 from schedulers.runner import transports_for
+from schedulers.sweeper import sweep
 from tests.conftest import T0, TOKEN, WeComWorld
 from tests.factories import CALL_CENTRE, SH_STAFF, make_ticket
 from tests.test_approvals import app_replies
@@ -186,6 +187,23 @@ async def test_r22_an_approval_the_subject_alone_would_decide_goes_one_role_up(
     await talk.deliver()
     assert (await ApprovalRequest.get(id=req.id)).status == "approved"
     assert (await Ticket.get(id=m)).status.value == "staged_closed"
+
+
+async def test_r22_a_staged_closure_passed_over_the_subject_is_reminded_to_the_role_above(
+    talk: Conversation,
+) -> None:
+    m = await talk.complaint(channel="local_media", about_staff="east.lin")
+    await talk.deliver()
+    await talk.says("east.he", EAST, f"/stage {m} 客户诉求明显不合理")
+    ticket = await Ticket.get(id=m)
+    assert ticket.stage_approver == Role.SENIOR_MANAGER
+    assert await TicketEvent.filter(ticket_id=m, kind="approval_passed_over").count() == 1
+    # R19: undecided past its time, the reminder e-mail goes to who holds the
+    # request (the senior manager), not to the employee complained about.
+    await sweep(talk.world.bot.app[LEDGER], now=talk.clock[0] + timedelta(days=3))
+    reminders = await Notification.filter(ticket_id=m, kind="staged_decision_overdue",
+                                          medium="email")
+    assert [r.recipient for r in reminders] == ["east.gao@brand.example"]
 
 
 async def test_r22_a_refused_assign_does_not_say_whom_the_complaint_is_about(

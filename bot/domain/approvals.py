@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -30,6 +30,14 @@ _ROLE_ABOVE = {
 def role_above(role: Role) -> Role | None:
     """R22: the next approving role up from `role`; None above the senior manager."""
     return _ROLE_ABOVE.get(role)
+
+
+def pass_over_subject(ticket: Ticket, kind: str, role: Role) -> Outcome:
+    """R22: a request of `kind` went past the employee the complaint is about
+    to `role`. A staged closure's decision reminder (R19) follows it there."""
+    if kind == "staged_closure":
+        ticket = replace(ticket, stage_approver=role)
+    return Outcome(ticket, "approval_passed_over", {"kind": kind, "approver_role": role.value})
 
 
 def compensation_approver(amount: Decimal, policy: Policy) -> Role:

@@ -28,6 +28,7 @@ _HEADLINES = {
     "legal_flagged": "⚖️ {n} 已标记为涉及法律诉讼，已提示法务（R26）",
     "deadline_breached": "⏰ {n} 处理时限已到",
     "staff_left": "👋 {n} 处理人或审批人已离职，已通知区域",
+    "approval_passed_over": "↗️ {n} 审批人是被投诉员工本人，审批已转给上一级",
 }
 
 
