@@ -181,6 +181,25 @@ class Leavers(_Frozen):
     reassign: Literal["pool", "colleague"] = "pool"
 
 
+class Survey(_Frozen):
+    """R23: the satisfaction survey the customer answers from the closing SMS.
+
+    The link works for `valid_for` after the ticket closed, once. A score at
+    or below `low_score` tells the dealer's managers and the region, and with
+    `low_score_reopens` also reopens the ticket for its owner."""
+
+    valid_for: Duration = timedelta(days=7)
+    low_score: int = Field(default=2, ge=1, le=5)
+    low_score_reopens: bool = False
+
+    @field_validator("valid_for")
+    @classmethod
+    def _valid_for_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
 class QuietHours(_Frozen):
     """The nightly window in which e-mails and group nudges wait (local times)."""
 
@@ -258,6 +277,7 @@ class Policy(_Frozen):
     calendar: BusinessCalendar = BusinessCalendar()
     limits: CommandLimits = CommandLimits()
     leavers: Leavers = Leavers()
+    survey: Survey = Survey()
 
     def document(self) -> dict[str, Any]:
         """The policy as plain JSON-able data, the form in which it is stored."""
