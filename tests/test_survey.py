@@ -17,17 +17,27 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+from openpyxl import load_workbook
 from structlog.testing import capture_logs
 
 from bot.app import create_app
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Status
-from bot.domain.survey import Closing, SurveyRefused, answer_survey, survey_refusal
+from bot.domain.survey import (
+    CUSTOMER,
+    Closing,
+    SurveyRefused,
+    answer_survey,
+    survey_refusal,
+)
 from bot.domain.ticket import Refused
 from bot.domain.transitions import close, reopen, respond
 from bot.intake import open_complaint
 from bot.keys import LEDGER, SETTINGS
+from bot.ledger import UnderPolicy
+from bot.reports.figures import Limits, Scope, build_report, compute_figures, parse_period
+from bot.reports.render import markdown_summary, write_files
 from bot.settings import DEFAULT_POLICY_FILE, Settings, load_settings
 from bot.survey import SurveyLinks
 from models import Deadline, Notification, TicketEvent
@@ -38,6 +48,8 @@ from tests.conftest import ORG, T0, TOKEN, WECOM_SECRETS, _truncate_postgres
 from tests.factories import CALL_CENTRE, EAST, SH_STAFF, make_ticket
 from tests.test_demo import CHROMIUM_ARGS, _chromium, free_port
 from tests.test_outbox import complaint, delivering
+from tests.test_reports import ZONE, load_tickets
+from tests.test_reports import complaint as report_complaint
 
 BASE = "https://bot.example.com"
 SECRET = "survey-secret-0123456789abcdef"
@@ -304,3 +316,74 @@ def test_r23_the_survey_rules_in_order(policy):
         answer_survey(out.ticket, closing, 5, "", policy, T0 + 2 * D)
     with pytest.raises(Refused, match="请选择 1 到 5 颗星"):
         answer_survey(closed, closing, 0, "", policy, T0 + 2 * D)
+
+
+# -- reports (R24): response rate and mean stars per dealer and region ----------------
+
+
+async def answer_closing(ledger, number: int, score: int, at) -> None:
+    """The customer answers the ticket's last closing at `at` (the page's way in)."""
+    event = await TicketEvent.filter(ticket_id=number, kind="closed").order_by("-id").first()
+    assert event is not None
+    closing = Closing(event.id, event.at)
+    await ledger.apply(number, UnderPolicy(
+        lambda t, p: answer_survey(t, closing, score, "", p, at)),
+        actor=CUSTOMER, source="survey", now=at)
+
+
+async def test_r23_reports_count_the_survey_per_dealer_and_region(ledger, policy, tmp_path):
+    """By hand, on the tickets of tests/test_reports.py plus G:
+    W09: P1 SH001 closed (call centre 4), answered 5 in W10: counts in W09.
+    W10: A SH001 closed (5), answered 2; G SH001 closed (3), answered 4;
+         D HZ001 closed (3), never answered.
+    W10 SH001: 2 closings, 2 answers, 100 %, mean 3; HZ001: 1, 0, 0 %, no mean;
+    EAST: 3, 2, 66.67 %, mean 3; the score of record of A is the customer's 2,
+    so EAST's satisfaction is (2 + 4 + 3) / 3; NORTH closed nothing."""
+    numbers = await load_tickets(ledger, policy)
+    g = (await open_complaint(report_complaint("LFV2A21K6A3099999"), ledger, actor=CALL_CENTRE,
+                              source="api", now=T0 + 3 * D)).ticket.number
+    for step, actor, at in ((lambda t, at: respond(t, SH_STAFF, "", at), SH_STAFF, 3 * D + H),
+                            (lambda t, at: close(t, CALL_CENTRE, 3, "", at), CALL_CENTRE, 4 * D)):
+        await ledger.apply(g, lambda t, s=step, at=T0 + at: s(t, at), actor=actor,
+                           source="chat", now=T0 + at)
+    await answer_closing(ledger, numbers["P1"], 5, T0 + H)
+    await answer_closing(ledger, numbers["A"], 2, T0 + 31 * H)
+    await answer_closing(ledger, g, 4, T0 + 4 * D + H)
+
+    week = parse_period("weekly", "2026-W10", T0, ZONE)
+    limits = Limits.of(policy)
+    dealer = await compute_figures(week, Scope.parse("dealer:SH001"), limits, ZONE)
+    assert (dealer.survey_invited, dealer.survey_answered, dealer.survey_response_rate,
+            dealer.survey_mean) == (2, 2, 1.0, 3.0)
+    assert dealer.previous is not None
+    assert (dealer.previous.survey_invited, dealer.previous.survey_answered,
+            dealer.previous.survey_mean) == (1, 1, 5.0)
+    hz = await compute_figures(week, Scope.parse("dealer:HZ001"), limits, ZONE)
+    assert (hz.survey_invited, hz.survey_answered, hz.survey_response_rate,
+            hz.survey_mean) == (1, 0, 0.0, None)
+    region = await compute_figures(week, Scope.parse("region:EAST"), limits, ZONE)
+    assert (region.survey_invited, region.survey_answered, region.survey_response_rate,
+            region.survey_mean) == (3, 2, 0.6667, 3.0)
+    assert region.satisfaction == 3, "the customer's 2 for A, not the call centre's 5"
+    assert [(r.code, r.survey_response_rate, r.survey_mean) for r in region.ranking] == [
+        ("HZ001", 0.0, None), ("SH001", 1.0, 3.0)]
+    brand = await compute_figures(week, Scope.parse("brand"), limits, ZONE)
+    assert [(r.code, r.survey_response_rate, r.survey_mean) for r in brand.ranking] == [
+        ("EAST", 0.6667, 3.0), ("NORTH", None, None)]
+
+    text = markdown_summary(region)
+    assert "- 满意度评价回复率：**67%**（较上期 -33个百分点）" in text
+    assert "- 客户评价平均星级：**3**（较上期 -2）" in text
+    report = await build_report("weekly", "2026-W10", Scope.parse("region:EAST"), policy, ZONE,
+                                T0 + 7 * D)
+    [xlsx, _] = write_files(report.figures, report.tickets, report.history, ZONE, tmp_path)
+    book = load_workbook(xlsx)
+    summary = {row[0]: row[1:4] for row in book["汇总"].iter_rows(min_row=3, values_only=True)}
+    assert summary["满意度评价回复率"] == (0.6667, 1.0, pytest.approx(-0.3333))
+    assert summary["客户评价平均星级"] == (3.0, 5.0, -2.0)
+    ranking = list(book["经销商排名"].iter_rows(values_only=True))
+    assert ranking[0][-2:] == ("满意度评价回复率", "客户评价平均星级")
+    assert [r[1:2] + r[-2:] for r in ranking[1:]] == [("HZ001", 0.0, None),
+                                                     ("SH001", 1.0, 3.0)]
+    detail = {r[0]: r[-2:] for r in book["投诉明细"].iter_rows(min_row=2, values_only=True)}
+    assert detail[numbers["A"]] == (2, 2) and detail[numbers["D"]] == (3, None)
