@@ -16,11 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from openpyxl import load_workbook
 from structlog.testing import capture_logs
 
 from bot.app import create_app
+from webhooks.survey import FORGED, THANKS
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Status
@@ -47,6 +48,7 @@ from schedulers.runner import transports_for
 from tests.conftest import ORG, T0, TOKEN, WECOM_SECRETS, _truncate_postgres
 from tests.factories import CALL_CENTRE, EAST, SH_STAFF, make_ticket
 from tests.test_demo import CHROMIUM_ARGS, _chromium, free_port
+from tests.waiting import GENEROUS
 from tests.test_outbox import complaint, delivering
 from tests.test_reports import ZONE, load_tickets
 from tests.test_reports import complaint as report_complaint
@@ -83,7 +85,7 @@ async def bot(database_url, aiohttp_client, emulator, clock) -> TestClient:
     return await start(database_url, aiohttp_client, emulator, clock)
 
 
-async def closed_ticket(bot: TestClient, clock, *, at=T0, score: int = 4) -> int:
+async def closed_ticket(bot: TestClient | TestServer, clock, *, at=T0, score: int = 4) -> int:
     """A ticket opened at `at`, responded to an hour later and closed by the
     call centre (score `score`) after two; the clock is left at the closing."""
     ledger = bot.app[LEDGER]
@@ -99,18 +101,23 @@ async def closed_ticket(bot: TestClient, clock, *, at=T0, score: int = 4) -> int
     return number
 
 
-async def sent_sms(bot: TestClient, clock) -> list[dict]:
+async def sent_sms(bot: TestClient | TestServer, clock) -> list[dict]:
     """What the SMS adapter the bot runs with (development: the log) sent now."""
     with capture_logs() as logs:
         await deliver_due(transports_for(bot.app[SETTINGS], None), now=clock[0])
     return [e for e in logs if e["event"] == "sms_logged"]
 
 
+async def survey_link(bot: TestClient | TestServer, clock, number: int) -> str:
+    """The link in the ticket's closing SMS."""
+    [closing] = [s for s in await sent_sms(bot, clock)
+                 if s["kind"] == "closed" and s["params"]["number"] == str(number)]
+    return closing["params"]["survey"]
+
+
 async def survey_path(bot: TestClient, clock, number: int) -> str:
     """The path of the link in the ticket's closing SMS."""
-    [closing] = [s for s in await sent_sms(bot, clock) if s["kind"] == "closed"]
-    assert closing["params"]["number"] == str(number)
-    link = closing["params"]["survey"]
+    link = await survey_link(bot, clock, number)
     assert link.startswith(f"{BASE}/s/")
     return link.removeprefix(BASE)
 
@@ -387,3 +394,76 @@ async def test_r23_reports_count_the_survey_per_dealer_and_region(ledger, policy
                                                      ("SH001", 1.0, 3.0)]
     detail = {r[0]: r[-2:] for r in book["投诉明细"].iter_rows(min_row=2, values_only=True)}
     assert detail[numbers["A"]] == (2, 2) and detail[numbers["D"]] == (3, None)
+
+
+# -- in a real browser: Debian's Chromium, a phone's screen, JavaScript off -----------
+
+PHONE_SCREEN = "/tmp/survey-phone.png"
+
+
+@pytest.mark.slow
+async def test_r23_the_survey_on_a_phone_in_chromium(aiohttp_server, clock, tmp_path: Path):
+    chromium = _chromium()
+    from playwright.async_api import async_playwright, expect
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = survey_settings(f"sqlite://{tmp_path}/survey.sqlite3", "http://127.0.0.1:9",
+                               public_base_url=base)
+    server = await aiohttp_server(create_app(settings, clock=lambda: clock[0],
+                                             scheduler=False), port=port)
+    await import_directory(ORG)
+    old = await closed_ticket(server, clock, at=T0 - 8 * D)
+    expired = await survey_link(server, clock, old)
+    number = await closed_ticket(server, clock)
+    link = await survey_link(server, clock, number)
+    event, signature = link.rsplit("/", 1)[1].split(".")
+    forged = f"{base}/s/{event}.{signature[::-1]}"
+
+    expect.set_options(timeout=GENEROUS * 1000)
+    async with async_playwright() as playwright:
+        phone = {k: v for k, v in playwright.devices["Pixel 5"].items()
+                 if k != "default_browser_type"}
+        browser = await playwright.chromium.launch(executable_path=chromium, headless=True,
+                                                   args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(**phone, java_script_enabled=False,
+                                                locale="zh-CN")
+            page = await context.new_page()
+            width = phone["viewport"]["width"]
+
+            response = await page.goto(link)
+            assert response is not None and response.status == 200
+            await expect(page.locator("h1")).to_have_text("投诉处理满意度评价")
+            await expect(page.locator(".ticket")).to_have_text(f"投诉编号 #{number} · 上海浦东4S店")
+            submit = page.get_by_role("button", name="提交评价")
+            box = await submit.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+            star = page.locator("label[for=score4]")
+            star_box = await star.bounding_box()
+            assert star_box is not None and star_box["width"] >= 44, "big enough for a thumb"
+            await star.tap()
+            await expect(page.locator("#score4")).to_be_checked()
+            await expect(page.locator("label[for=score1]")).to_have_css("color",
+                                                                        "rgb(245, 166, 35)")
+            await expect(page.locator("label[for=score5]")).to_have_css("color",
+                                                                        "rgb(208, 211, 216)")
+            await page.get_by_label("意见或建议（选填）").fill("处理及时，很满意")
+            await page.screenshot(path=PHONE_SCREEN, full_page=True)
+            await submit.tap()
+            await expect(page.locator(".message")).to_have_text(THANKS)
+            row = await TicketRow.get(id=number)
+            assert (row.survey_score, row.survey_comment) == (4, "处理及时，很满意")
+
+            for url, status, text in (
+                (link, 409, f"投诉 #{number} 的评价已经提交过了，每个评价链接只能使用一次。"),
+                (expired, 410, f"投诉 #{old} 的评价链接已过期（结案后 7 天内有效）"),
+                (forged, 404, FORGED),
+            ):
+                response = await page.goto(url)
+                assert response is not None and response.status == status, url
+                await expect(page.locator(".message")).to_contain_text(text)
+                await expect(submit).to_have_count(0)
+            await context.close()
+        finally:
+            await browser.close()
