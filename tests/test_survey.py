@@ -11,6 +11,7 @@ Debian's Chromium on a phone-sized screen with JavaScript off.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,6 @@ from openpyxl import load_workbook
 from structlog.testing import capture_logs
 
 from bot.app import create_app
-from webhooks.survey import FORGED, THANKS
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.enums import Status
@@ -48,10 +48,11 @@ from schedulers.runner import transports_for
 from tests.conftest import ORG, T0, TOKEN, WECOM_SECRETS, _truncate_postgres
 from tests.factories import CALL_CENTRE, EAST, SH_STAFF, make_ticket
 from tests.test_demo import CHROMIUM_ARGS, _chromium, free_port
-from tests.waiting import GENEROUS
 from tests.test_outbox import complaint, delivering
 from tests.test_reports import ZONE, load_tickets
 from tests.test_reports import complaint as report_complaint
+from tests.waiting import GENEROUS
+from webhooks.survey import FORGED, THANKS
 
 BASE = "https://bot.example.com"
 SECRET = "survey-secret-0123456789abcdef"
@@ -85,13 +86,16 @@ async def bot(database_url, aiohttp_client, emulator, clock) -> TestClient:
     return await start(database_url, aiohttp_client, emulator, clock)
 
 
-async def closed_ticket(bot: TestClient | TestServer, clock, *, at=T0, score: int = 4) -> int:
-    """A ticket opened at `at`, responded to an hour later and closed by the
-    call centre (score `score`) after two; the clock is left at the closing."""
+async def closed_ticket(bot: TestClient | TestServer, clock, *, at=T0, score: int = 4,
+                        **details: str) -> int:
+    """A ticket (of the complaint's `details`) opened at `at`, responded to an
+    hour later and closed by the call centre (score `score`) after two; the
+    clock is left at the closing."""
     ledger = bot.app[LEDGER]
     # A vehicle of its own: the same one again would be a repeat (R6), escalated.
     vin = f"LFV2A21K6A30{await TicketRow.all().count():05d}"
-    out = await open_complaint(complaint(vin=vin), ledger, actor=CALL_CENTRE, source="api", now=at)
+    out = await open_complaint(complaint(vin=vin, **details), ledger, actor=CALL_CENTRE,
+                               source="api", now=at)
     number = out.ticket.number
     await ledger.apply(number, lambda t: respond(t, SH_STAFF, "", at + H), actor=SH_STAFF,
                        source="chat", now=at + H)
@@ -169,7 +173,9 @@ async def test_r23_an_answer_is_stored_on_the_ticket_and_in_its_history(bot, clo
 async def test_r23_a_link_is_usable_once(bot, clock):
     number = await closed_ticket(bot, clock)
     path = await survey_path(bot, clock, number)
-    assert (await answer(bot, path, "4"))[0] == 200
+    # Two taps at once (a double submit): the ticket's row lock lets one in.
+    both = await asyncio.gather(answer(bot, path, "4"), answer(bot, path, "4"))
+    assert sorted(status for status, _ in both) == [200, 409]
     for status, html in (await answer(bot, path, "1", "再来一次"), await page(bot, path)):
         assert status == 409
         assert f"投诉 #{number} 的评价已经提交过了，每个评价链接只能使用一次" in html
@@ -256,6 +262,30 @@ async def test_r23_a_low_score_tells_the_dealer_manager_and_the_region(bot, cloc
     assert "重新打开（`/reopen" in to_region, "the region may reopen it"
     assert "联系区域重新打开" in to_manager, "a dealer manager may not"
     assert (await TicketRow.get(id=number)).status == "closed", "reopening is off by default"
+
+
+async def test_r22_a_low_score_about_an_employee_keeps_the_comment_out_of_groups(
+    bot, clock, emulator
+):
+    number = await closed_ticket(bot, clock, about_staff="sh.chen")
+    path = await survey_path(bot, clock, number)
+    assert (await answer(bot, path, "1", "陈专员态度恶劣"))[0] == 200
+    async with delivering(emulator, clock) as delivery:
+        await deliver_due({m: delivery.transports[m] for m in ("app", "group")}, now=clock[0])
+        [to_manager] = [m for m in delivery.app_messages("sh.zhou") if "评价低分" in m]
+        [to_region] = [p for p in delivery.webhook_posts("hook-east") if "评价低分" in p]
+    assert "客户留言：陈专员态度恶劣" in to_manager
+    assert "陈专员" not in to_region and "客户留言" not in to_region
+    assert f"投诉 #{number}" in to_region and "1 星" in to_region
+
+
+async def test_r26_a_comment_naming_legal_action_flags_the_ticket_to_legal(bot, clock):
+    number = await closed_ticket(bot, clock)
+    path = await survey_path(bot, clock, number)
+    assert (await answer(bot, path, "3", "再不赔偿我就去法院起诉"))[0] == 200
+    assert (await TicketRow.get(id=number)).legal
+    assert await Notification.filter(ticket_id=number, kind="legal_flag",
+                                     recipient="legal.han@brand.example").exists()
 
 
 async def test_r23_a_low_score_reopens_the_ticket_when_the_policy_says_so(

@@ -71,8 +71,8 @@ def survey_refusal(
             "如仍有问题，请联系为您服务的经销商。", "expired")
     if ticket.status is not Status.CLOSED or ticket.closed_at != closing.at:
         return SurveyRefused(
-            f"投诉 #{number} 已重新进入处理，此评价链接已失效；处理完毕后我们会再发送新的评价链接。",
-            "reopened")
+            f"投诉 #{number} 已重新进入处理，此评价链接已失效；"
+            "处理完毕后我们会再发送新的评价链接。", "reopened")
     return None
 
 
