@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 
 from bot.app import create_app
 from bot.db import open_database
+from bot.directory import actor_for
 from bot.directory_import import import_directory
 from bot.domain.enums import Status
 from bot.domain.survey import (
@@ -41,6 +42,8 @@ from bot.reports.figures import Limits, Scope, build_report, compute_figures, pa
 from bot.reports.render import markdown_summary, write_files
 from bot.settings import DEFAULT_POLICY_FILE, Settings, load_settings
 from bot.survey import SurveyLinks
+from commands.base import ChatMessage, Context
+from commands.router import handle_message
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from schedulers.outbox import deliver_due
@@ -167,6 +170,16 @@ async def test_r23_an_answer_is_stored_on_the_ticket_and_in_its_history(bot, clo
     assert event.data == {"score": 5, "note": "服务很好，谢谢", "closing": closing.id,
                           "agent_score": 4}
     assert closing.data["satisfaction"] == 4, "the call centre's score stays in the history"
+    resp = await bot.get(f"/api/complaints/{number}", headers={"Authorization": f"Bearer {TOKEN}"})
+    body = await resp.json()
+    assert (body["survey_score"], body["survey_comment"], body["satisfaction"]) == (
+        5, "服务很好，谢谢", 5)
+    assert body["history"][-1]["kind"] == "survey_answered"
+    ctx = Context(actor=await actor_for("sh.zhang"), ledger=bot.app[LEDGER], now=clock[0],
+                  zone=ZONE)
+    shown = (await handle_message(ChatMessage(userid="sh.zhang", text=f"/show {number}",
+                                              channel="app", chatid=None, msgid="m1"), ctx))
+    assert "> 客户评价：5 星（03-02 14:00）：服务很好，谢谢" in shown.markdown
     assert not await Notification.filter(ticket_id=number, kind="survey_low").exists()
 
 
