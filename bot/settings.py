@@ -229,6 +229,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with https:// (or http://)")
         return value.strip().rstrip("/")
 
+    @field_validator("survey_secret")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short key could be found by trying: every link it signs would be forgeable.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (openssl rand -base64 32)")
+        return value
+
     @field_validator("policy_file")
     @classmethod
     def _policy_exists(cls, value: Path) -> Path:

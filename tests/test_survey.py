@@ -40,7 +40,7 @@ from bot.keys import LEDGER, SETTINGS
 from bot.ledger import UnderPolicy
 from bot.reports.figures import Limits, Scope, build_report, compute_figures, parse_period
 from bot.reports.render import markdown_summary, write_files
-from bot.settings import DEFAULT_POLICY_FILE, Settings, load_settings
+from bot.settings import DEFAULT_POLICY_FILE, Settings, SettingsError, load_settings
 from bot.survey import SurveyLinks
 from commands.base import ChatMessage, Context
 from commands.router import handle_message
@@ -345,6 +345,16 @@ async def test_r23_without_an_address_and_key_there_is_no_survey_link(
 
 
 # -- the rules alone (no database) ------------------------------------------------
+
+
+def test_r23_survey_settings_refuse_a_short_key_and_an_address_without_scheme():
+    with pytest.raises(SettingsError) as refused:
+        load_settings(survey_secret="short", public_base_url="bot.example.com")
+    assert "SURVEY_SECRET: Value error, must be at least 16 characters" in str(refused.value)
+    assert "PUBLIC_BASE_URL: Value error, must start with https://" in str(refused.value)
+    settings = load_settings(survey_secret=SECRET, public_base_url=f"{BASE}/")
+    links = SurveyLinks.from_settings(settings)
+    assert links is not None and links.link(42).startswith(f"{BASE}/s/42.")
 
 
 def test_r23_the_survey_rules_in_order(policy):
