@@ -27,7 +27,7 @@ def create_app(
     """Build the bot's web application. The database opens (and migrates) on startup;
     then, unless `scheduler` is False, the deadline sweep and the outbox run."""
     from schedulers.runner import scheduler_context
-    from webhooks import api, health, metrics, reports, robot
+    from webhooks import api, health, metrics, reports, robot, survey
     from webhooks import app as app_callbacks
 
     app = web.Application(client_max_size=settings.max_body_bytes)
@@ -45,6 +45,7 @@ def create_app(
     robot.setup(app)
     app_callbacks.setup(app)
     reports.setup(app)
+    survey.setup(app)
     return app
 
 

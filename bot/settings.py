@@ -137,6 +137,16 @@ class Settings(BaseSettings):
         None, description="Alibaba Cloud AccessKey secret"
     )
 
+    public_base_url: str = Field(
+        "", description="The bot's address as a customer's phone reaches it (e.g. "
+        "https://bot.example.com): the survey links in the closing SMS start with it; "
+        "empty: the SMS carries no survey link",
+    )
+    survey_secret: SecretStr | None = Field(
+        None, description="Key that signs the survey links (HMAC-SHA256; 32+ random "
+        "characters; changing it voids the links already sent); unset: no survey link",
+    )
+
     sweep_interval_seconds: float = Field(
         5, gt=0, description="How often the deadline sweep runs"
     )
@@ -211,6 +221,21 @@ class Settings(BaseSettings):
         if value.strip():
             CronTrigger.from_crontab(value)  # ValueError says what is wrong
         return value.strip()
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        if value.strip() and not value.strip().startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http://)")
+        return value.strip().rstrip("/")
+
+    @field_validator("survey_secret")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short key could be found by trying: every link it signs would be forgeable.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (openssl rand -base64 32)")
+        return value
 
     @field_validator("policy_file")
     @classmethod

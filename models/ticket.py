@@ -61,6 +61,10 @@ class Ticket(Model):
     reopened_count = fields.IntField(default=0)
     satisfaction = fields.SmallIntField(null=True)
     solution = fields.JSONField(null=True)
+    # R23: the customer's last survey answer (bot/domain/survey.py).
+    survey_score = fields.SmallIntField(null=True)
+    survey_comment = fields.TextField(null=True)
+    survey_answered_at = fields.DatetimeField(null=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

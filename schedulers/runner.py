@@ -39,6 +39,7 @@ from bot.notify.wecom import (
 )
 from bot.settings import Settings
 from bot.storage import Storage
+from bot.survey import SurveyLinks
 from bot.wecom.client import WeComClient
 from schedulers.outbox import RetryPolicy, deliver_due
 from schedulers.reports import deliver_reports, due_period, first_day, report_trigger
@@ -62,7 +63,8 @@ def transports_for(
     """The transport of each medium that is configured; rows of the others wait.
     `clock` stamps the cards the app sends (their response_code lasts 72 h);
     `pusher` is the robot's long connection, tried first for group notices."""
-    transports: dict[str, Transport] = {"sms": SmsTransport(sms_provider(settings))}
+    transports: dict[str, Transport] = {
+        "sms": SmsTransport(sms_provider(settings), SurveyLinks.from_settings(settings))}
     if settings.smtp_host:
         transports["email"] = EmailTransport(settings)
     if wecom is not None:

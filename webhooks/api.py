@@ -125,7 +125,7 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
         "assignee", "responded_at",
         "first_solution_at", "escalated_at", "resolved_at", "closed_at", "followup_count",
         "attempts", "dispute_open", "staged_requests", "reopened_count", "satisfaction",
-        "solution",
+        "solution", "survey_score", "survey_comment", "survey_answered_at",
     )
     body.update({name: _iso(getattr(row, name)) for name in fields})
     events = await TicketEvent.filter(ticket_id=row.id).order_by("id")

@@ -68,6 +68,16 @@ def parse_clock_time(value: Any) -> time:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def longer_than_zero(value: timedelta) -> timedelta:
+    """Refuse a duration of zero or less (a window that is always shut)."""
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(longer_than_zero)]
+
+
 def known_zone(value: str) -> str:
     """Accept an IANA zone name such as Asia/Shanghai, refuse anything else."""
     try:
@@ -161,14 +171,7 @@ class CommandLimits(_Frozen):
     with the reason (a typo such as 10000000000 must not reach an approver)."""
 
     compensation: Decimal = Field(default=Decimal(1_000_000), gt=0, le=AMOUNT_CEILING)
-    delegation: Duration = timedelta(days=90)
-
-    @field_validator("delegation")
-    @classmethod
-    def _delegation_positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be longer than zero")
-        return value
+    delegation: PositiveDuration = timedelta(days=90)
 
 
 class Leavers(_Frozen):
@@ -179,6 +182,18 @@ class Leavers(_Frozen):
     its owner takes it, else the pool. The region's group is told either way."""
 
     reassign: Literal["pool", "colleague"] = "pool"
+
+
+class Survey(_Frozen):
+    """R23: the satisfaction survey the customer answers from the closing SMS.
+
+    The link works for `valid_for` after the ticket closed, once. A score at
+    or below `low_score` tells the dealer's managers and the region, and with
+    `low_score_reopens` also reopens the ticket for its owner."""
+
+    valid_for: PositiveDuration = timedelta(days=7)
+    low_score: int = Field(default=2, ge=1, le=5)
+    low_score_reopens: bool = False
 
 
 class QuietHours(_Frozen):
@@ -258,6 +273,7 @@ class Policy(_Frozen):
     calendar: BusinessCalendar = BusinessCalendar()
     limits: CommandLimits = CommandLimits()
     leavers: Leavers = Leavers()
+    survey: Survey = Survey()
 
     def document(self) -> dict[str, Any]:
         """The policy as plain JSON-able data, the form in which it is stored."""

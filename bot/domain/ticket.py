@@ -114,8 +114,14 @@ class Ticket:
     stage_requested_at: datetime | None = None
     stage_approver: Role | None = None
     reopened_count: int = 0
+    # The score of record: the call centre's at /close, replaced by the
+    # customer's own when they answer the survey (R23).
     satisfaction: int | None = None
     solution: Solution | None = None
+    # R23: the customer's last survey answer (kept when the ticket reopens).
+    survey_score: int | None = None
+    survey_comment: str | None = None
+    survey_answered_at: datetime | None = None
 
 
 class Audience(StrEnum):

@@ -458,7 +458,13 @@ def reopen(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outcome:
     check(actor, ticket, Action.REOPEN)
     if not ticket.status.is_final:
         raise Refused(f"{_label(ticket)} 仍在处理中（{ticket.status.label}），无需重新打开。")
-    updated = replace(
+    data = {"reason": reason, "from": ticket.status.value}
+    return Outcome(reopened(ticket, now), "reopened", data, (reopened_notice(ticket),))
+
+
+def reopened(ticket: Ticket, now: datetime) -> Ticket:
+    """A final ticket back with its owner, its clocks starting again at `now`."""
+    return replace(
         ticket,
         status=Status.DISPATCHED,
         owner_since=now,
@@ -470,8 +476,11 @@ def reopen(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outcome:
         satisfaction=None,
         reopened_count=ticket.reopened_count + 1,
     )
-    notices = (_n("reopened", _OWNER_GROUP[ticket.owner_level], Medium.GROUP),)
-    return Outcome(updated, "reopened", {"reason": reason, "from": ticket.status.value}, notices)
+
+
+def reopened_notice(ticket: Ticket) -> Notice:
+    """The owner's group hears that the ticket is back."""
+    return _n("reopened", _OWNER_GROUP[ticket.owner_level], Medium.GROUP)
 
 
 def mark_major(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outcome:

@@ -1,4 +1,4 @@
-"""The customer's SMS (R10 accepted, closed) through one provider.
+"""The customer's SMS (R10 accepted, closed with the R23 survey link) through one provider.
 
 Providers send only pre-approved templates: the settings map each message kind
 to the provider's template id and name the approved signature. The SDKs are
@@ -17,6 +17,7 @@ from bot.notify import DeliveryError
 from bot.render.notices import RenderedMessage
 from bot.render.privacy import mask_phone
 from bot.settings import Settings
+from bot.survey import SurveyLinks
 from models import Notification
 
 log = structlog.get_logger(__name__)
@@ -138,12 +139,21 @@ def sms_provider(settings: Settings) -> SmsProvider:
 
 
 class SmsTransport:
-    """Delivers SMS notifications (recipient: the customer's phone) through a provider."""
+    """Delivers SMS notifications (recipient: the customer's phone) through a provider.
 
-    def __init__(self, provider: SmsProvider) -> None:
+    With `survey` (PUBLIC_BASE_URL and SURVEY_SECRET set), the closing SMS
+    gets one more parameter, `survey`: the customer's signed link to the
+    satisfaction survey of that closing (R23). The link is made here, where
+    the key is, not in the templates, which never see a secret."""
+
+    def __init__(self, provider: SmsProvider, survey: SurveyLinks | None = None) -> None:
         self.provider = provider
+        self.survey = survey
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
         """Send the kind's template with the rendered params."""
-        await self.provider.send_sms(notification.recipient, notification.kind,
-                                     message.sms_params)
+        params = message.sms_params
+        if notification.kind == "closed" and self.survey is not None:
+            closing: int = notification.event_id  # type: ignore[attr-defined]
+            params = {**params, "survey": self.survey.link(closing)}
+        await self.provider.send_sms(notification.recipient, notification.kind, params)

@@ -203,6 +203,12 @@ def render_ticket(
     if ticket.solution and not withheld:
         lines.append(f"> 方案：{ticket.solution.solution}"
                      f"（客户接受：{_yes_no(ticket.solution.customer_accepts)}）")
+    if ticket.survey_score is not None:
+        # R23: the customer's own answer; their words are withheld like the complaint's.
+        comment = ticket.survey_comment if ticket.survey_comment and not withheld else ""
+        answered = short_time(ticket.survey_answered_at, zone)
+        lines.append(f"> 客户评价：{ticket.survey_score} 星（{answered}）"
+                     + (f"：{scrub(comment, ticket)}" if comment else ""))
     if withheld:
         lines.append(withheld_text(ticket.number))
     else:

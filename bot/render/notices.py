@@ -190,7 +190,7 @@ async def _missed(notification: Notification) -> str:
     return "、".join(AUDIENCE_LABELS.get(a, a) for a in dict.fromkeys(rows))
 
 
-_ASKED = (Action.RESPOND, Action.PLAN, Action.ESCALATE)
+_ASKED = (Action.RESPOND, Action.PLAN, Action.ESCALATE, Action.REOPEN)
 
 
 def _may(audience: str, ticket: Any) -> dict[str, bool]:

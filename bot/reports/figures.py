@@ -6,6 +6,9 @@ one region or the whole brand. The cohort of a period is every ticket
 dispatched in it (cancelled tickets, i.e. upheld disputes, are not complaints
 and do not count); events (escalations, staged closures), closings
 (satisfaction) and approvals (compensation) count when they happened in it.
+The survey (R23) counts the closings of the period, each of which sent the
+customer a survey link, and the answers to them known when the report is
+made: the response rate and the mean of the customer's stars.
 
 Every figure is one SQL aggregate; the only rows that come back to Python are
 the counts, the at most two values around a percentile and, for the workbook,
@@ -193,6 +196,13 @@ def _json_elements(column: str) -> str:
     return f"json_each({column}) AS f"
 
 
+def _json_int(column: str, key: str) -> str:
+    """SQL for the integer under `key` (a literal identifier) of the JSON object in `column`."""
+    if _postgres():
+        return f"CAST(({column} ->> '{key}') AS BIGINT)"
+    return f"json_extract({column}, '$.{key}')"
+
+
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -226,6 +236,8 @@ class RankRow:
     resolved_in_time: float | None
     backlog: int
     rank: int = 0
+    survey_response_rate: float | None = None
+    survey_mean: float | None = None
 
 
 @dataclass
@@ -258,13 +270,18 @@ class Figures:
     staged_closures: int
     compensation_approved: float
     satisfaction: float | None
+    survey_invited: int
+    survey_answered: int
+    survey_response_rate: float | None
+    survey_mean: float | None
     as_of: datetime
     previous: Figures | None = None
     ranking: list[RankRow] = field(default_factory=list)
 
     HEADLINE = ("received", "repeats", "escalations", "responded_in_time",
                 "first_solution_in_time", "resolved_in_time", "backlog", "overdue",
-                "staged_closures", "compensation_approved", "satisfaction")
+                "staged_closures", "compensation_approved", "satisfaction",
+                "survey_response_rate", "survey_mean")
 
     @property
     def running(self) -> bool:
@@ -392,6 +409,7 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
         f"AND a.decided_at < ? AND {scope_sql}", bounds + scope_params)
 
     avg = _number(satisfaction["v"])
+    survey = (await survey_figures(period, scope)).get("", SurveyFigures())
     figures = Figures(
         period=period,
         scope=scope,
@@ -416,6 +434,10 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
         staged_closures=int(staged["n"]),
         compensation_approved=float(compensation["v"] or Decimal(0)),
         satisfaction=round(avg, 2) if avg is not None else None,
+        survey_invited=survey.invited,
+        survey_answered=survey.answered,
+        survey_response_rate=survey.response_rate,
+        survey_mean=survey.mean,
         as_of=as_of.astimezone(zone),
     )
     if with_previous:
@@ -423,6 +445,43 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
                                                  now=now, with_previous=False)
         figures.ranking = await ranking(period, scope, limits, as_of=as_of)
     return figures
+
+
+@dataclass(frozen=True)
+class SurveyFigures:
+    """R23 of one unit: closings (each sent a survey link), answers to them,
+    the share answered and the mean of the customer's stars."""
+
+    invited: int = 0
+    answered: int = 0
+    mean: float | None = None
+
+    @property
+    def response_rate(self) -> float | None:
+        """The share of the closings the customer answered; None without closings."""
+        return round(self.answered / self.invited, 4) if self.invited else None
+
+
+async def survey_figures(period: Period, scope: Scope, by: str = "") -> dict[str, SurveyFigures]:
+    """The survey figures of the closings in `period` within `scope`: one
+    entry keyed "" or, with `by` (a ticket column such as t.dealer_code), one
+    per value of it."""
+    scope_sql, scope_params = scope.where()
+    key, grouped = (by, f" GROUP BY {by}") if by else ("''", "")
+    rows = await fetch_rows(
+        f"SELECT {key} AS k, COUNT(*) AS invited, COUNT(a.id) AS answered, "
+        f"AVG({_json_int('a.data', 'score')}) AS mean "
+        f"FROM ticket_event e JOIN ticket t ON t.id = e.ticket_id "
+        f"LEFT JOIN ticket_event a ON a.ticket_id = e.ticket_id "
+        f"AND a.kind = 'survey_answered' AND {_json_int('a.data', 'closing')} = e.id "
+        f"WHERE e.kind = 'closed' AND e.at >= ? AND e.at < ? AND {scope_sql}{grouped}",
+        [period.start, period.end] + scope_params)
+    return {
+        str(r["k"]): SurveyFigures(
+            int(r["invited"]), int(r["answered"]),
+            round(mean, 2) if (mean := _number(r["mean"])) is not None else None)
+        for r in rows
+    }
 
 
 async def ranking(period: Period, scope: Scope, limits: Limits, *,
@@ -454,14 +513,18 @@ async def ranking(period: Period, scope: Scope, limits: Limits, *,
         f"AND t.status <> 'cancelled' WHERE {where} GROUP BY u.code, u.name",
         [period.start] + p1 + [period.start] + p2 + [period.start, as_of, period.end]
         + params)
+    surveys = await survey_figures(
+        period, scope, "t.dealer_code" if scope.level == "region" else "t.region_code")
     ranked = []
     for r in rows:
         received = int(r["received"] or 0)
+        survey = surveys.get(r["code"], SurveyFigures())
         ranked.append(RankRow(
             code=r["code"], name=r["name"], received=received,
             responded_in_time=round(int(r["responded"] or 0) / received, 4) if received else None,
             resolved_in_time=round(int(r["resolved"] or 0) / received, 4) if received else None,
             backlog=int(r["backlog"] or 0),
+            survey_response_rate=survey.response_rate, survey_mean=survey.mean,
         ))
     ranked.sort(key=lambda row: (-(row.responded_in_time or 0), -(row.resolved_in_time or 0),
                                  row.backlog, row.code))
@@ -486,7 +549,7 @@ async def volume_history(period: Period, scope: Scope, zone: ZoneInfo, count: in
 _PAGE = 2000
 _LISTED = ("id", "dispatched_at", "dealer_code", "region_code", "category", "channel", "status",
            "customer_name", "customer_phone", "car_model", "flags", "repeat_of", "responded_at",
-           "first_solution_at", "resolved_at", "closed_at", "satisfaction",
+           "first_solution_at", "resolved_at", "closed_at", "satisfaction", "survey_score",
            "about_staff", "about_staff_name")
 
 

@@ -49,6 +49,8 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("staged_closures", "阶段性结案", "count"),
     ("compensation_approved", "批准补偿金额（元）", "number"),
     ("satisfaction", "平均满意度", "number"),
+    ("survey_response_rate", "满意度评价回复率", "share"),
+    ("survey_mean", "客户评价平均星级", "number"),
 )
 _KIND = {"weekly": "周报", "monthly": "月报"}
 
@@ -162,15 +164,15 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
 
     ranking = book.create_sheet("区域排名" if figures.scope.level == "brand" else "经销商排名")
     ranking.append(["名次", "代码", "名称", "受理", "2小时内响应率", "3天内解决率",
-                    label_of(figures, "期末未结案")])
+                    label_of(figures, "期末未结案"), "满意度评价回复率", "客户评价平均星级"])
     for r in figures.ranking:
         ranking.append([r.rank, r.code, r.name, r.received, r.responded_in_time,
-                        r.resolved_in_time, r.backlog])
+                        r.resolved_in_time, r.backlog, r.survey_response_rate, r.survey_mean])
 
     detail = book.create_sheet("投诉明细")
     detail.append(["编号", "派单时间", "经销商", "区域", "类别", "渠道", "状态", "客户",
                    "电话", "车型", "标记", "重复自", "响应时间", "首次方案时间", "解决时间",
-                   "结案时间", "满意度"])
+                   "结案时间", "满意度", "客户评价星级"])
     for t in tickets:
         # R22: the employee a complaint is about may be a manager this goes to.
         customer = (["—", "—"] if t["about_staff"] or t["about_staff_name"]
@@ -182,7 +184,7 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
             t["car_model"], "、".join(LABELS.get(f, f) for f in t["flags"]), t["repeat_of"],
             *(local_time(t[k], zone) if t[k] else "" for k in (
                 "responded_at", "first_solution_at", "resolved_at", "closed_at")),
-            t["satisfaction"],
+            t["satisfaction"], t["survey_score"],
         ])
     out = io.BytesIO()
     book.save(out)
