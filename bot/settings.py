@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -130,11 +131,22 @@ class Settings(BaseSettings):
     tencent_secret_key: SecretStr | None = Field(None, description="Tencent Cloud SecretKey")
     tencent_sms_app_id: str = Field("", description="Tencent Cloud SmsSdkAppId")
     tencent_sms_region: str = Field("ap-guangzhou", description="Tencent Cloud SMS region")
+    tencent_sms_endpoint: str = Field(
+        "https://sms.tencentcloudapi.com", description="Tencent Cloud SMS API: scheme and host "
+        "(a local stand-in for trials, e.g. http://127.0.0.1:9100)",
+    )
     aliyun_access_key_id: str = Field(
         "", description="Alibaba Cloud AccessKey id (SMS_PROVIDER=aliyun)"
     )
     aliyun_access_key_secret: SecretStr | None = Field(
         None, description="Alibaba Cloud AccessKey secret"
+    )
+    aliyun_sms_endpoint: str = Field(
+        "https://dysmsapi.aliyuncs.com", description="Alibaba Cloud SMS API: scheme and host "
+        "(a local stand-in for trials, e.g. http://127.0.0.1:9100)",
+    )
+    sms_timeout_seconds: float = Field(
+        10, gt=0, description="Timeout of one request to the SMS provider"
     )
 
     sweep_interval_seconds: float = Field(
@@ -211,6 +223,15 @@ class Settings(BaseSettings):
         if value.strip():
             CronTrigger.from_crontab(value)  # ValueError says what is wrong
         return value.strip()
+
+    @field_validator("tencent_sms_endpoint", "aliyun_sms_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/") \
+                or url.query:
+            raise ValueError("must be http(s)://host[:port], without a path")
+        return f"{url.scheme}://{url.netloc}"
 
     @field_validator("policy_file")
     @classmethod

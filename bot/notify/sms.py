@@ -1,7 +1,11 @@
 """The customer's SMS (R10 accepted, closed) through one provider.
 
-Providers send only pre-approved templates: the settings map each message kind
-to the provider's template id and name the approved signature. The SDKs are
+Providers send only pre-approved templates: bot/sms_templates.py names, for
+each message kind, the setting holding the provider's template id and the
+parameters in order; SMS_SIGN_NAME is the approved signature. Errors say
+whether a later try may succeed (DeliveryError.retryable): a frequency limit
+or the provider's own failure is retried by the outbox, a refused template,
+number or key is not. The SDKs are
 optional extras (`pip install 'complaintbot[sms-tencent]'` or `[sms-aliyun]`),
 imported only when that provider is chosen."""
 
@@ -9,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -17,6 +23,7 @@ from bot.notify import DeliveryError
 from bot.render.notices import RenderedMessage
 from bot.render.privacy import mask_phone
 from bot.settings import Settings
+from bot.sms_templates import SMS_TEMPLATES, SmsTemplate
 from models import Notification
 
 log = structlog.get_logger(__name__)
@@ -30,16 +37,15 @@ class SmsProvider(Protocol):
         ...
 
 
-def _template_id(settings: Settings, kind: str) -> str:
-    template = {
-        "accepted": settings.sms_template_accepted,
-        "closed": settings.sms_template_closed,
-    }.get(kind, "")
-    if not template:
-        raise DeliveryError(
-            f"no SMS template for {kind!r}: set SMS_TEMPLATE_{kind.upper()}", retryable=False
-        )
-    return template
+def _template(settings: Settings, kind: str) -> tuple[SmsTemplate, str]:
+    """The kind's registered template and the provider's id for it; a kind
+    without one cannot be sent, now or later."""
+    template = SMS_TEMPLATES.get(kind)
+    template_id = template.template_id(settings) if template else ""
+    if template is None or not template_id:
+        name = template.env_name if template else "a template in bot/sms_templates.py"
+        raise DeliveryError(f"no SMS template for {kind!r}: set {name}", retryable=False)
+    return template, template_id
 
 
 def _e164(phone: str) -> str:
@@ -47,27 +53,51 @@ def _e164(phone: str) -> str:
     return phone if phone.startswith("+") else f"+86{phone}"
 
 
+def _endpoint(url: str) -> tuple[str, str]:
+    """The scheme and host[:port] of a *_SMS_ENDPOINT setting."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
 class LogSms:
     """Development: no SMS leaves the machine; one log line says what would have."""
 
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._sign_name = settings.sms_sign_name if settings else ""
+
     async def send_sms(self, phone: str, kind: str, params: dict[str, str]) -> None:
-        """Log the message with the phone masked."""
-        log.info("sms_logged", phone=mask_phone(phone), kind=kind, params=params)
+        """Log the message (the text the phone would show) with the phone masked."""
+        template = SMS_TEMPLATES.get(kind)
+        text = template.text(self._sign_name, params) if template else ""
+        log.info("sms_logged", phone=mask_phone(phone), kind=kind, params=params, text=text)
+
+
+# Tencent Cloud's codes (whole request or one number) after which a later try
+# may succeed: frequency limits, its own failures, the network.
+_TENCENT_RETRYABLE = ("LimitExceeded.", "RequestLimitExceeded", "InternalError",
+                      "ClientNetworkError", "ServerNetworkError")
 
 
 class TencentSms:
-    """Tencent Cloud SMS (SendSms, API 2021-01-11): positional template params."""
+    """Tencent Cloud SMS (SendSms, API 2021-01-11): positional template params.
+
+    The SDK is synchronous (requests): each send runs in a worker thread."""
 
     def __init__(self, settings: Settings) -> None:
         from tencentcloud.common import credential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
         from tencentcloud.sms.v20210111 import models, sms_client
 
         key = settings.tencent_secret_key
         secret = key.get_secret_value() if key else ""
+        scheme, host = _endpoint(settings.tencent_sms_endpoint)
+        http = HttpProfile(protocol=scheme, endpoint=host,
+                           reqTimeout=max(1, math.ceil(settings.sms_timeout_seconds)))
         self._models = models
         self._client = sms_client.SmsClient(
             credential.Credential(settings.tencent_secret_id, secret),
-            settings.tencent_sms_region,
+            settings.tencent_sms_region, ClientProfile(httpProfile=http),
         )
         self._settings = settings
 
@@ -77,26 +107,36 @@ class TencentSms:
             TencentCloudSDKException,
         )
 
+        template, template_id = _template(self._settings, kind)
         request = self._models.SendSmsRequest()
         request.SmsSdkAppId = self._settings.tencent_sms_app_id
         request.SignName = self._settings.sms_sign_name
-        request.TemplateId = _template_id(self._settings, kind)
-        request.TemplateParamSet = list(params.values())
+        request.TemplateId = template_id
+        request.TemplateParamSet = [params[p.name] for p in template.params]
         request.PhoneNumberSet = [_e164(phone)]
         try:
-            # The SDK is synchronous (requests); keep it off the event loop.
             response: Any = await asyncio.to_thread(self._client.SendSms, request)
         except TencentCloudSDKException as exc:
-            raise DeliveryError(f"tencent {exc.get_code()}: {exc.get_message()}",
-                                retryable=True) from exc
+            code = str(exc.get_code())
+            raise DeliveryError(f"tencent {code}: {exc.get_message()}",
+                                retryable=code.startswith(_TENCENT_RETRYABLE)) from exc
         status = response.SendStatusSet[0]
         if status.Code != "Ok":
             raise DeliveryError(f"tencent {status.Code}: {status.Message}",
-                                retryable=status.Code.startswith("LimitExceeded"))
+                                retryable=status.Code.startswith(_TENCENT_RETRYABLE))
+
+
+# Aliyun's business codes after which a later try may succeed (its request
+# throttling, Throttling.*, and its server errors are retried too).
+_ALIYUN_RETRYABLE = ("isv.BUSINESS_LIMIT_CONTROL", "isp.SYSTEM_ERROR", "isp.GATEWAY_ERROR",
+                     "Throttling")
 
 
 class AliyunSms:
-    """Alibaba Cloud SMS (Dysmsapi 2017-05-25): named template params as JSON."""
+    """Alibaba Cloud SMS (Dysmsapi 2017-05-25): named template params as JSON.
+
+    The SDK's async call runs on the event loop (aiohttp), signed with
+    ACS3-HMAC-SHA256."""
 
     def __init__(self, settings: Settings) -> None:
         from alibabacloud_dysmsapi20170525 import models
@@ -105,27 +145,41 @@ class AliyunSms:
 
         key = settings.aliyun_access_key_secret
         secret = key.get_secret_value() if key else ""
+        scheme, host = _endpoint(settings.aliyun_sms_endpoint)
+        timeout_ms = int(settings.sms_timeout_seconds * 1000)
         self._models = models
         self._client = Client(Config(
             access_key_id=settings.aliyun_access_key_id,
             access_key_secret=secret,
-            endpoint="dysmsapi.aliyuncs.com",
+            endpoint=host,
+            protocol=scheme,
+            connect_timeout=timeout_ms,
+            read_timeout=timeout_ms,
         ))
         self._settings = settings
 
     async def send_sms(self, phone: str, kind: str, params: dict[str, str]) -> None:
         """send_sms to one number; the answer's code must be "OK"."""
+        from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ServerException
+
+        template, template_id = _template(self._settings, kind)
         request = self._models.SendSmsRequest(
             phone_numbers=phone.removeprefix("+86"),
             sign_name=self._settings.sms_sign_name,
-            template_code=_template_id(self._settings, kind),
-            template_param=json.dumps(params, ensure_ascii=False),
+            template_code=template_id,
+            template_param=json.dumps({p.name: params[p.name] for p in template.params},
+                                      ensure_ascii=False),
         )
-        response = await self._client.send_sms_async(request)
+        try:
+            response = await self._client.send_sms_async(request)
+        except AlibabaCloudException as exc:
+            code = str(exc.code)
+            raise DeliveryError(f"aliyun {code}: {exc.message}", retryable=isinstance(
+                exc, ServerException) or code.startswith(_ALIYUN_RETRYABLE)) from exc
         body = response.body
         if body.code != "OK":
             raise DeliveryError(f"aliyun {body.code}: {body.message}",
-                                retryable=body.code == "isv.BUSINESS_LIMIT_CONTROL")
+                                retryable=str(body.code).startswith(_ALIYUN_RETRYABLE))
 
 
 def sms_provider(settings: Settings) -> SmsProvider:
@@ -134,7 +188,7 @@ def sms_provider(settings: Settings) -> SmsProvider:
         return TencentSms(settings)
     if settings.sms_provider == "aliyun":
         return AliyunSms(settings)
-    return LogSms()
+    return LogSms(settings)
 
 
 class SmsTransport:
