@@ -49,8 +49,19 @@ def _template(settings: Settings, kind: str) -> tuple[SmsTemplate, str]:
 
 
 def _e164(phone: str) -> str:
-    """Mainland numbers without a country code get +86."""
-    return phone if phone.startswith("+") else f"+86{phone}"
+    """The number as +country code and number: intake keeps a mainland mobile
+    as typed, with or without 86 or +86 before it."""
+    if phone.startswith("+"):
+        return phone
+    if len(phone) == 13 and phone.startswith("861"):
+        return f"+{phone}"
+    return f"+86{phone}"
+
+
+def _aliyun_number(phone: str) -> str:
+    """Aliyun's form: a mainland number alone, any other with its country code, no +."""
+    e164 = _e164(phone)
+    return e164.removeprefix("+86") if e164.startswith("+86") else e164.removeprefix("+")
 
 
 def _endpoint(url: str) -> tuple[str, str]:
@@ -164,7 +175,7 @@ class AliyunSms:
 
         template, template_id = _template(self._settings, kind)
         request = self._models.SendSmsRequest(
-            phone_numbers=phone.removeprefix("+86"),
+            phone_numbers=_aliyun_number(phone),
             sign_name=self._settings.sms_sign_name,
             template_code=template_id,
             template_param=json.dumps({p.name: params[p.name] for p in template.params},

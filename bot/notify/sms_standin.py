@@ -133,7 +133,8 @@ class SmsStandIn:
             answer = self._tencent(request, body)
             self._record("tencent", request, body, answer["Response"].get("Error", {}).get(
                 "Code") or answer["Response"]["SendStatusSet"][0]["Code"])
-            return web.json_response(answer)
+            # Exactly "application/json": the SDK reads an Error only under it.
+            return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
         if request.headers.get("x-acs-action"):
             status, answer = self._aliyun(request, body)
             self._record("aliyun", request, body, answer["Code"])
