@@ -403,6 +403,11 @@ def _click_through(page: Any, base: str, expect: Any) -> None:
     page.click("#create")
     expect(page.locator("#complaint-result")).to_contain_text("已创建投诉 #1")
     expect(messages).to_contain_text("新投诉 #1")  # the webhook notice
+    # The customer's phone got the acceptance SMS, through the provider's SDK.
+    expect(page.locator("#sms-list li.sms")).to_have_count(1)
+    expect(page.locator("#sms-list")).to_contain_text(
+        "【投诉助手演示】您的投诉（编号1）已受理，上海浦东4S店将尽快与您联系。")
+    expect(page.locator("#sms-list")).to_contain_text("138****5678")
 
     page.fill("#text", "/show 1")
     page.press("#text", "Enter")
@@ -414,7 +419,20 @@ def _click_through(page: Any, base: str, expect: Any) -> None:
     expect(card).to_contain_text("张专员")
     expect(card).to_contain_text("已响应")
     expect(messages.locator(".system").last).to_contain_text("张专员 点击了「处理」")
-    page.screenshot(path=str(SCREENSHOT))
+
+    # This week's reports: the chart is a picture in the group, the workbook
+    # reaches the dealer's manager by e-mail.
+    page.click("#report-now")
+    expect(page.locator("#report-result")).to_contain_text("份报表")
+    chart = messages.locator(".bubble.image img").last
+    expect(chart).to_be_visible()
+    assert chart.evaluate("image => image.complete && image.naturalWidth") > 300
+    expect(messages).not_to_contain_text("[image]")
+    mail = page.locator("#mail-list li.mail", has_text="sh.zhou@sh001.example")
+    expect(mail).to_contain_text("【投诉周报】")
+    mail.locator("summary").click()
+    expect(mail).to_contain_text(".xlsx")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # The handler's one-to-one chat with the app got the new ticket's card too.
     page.click('#chats li[data-chat="app:sh.zhang"]')
