@@ -68,20 +68,28 @@ TENCENT_ERRORS: dict[str, str] = {
 # Codes answered per number (in SendStatusSet), not for the whole request.
 _TENCENT_PER_NUMBER = ("InvalidParameterValue.IncorrectPhoneNumber", "LimitExceeded.")
 
-ALIYUN_ERRORS: dict[str, tuple[int, str]] = {
-    "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
-    "SignatureDoesNotMatch": (400, "Specified signature is not matched with our calculation."),
-    "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards."),
-    "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
-    "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
-    "Throttling.User": (400, "Request was denied due to user flow control."),
-    "isv.SMS_SIGNATURE_ILLEGAL": (200, "该账号下找不到对应签名"),
-    "isv.SMS_TEMPLATE_ILLEGAL": (200, "该账号下找不到对应模板"),
-    "isv.TEMPLATE_MISSING_PARAMETERS": (200, "模板变量缺少对应参数值"),
-    "isv.MOBILE_NUMBER_ILLEGAL": (200, "手机号码格式错误"),
-    "isv.BUSINESS_LIMIT_CONTROL": (200, "触发号码天级流控"),
-    "isp.SYSTEM_ERROR": (200, "系统出现错误，请重新调用"),
+# A refused request (key, signature, time, throttling) is an HTTP error; a
+# business refusal is HTTP 200 with its code.
+ALIYUN_ERRORS: dict[str, str] = {
+    "InvalidAccessKeyId.NotFound": "Specified access key is not found.",
+    "SignatureDoesNotMatch": "Specified signature is not matched with our calculation.",
+    "IncompleteSignature": "The request signature does not conform to Aliyun standards.",
+    "InvalidTimeStamp.Expired": "Specified time stamp or date value is expired.",
+    "SignatureNonceUsed": "Specified signature nonce was used already.",
+    "Throttling.User": "Request was denied due to user flow control.",
+    "isv.SMS_SIGNATURE_ILLEGAL": "该账号下找不到对应签名",
+    "isv.SMS_TEMPLATE_ILLEGAL": "该账号下找不到对应模板",
+    "isv.TEMPLATE_MISSING_PARAMETERS": "模板变量缺少对应参数值",
+    "isv.MOBILE_NUMBER_ILLEGAL": "手机号码格式错误",
+    "isv.BUSINESS_LIMIT_CONTROL": "触发号码天级流控",
+    "isp.SYSTEM_ERROR": "系统出现错误，请重新调用",
 }
+
+
+def _aliyun_status(code: str) -> int:
+    if code == "InvalidAccessKeyId.NotFound":
+        return 404
+    return 200 if code.startswith(("isv.", "isp.")) else 400
 
 
 @dataclass(frozen=True)
@@ -228,8 +236,8 @@ class SmsStandIn:
         request_id = secrets.token_hex(16).upper()
 
         def error(code: str) -> tuple[int, dict[str, Any]]:
-            status, message = ALIYUN_ERRORS[code]
-            return status, {"Code": code, "Message": message, "RequestId": request_id}
+            return _aliyun_status(code), {"Code": code, "Message": ALIYUN_ERRORS[code],
+                                          "RequestId": request_id}
 
         refusal = self._aliyun_signature(request, body)
         if refusal is not None:

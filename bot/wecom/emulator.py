@@ -275,7 +275,12 @@ class WeComEmulator:
         its bytes: type, filename, size and md5 (the bytes are in `media`)."""
         form = await request.post()
         media = form.get("media")
-        raw = media.file.read() if isinstance(media, web.FileField) else b""
+        raw = b""
+        if isinstance(media, web.FileField):
+            # Closed here: aiohttp closes the files of the request it made,
+            # not those of the clone _platform_body_limit hands on.
+            with media.file:
+                raw = media.file.read()
         body = {"type": request.query.get("type"), "filename": getattr(media, "filename", ""),
                 "size": len(raw), "md5": hashlib.md5(raw).hexdigest()}
         _, refusal = await self._checked(request, body=body)
