@@ -26,7 +26,7 @@ from bot.intake import Complaint, open_complaint
 from bot.ledger import Ledger
 from bot.notify import DeliveryError
 from bot.notify.sms import SmsTransport, sms_provider
-from bot.notify.sms_standin import SmsStandIn
+from bot.notify.sms_standin import SmsStandIn, standin_for
 from bot.settings import Settings, load_settings
 from bot.sms_templates import SMS_TEMPLATES
 from models import Notification
@@ -201,6 +201,26 @@ async def test_a_mobile_typed_with_its_country_code_is_reached(provider: str, st
     for typed in (PHONE, f"86{PHONE}", f"+86{PHONE}"):
         await sender.send_sms(typed, "closed", {"number": "1"})
     assert [s.phone.removeprefix("+86") for s in service.received] == [PHONE] * 3
+
+
+@pytest.mark.parametrize("provider", ["tencent", "aliyun"])
+async def test_a_stand_in_for_the_configuration_accepts_what_the_bot_sends(
+    provider: str, aiohttp_server
+) -> None:
+    """`python -m bot.notify.sms_standin` serves this one: the configured account."""
+    _sdk(provider)
+    settings = load_settings(
+        sms_provider=provider, sms_sign_name="我的品牌", sms_template_accepted="T1",
+        sms_template_closed="T2", tencent_secret_id="AKIDmine",
+        tencent_secret_key=SecretStr("my-secret"), tencent_sms_app_id="1400123",
+        aliyun_access_key_id="LTAImine", aliyun_access_key_secret=SecretStr("my-secret"))
+    service = standin_for(settings)
+    endpoint = f"http://127.0.0.1:{(await aiohttp_server(service.app())).port}"
+    sender = sms_provider(settings.model_copy(update={"tencent_sms_endpoint": endpoint,
+                                                      "aliyun_sms_endpoint": endpoint}))
+    await sender.send_sms(PHONE, "closed", {"number": "9"})
+    assert [s.text for s in service.received] == [
+        "【我的品牌】您的投诉（编号9）已处理完毕，感谢您的耐心与支持。"]
 
 
 @pytest.mark.parametrize("provider", ["tencent", "aliyun"])

@@ -26,10 +26,16 @@ the registered template in the provider's own syntax and keeps the message in
 `received` (with the text the phone shows); `fail_next` makes it answer the
 next sends with one of the providers' error codes (a frequency limit, a
 system error). Every request is kept in `requests`, refused or not.
+
+Outside the tests: `python -m bot.notify.sms_standin --port 9100` serves one
+that accepts this configuration's account (`standin_for`), and the bot sends
+to it with TENCENT_SMS_ENDPOINT or ALIYUN_SMS_ENDPOINT=http://127.0.0.1:9100;
+each message it accepts is logged with the text the phone would show.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import json
@@ -40,9 +46,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import structlog
 from aiohttp import web
 
 from bot.clock import Clock, utcnow
+from bot.render.privacy import mask_phone
+from bot.settings import Settings, get_settings
+from bot.sms_templates import SMS_TEMPLATES
+
+log = structlog.get_logger(__name__)
 
 _SKEW = timedelta(minutes=15)
 _MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -313,8 +325,44 @@ class SmsStandIn:
 
     def _accept(self, provider: str, phone: str, template_id: str, params: dict[str, str],
                 wording: str) -> None:
-        self.received.append(ReceivedSms(provider, phone, template_id, params,
-                                         f"【{self.sign_name}】{wording}", self.clock()))
+        sms = ReceivedSms(provider, phone, template_id, params, f"【{self.sign_name}】{wording}",
+                          self.clock())
+        self.received.append(sms)
+        log.info("sms_standin_received", provider=provider,
+                 phone=mask_phone(phone.removeprefix("+86")), text=sms.text)
+
+
+def standin_for(settings: Settings) -> SmsStandIn:
+    """A stand-in holding the account `settings` send with: its keys, app,
+    signature name and, under their template ids, the templates of
+    bot/sms_templates.py in each provider's syntax."""
+    def secret(value: Any) -> str:
+        return value.get_secret_value() if value else ""
+
+    registered = [(t.template_id(settings), t) for t in SMS_TEMPLATES.values()]
+    return SmsStandIn(
+        sign_name=settings.sms_sign_name,
+        tencent_templates={i: t.tencent_wording for i, t in registered if i},
+        aliyun_templates={i: t.aliyun_wording for i, t in registered if i},
+        tencent_secret_id=settings.tencent_secret_id,
+        tencent_secret_key=secret(settings.tencent_secret_key),
+        tencent_app_id=settings.tencent_sms_app_id,
+        aliyun_key_id=settings.aliyun_access_key_id,
+        aliyun_key_secret=secret(settings.aliyun_access_key_secret),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve `standin_for` this configuration until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.notify.sms_standin",
+        description="A local Tencent Cloud / Aliyun SMS send API for trials: no SMS leaves "
+                    "the machine.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9100, help="port to bind (9100)")
+    args = parser.parse_args(argv)
+    web.run_app(standin_for(get_settings()).app(), host=args.host, port=args.port)
+    return 0
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -324,3 +372,7 @@ def _hmac(key: bytes, message: str) -> bytes:
 def _rfc3986(text: str) -> str:
     """Percent-encoding as signature V3 wants it: only A-Z a-z 0-9 - _ . ~ kept."""
     return quote(text, safe="-_.~")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
