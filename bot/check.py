@@ -238,7 +238,7 @@ async def check_sms(settings: Settings) -> Finding:
     untemplated = missing_templates(settings)
     if missing or untemplated:
         kinds = "、".join(f"{t.kind}（{t.label}）" for t in untemplated)
-        without = f"; no template for the SMS {kinds}: register it with {provider} " \
+        without = f"; no template for the SMS {kinds}: register each with {provider} " \
                   "(wording in docs/deploy.md)" if untemplated else ""
         names = [*missing, *(t.env_name for t in untemplated)]
         return _fail(item, f"SMS_PROVIDER={provider} needs {', '.join(names)}{without}")

@@ -12,12 +12,15 @@ the loop (the Tencent SDK is synchronous) could never be answered.
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.check import check_sms
@@ -231,6 +234,41 @@ async def test_a_provider_that_cannot_be_reached_is_retried(provider: str, stand
     with pytest.raises(Exception) as caught:
         await sms_provider(settings).send_sms(PHONE, "accepted", {"number": "1", "dealer": "店"})
     assert getattr(caught.value, "retryable", True) is True
+
+
+@pytest.mark.parametrize("provider", ["tencent", "aliyun"])
+async def test_a_provider_that_does_not_answer_is_given_up_and_retried(
+    provider: str, standin, aiohttp_server
+) -> None:
+    """SMS_TIMEOUT_SECONDS bounds each send; the loop stays free meanwhile."""
+    _sdk(provider)
+    service, _ = standin
+    answered = asyncio.Event()
+
+    async def silent(_request: web.Request) -> web.Response:
+        await answered.wait()  # never set: the provider hangs
+        raise AssertionError("unreachable")
+
+    hanging = web.Application()
+    hanging.router.add_post("/", silent)
+    endpoint = f"http://127.0.0.1:{(await aiohttp_server(hanging)).port}"
+    settings = provider_settings(provider, service, endpoint, sms_timeout_seconds=1)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        await sms_provider(settings).send_sms(PHONE, "closed", {"number": "1"})
+    waited = time.monotonic() - started
+    ticker.cancel()
+    assert getattr(caught.value, "retryable", True) is True
+    assert 0.9 <= waited < 30 and ticks >= 5  # the event loop ran while the send waited
 
 
 @pytest.mark.parametrize("provider", ["tencent", "aliyun"])
