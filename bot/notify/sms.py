@@ -5,9 +5,11 @@ each message kind, the setting holding the provider's template id and the
 parameters in order; SMS_SIGN_NAME is the approved signature. Errors say
 whether a later try may succeed (DeliveryError.retryable): a frequency limit
 or the provider's own failure is retried by the outbox, a refused template,
-number or key is not. The SDKs are
-optional extras (`pip install 'complaintbot[sms-tencent]'` or `[sms-aliyun]`),
-imported only when that provider is chosen."""
+number or key is not. Each provider's address is a setting
+(TENCENT_SMS_ENDPOINT, ALIYUN_SMS_ENDPOINT), so a local stand-in
+(bot/notify/sms_standin.py) can take its place. The SDKs are optional extras
+(`pip install 'complaintbot[sms-tencent]'` or `[sms-aliyun]`), imported only
+when that provider is chosen."""
 
 from __future__ import annotations
 
