@@ -185,6 +185,7 @@ async def test_each_error_answer_is_retried_or_given_up(
     assert service.received == [] and stats.sent == 0
     assert service.requests[-1]["code"] == (code or answer)  # the SDK reached the stand-in
     assert (code or answer) in row.last_error
+    assert "短信" in row.last_error.split("（", 1)[0]  # the cause in Chinese, first
     if not retryable:
         assert (row.status, stats.dead) == ("dead", 1)
         return
@@ -276,7 +277,7 @@ async def test_a_kind_without_a_template_is_not_sent_nor_retried(provider: str, 
     _sdk(provider)
     service, endpoint = standin
     settings = provider_settings(provider, service, endpoint, sms_template_closed="")
-    with pytest.raises(DeliveryError, match="SMS_TEMPLATE_CLOSED") as caught:
+    with pytest.raises(DeliveryError, match="没有模板：设置 SMS_TEMPLATE_CLOSED") as caught:
         await sms_provider(settings).send_sms(PHONE, "closed", {"number": "1"})
     assert caught.value.retryable is False and service.requests == []
 

@@ -46,7 +46,7 @@ def _template(settings: Settings, kind: str) -> tuple[SmsTemplate, str]:
     template_id = template.template_id(settings) if template else ""
     if template is None or not template_id:
         name = template.env_name if template else "a template in bot/sms_templates.py"
-        raise DeliveryError(f"no SMS template for {kind!r}: set {name}", retryable=False)
+        raise DeliveryError(f"短信 {kind} 没有模板：设置 {name}", retryable=False)
     return template, template_id
 
 
@@ -83,6 +83,29 @@ class LogSms:
         template = SMS_TEMPLATES.get(kind)
         text = template.text(self._sign_name, params) if template else ""
         log.info("sms_logged", phone=mask_phone(phone), kind=kind, params=params, text=text)
+
+
+# What an administrator reads first in /outbox (which shows the start of the
+# error): the cause in Chinese, by the providers' code prefixes.
+_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("FailedOperation.Template", "isv.SMS_TEMPLATE", "isv.TEMPLATE"),
+     "短信模板未审核通过或编号、参数不符：核对 SMS_TEMPLATE_* 与 docs/deploy.md 的模板"),
+    (("FailedOperation.Signature", "isv.SMS_SIGNATURE", "isv.SMS_SIGN"),
+     "短信签名未审核通过：核对 SMS_SIGN_NAME"),
+    (("InvalidParameterValue.IncorrectPhoneNumber", "isv.MOBILE_NUMBER"),
+     "客户电话不是可收短信的手机号"),
+    (("AuthFailure", "InvalidAccessKeyId", "SignatureDoesNotMatch", "IncompleteSignature"),
+     "短信服务商不认这组密钥：核对 TENCENT_SECRET_* 或 ALIYUN_ACCESS_KEY_*"),
+    (("LimitExceeded", "RequestLimitExceeded", "isv.BUSINESS_LIMIT", "Throttling"),
+     "短信发送频率超限，稍后重试"),
+)
+
+
+def _refusal(provider: str, code: str, message: str, *, retryable: bool) -> DeliveryError:
+    """The provider's error answer, its cause in Chinese first."""
+    cause = next((text for prefixes, text in _CAUSES if code.startswith(prefixes)),
+                 "短信服务商暂时出错，稍后重试" if retryable else "短信服务商拒绝发送")
+    return DeliveryError(f"{cause}（{provider} {code}: {message}）", retryable=retryable)
 
 
 # Tencent Cloud's codes (whole request or one number) after which a later try
@@ -131,12 +154,12 @@ class TencentSms:
             response: Any = await asyncio.to_thread(self._client.SendSms, request)
         except TencentCloudSDKException as exc:
             code = str(exc.get_code())
-            raise DeliveryError(f"tencent {code}: {exc.get_message()}",
-                                retryable=code.startswith(_TENCENT_RETRYABLE)) from exc
+            raise _refusal("tencent", code, str(exc.get_message()),
+                           retryable=code.startswith(_TENCENT_RETRYABLE)) from exc
         status = response.SendStatusSet[0]
         if status.Code != "Ok":
-            raise DeliveryError(f"tencent {status.Code}: {status.Message}",
-                                retryable=status.Code.startswith(_TENCENT_RETRYABLE))
+            raise _refusal("tencent", status.Code, status.Message,
+                           retryable=status.Code.startswith(_TENCENT_RETRYABLE))
 
 
 # Aliyun's business codes after which a later try may succeed (its request
@@ -187,12 +210,12 @@ class AliyunSms:
             response = await self._client.send_sms_async(request)
         except AlibabaCloudException as exc:
             code = str(exc.code)
-            raise DeliveryError(f"aliyun {code}: {exc.message}", retryable=isinstance(
+            raise _refusal("aliyun", code, str(exc.message), retryable=isinstance(
                 exc, ServerException) or code.startswith(_ALIYUN_RETRYABLE)) from exc
         body = response.body
         if body.code != "OK":
-            raise DeliveryError(f"aliyun {body.code}: {body.message}",
-                                retryable=str(body.code).startswith(_ALIYUN_RETRYABLE))
+            raise _refusal("aliyun", str(body.code), str(body.message),
+                           retryable=str(body.code).startswith(_ALIYUN_RETRYABLE))
 
 
 def sms_provider(settings: Settings) -> SmsProvider:
