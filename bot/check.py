@@ -22,6 +22,7 @@ import aiosmtplib
 from bot.clock import utcnow
 from bot.db import open_database, tortoise_config
 from bot.settings import Settings
+from bot.sms_templates import SMS_TEMPLATES, missing_templates
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from bot.wecom.longconn import SUBSCRIBE, frame, lease_name, new_req_id
@@ -266,7 +267,9 @@ async def _robot_connection_holder(settings: Settings) -> str | None:
 
 
 async def check_sms(settings: Settings) -> Finding:
-    """The SMS provider's settings are complete and its SDK is installed."""
+    """The SMS provider's settings are complete, every SMS kind the process
+    sends has its registered template (bot/sms_templates.py), and the
+    provider's SDK is installed."""
     item = "SMS"
     provider = settings.sms_provider
     if provider == "log":
@@ -280,16 +283,21 @@ async def check_sms(settings: Settings) -> Finding:
         needed = {"ALIYUN_ACCESS_KEY_ID": settings.aliyun_access_key_id,
                   "ALIYUN_ACCESS_KEY_SECRET": settings.aliyun_access_key_secret}
         module, extra = "alibabacloud_dysmsapi20170525", "sms-aliyun"
-    needed |= {"SMS_SIGN_NAME": settings.sms_sign_name,
-               "SMS_TEMPLATE_ACCEPTED": settings.sms_template_accepted,
-               "SMS_TEMPLATE_CLOSED": settings.sms_template_closed}
+    needed["SMS_SIGN_NAME"] = settings.sms_sign_name
     missing = [name for name, value in needed.items() if not value]
-    if missing:
-        return _fail(item, f"SMS_PROVIDER={provider} needs {', '.join(missing)}")
+    untemplated = missing_templates(settings)
+    if missing or untemplated:
+        kinds = "、".join(f"{t.kind}（{t.label}）" for t in untemplated)
+        without = f"; no template for the SMS {kinds}: register each with {provider} " \
+                  "(wording in docs/deploy.md)" if untemplated else ""
+        names = [*missing, *(t.env_name for t in untemplated)]
+        return _fail(item, f"SMS_PROVIDER={provider} needs {', '.join(names)}{without}")
     if importlib.util.find_spec(module.split(".")[0]) is None:
         return _fail(item, f"the {provider} SDK is not installed: "
                            f"pip install 'complaintbot[{extra}]'")
-    return _ok(item, f"{provider} configured (credentials are tried on the first send)")
+    kinds = "、".join(SMS_TEMPLATES)
+    return _ok(item, f"{provider} configured, templates for {kinds} "
+                     "(credentials are tried on the first send)")
 
 
 async def check_chart_font(_settings: Settings) -> Finding:

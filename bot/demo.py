@@ -9,10 +9,16 @@ scheduler's outbox sends through `WeComClient` to the emulated API, so group
 notices and app cards show up on the chat page as they would in WeChat Work.
 The example directory is loaded at start (idempotent).
 
+What leaves WeChat Work is caught too (bot/demo_outside.py): the customer's
+SMS, sent through the provider's SDK to a local stand-in, and the managers'
+e-mails, sent over SMTP to a local server; the chat page shows both in a
+pane, where a button also sends this week's reports (charts in the groups,
+workbooks by e-mail) at once.
+
 The demo is safe to start in a folder that holds a production `.env`: it
 takes from the environment only where to listen, the zone, the policy and
 how to log and tick (`_FROM_ENVIRONMENT`), never DATABASE_URL, API_TOKEN,
-SMTP, SMS or WeChat Work settings. It keeps its own SQLite file
+SMTP, SMS or WeChat Work settings (its own go to its local catchers). It keeps its own SQLite file
 (data/demo.sqlite3 unless --database) and its own API token, and binds a
 loopback address only: the chat page lets anyone speak as any user and hands
 out the API token, so `--public` must ask for more, with a warning.
@@ -21,7 +27,7 @@ out the API token, so `--public` must ask for more, with a warning.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +36,16 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import create_app
+from bot.clock import utcnow
+from bot.demo_outside import Outside
 from bot.directory_import import DirectoryError, import_directory
-from bot.keys import SETTINGS
+from bot.keys import LEDGER, SETTINGS
 from bot.policy import load_policy
+from bot.reports.figures import period_containing
 from bot.settings import Settings
 from bot.wecom.devpage import mount_chat_page
 from bot.wecom.emulator import WeComEmulator
+from schedulers.reports import deliver_reports
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +93,8 @@ def demo_settings(settings: Settings, *, database: Path = DEFAULT_DATABASE) -> S
     """The demo's own settings: of `settings` only the harmless ones
     (`_FROM_ENVIRONMENT`), then the SQLite file `database`, API_TOKEN
     "demo-token", the demo's WeChat Work credentials with the API base at the
-    mounted emulator, and the defaults for the rest (no SMTP, SMS logged)."""
+    mounted emulator, and the defaults for the rest (create_demo_app adds the
+    SMS and SMTP settings of its local catchers)."""
     kept = {name: getattr(settings, name) for name in _FROM_ENVIRONMENT}
     base = Settings.model_construct(**kept)  # the defaults, not the environment's
     return base.model_copy(update={
@@ -127,13 +138,18 @@ def create_demo_app(
     """The bot (with its scheduler, on the SQLite file `database`) and the
     emulator with its chat page under /dev, to be served at
     `settings.http_host:http_port` (the emulator calls back to that address)."""
-    demo = demo_settings(settings, database=database)
+    outside = Outside()
+    demo = demo_settings(settings, database=database).model_copy(update=outside.settings())
     app = create_app(demo)
+    # The SMS stand-in and the SMTP catcher listen before the outbox sends.
+    app.cleanup_ctx.insert(0, outside.serve)
     app.cleanup_ctx.append(_load_directory(org_file))  # after the database's entry
     emulator = WeComEmulator(demo)
     base = local_url(demo)
     emulator.connect(own_url=f"{base}{DEV_PREFIX}", bot_url=base)
     mount_chat_page(emulator, demo)
+    emulator.app.router.add_get("/api/outside", _outside_view(outside))
+    emulator.app.router.add_post("/api/report", _report_now)
     app.router.add_get(DEV_PREFIX, _to_page)
     app.add_subapp(DEV_PREFIX, emulator.app)
     return app
@@ -141,6 +157,27 @@ def create_demo_app(
 
 async def _to_page(_request: web.Request) -> web.Response:
     raise web.HTTPFound(f"{DEV_PREFIX}/")
+
+
+def _outside_view(outside: Outside) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def view(_request: web.Request) -> web.Response:
+        """GET /dev/api/outside: the customer's SMS and the managers' e-mails."""
+        return web.json_response(outside.view())
+
+    return view
+
+
+async def _report_now(request: web.Request) -> web.Response:
+    """POST /dev/api/report: this week's reports so far, to every group and
+    manager now (the schedule sends the last complete week on Monday); once
+    per week, as the scheduled ones."""
+    settings, ledger = request.config_dict[SETTINGS], request.config_dict[LEDGER]
+    now = utcnow()
+    period = period_containing("weekly", now.astimezone(settings.zone).date(), settings.zone)
+    stats = await deliver_reports(period, now=now, policy=ledger.policies.current,
+                                  zone=settings.zone)
+    return web.json_response({"period": period.label, "delivered": len(stats.delivered),
+                              "already": stats.already, "failed": len(stats.failed)})
 
 
 def _load_directory(org_file: Path) -> Callable[[web.Application], AsyncIterator[None]]:

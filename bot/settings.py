@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -126,15 +127,30 @@ class Settings(BaseSettings):
     sms_template_closed: str = Field(
         "", description="Provider template id of the customer's 'complaint closed' SMS"
     )
+    sms_template_closed_survey: str = Field(
+        "", description="Provider template id of the 'complaint closed' SMS with the "
+        "survey link (used instead of SMS_TEMPLATE_CLOSED when the survey is on)"
+    )
     tencent_secret_id: str = Field("", description="Tencent Cloud SecretId (SMS_PROVIDER=tencent)")
     tencent_secret_key: SecretStr | None = Field(None, description="Tencent Cloud SecretKey")
     tencent_sms_app_id: str = Field("", description="Tencent Cloud SmsSdkAppId")
     tencent_sms_region: str = Field("ap-guangzhou", description="Tencent Cloud SMS region")
+    tencent_sms_endpoint: str = Field(
+        "https://sms.tencentcloudapi.com", description="Tencent Cloud SMS API: scheme and host "
+        "(a local stand-in for trials, e.g. http://127.0.0.1:9100)",
+    )
     aliyun_access_key_id: str = Field(
         "", description="Alibaba Cloud AccessKey id (SMS_PROVIDER=aliyun)"
     )
     aliyun_access_key_secret: SecretStr | None = Field(
         None, description="Alibaba Cloud AccessKey secret"
+    )
+    aliyun_sms_endpoint: str = Field(
+        "https://dysmsapi.aliyuncs.com", description="Alibaba Cloud SMS API: scheme and host "
+        "(a local stand-in for trials, e.g. http://127.0.0.1:9100)",
+    )
+    sms_timeout_seconds: float = Field(
+        10, gt=0, description="Timeout of one request to the SMS provider"
     )
 
     public_base_url: str = Field(
@@ -236,6 +252,15 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (openssl rand -base64 32)")
         return value
+
+    @field_validator("tencent_sms_endpoint", "aliyun_sms_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/") \
+                or url.query:
+            raise ValueError("must be http(s)://host[:port], without a path")
+        return f"{url.scheme}://{url.netloc}"
 
     @field_validator("policy_file")
     @classmethod

@@ -7,6 +7,7 @@ last runs the real command and clicks through the page in headless Chromium
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -136,6 +137,49 @@ async def test_clicking_handle_on_the_group_card_shows_who_responded(demo: TestC
                             and e["chat"] == "wrGRP-SH001")
     assert update["task_id"] == card["task_id"] and update["via"] == "robot"
     assert update["card"]["button_list"][0]["text"] == "已处理"
+
+
+async def outside_when(client: TestClient, wanted: Callable[[dict[str, Any]], bool]
+                       ) -> dict[str, Any]:
+    """The page's view of the SMS and e-mails once `wanted` accepts it."""
+    seen: list[dict[str, Any]] = []
+
+    async def shown() -> bool:
+        resp = await client.get("/dev/api/outside")
+        assert resp.status == 200
+        seen[:] = [await resp.json()]
+        return wanted(seen[0])
+
+    await eventually(shown, what="the SMS or e-mail is caught")
+    return seen[0]
+
+
+async def test_the_customer_sms_is_shown_as_the_phone_receives_it(demo: TestClient) -> None:
+    number = await open_complaint(demo)
+    view = await outside_when(demo, lambda v: bool(v["sms"]))
+    [sms] = view["sms"]
+    assert sms["text"] == (f"【投诉助手演示】您的投诉（编号{number}）已受理，"
+                           "上海浦东4S店将尽快与您联系。")
+    assert sms["phone"] == "138****5678" and view["missing"] == []
+    assert view["provider"] in ("tencent", "aliyun")  # through the SDK, to the stand-in
+
+
+@pytest.mark.slow
+async def test_reports_show_charts_in_the_groups_and_mail_the_managers(demo: TestClient) -> None:
+    await open_complaint(demo)
+    resp = await demo.post("/dev/api/report", json={})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["delivered"] > 0
+    chart = await wait_for(demo, lambda e: e["kind"] == "image" and e["chat"] == "wrGRP-SH001")
+    assert chart["src"].startswith("data:image/png;base64,")
+    assert base64.b64decode(chart["src"].split(",", 1)[1]).startswith(b"\x89PNG")
+    view = await outside_when(demo, lambda v: any(
+        "sh.zhou@sh001.example" in m["to"] for m in v["mails"]))
+    mail = next(m for m in view["mails"] if "sh.zhou@sh001.example" in m["to"])
+    assert mail["subject"].startswith("【投诉周报】") and "上海浦东4S店" in mail["subject"]
+    assert [a.endswith(".xlsx") for a in mail["attachments"]] == [True]
+    again = await demo.post("/dev/api/report", json={})
+    assert (await again.json())["delivered"] == 0  # once a week, as scheduled
 
 
 async def test_the_page_and_the_directory_are_served(demo: TestClient) -> None:
@@ -359,6 +403,11 @@ def _click_through(page: Any, base: str, expect: Any) -> None:
     page.click("#create")
     expect(page.locator("#complaint-result")).to_contain_text("已创建投诉 #1")
     expect(messages).to_contain_text("新投诉 #1")  # the webhook notice
+    # The customer's phone got the acceptance SMS, through the provider's SDK.
+    expect(page.locator("#sms-list li.sms")).to_have_count(1)
+    expect(page.locator("#sms-list")).to_contain_text(
+        "【投诉助手演示】您的投诉（编号1）已受理，上海浦东4S店将尽快与您联系。")
+    expect(page.locator("#sms-list")).to_contain_text("138****5678")
 
     page.fill("#text", "/show 1")
     page.press("#text", "Enter")
@@ -370,7 +419,20 @@ def _click_through(page: Any, base: str, expect: Any) -> None:
     expect(card).to_contain_text("张专员")
     expect(card).to_contain_text("已响应")
     expect(messages.locator(".system").last).to_contain_text("张专员 点击了「处理」")
-    page.screenshot(path=str(SCREENSHOT))
+
+    # This week's reports: the chart is a picture in the group, the workbook
+    # reaches the dealer's manager by e-mail.
+    page.click("#report-now")
+    expect(page.locator("#report-result")).to_contain_text("份报表")
+    chart = messages.locator(".bubble.image img").last
+    expect(chart).to_be_visible()
+    assert chart.evaluate("image => image.complete && image.naturalWidth") > 300
+    expect(messages).not_to_contain_text("[image]")
+    mail = page.locator("#mail-list li.mail", has_text="sh.zhou@sh001.example")
+    expect(mail).to_contain_text("【投诉周报】")
+    mail.locator("summary").click()
+    expect(mail).to_contain_text(".xlsx")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # The handler's one-to-one chat with the app got the new ticket's card too.
     page.click('#chats li[data-chat="app:sh.zhang"]')

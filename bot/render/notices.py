@@ -2,10 +2,10 @@
 (subject, plain text, HTML) and the customer's SMS.
 
 One Jinja2 template per kind and medium family under `templates/`:
-`markdown/<kind>.md.j2`, `email/<kind>.j2` (blocks `subject` and `body`) and
-`sms/<kind>.j2` (`params` for the provider's pre-approved template, whose
-wording the template's comment quotes);
-a kind without its own template falls back to `_generic`. Every message names
+`markdown/<kind>.md.j2` and `email/<kind>.j2` (blocks `subject` and `body`);
+a kind without its own template falls back to `_generic`. The SMS is the
+provider's registered template: its parameters are those its entry in
+bot/sms_templates.py names, in that order. Every message names
 the ticket (#1024); the customer's phone and VIN are masked in all of them.
 """
 
@@ -27,6 +27,7 @@ from bot.domain.ticket import Audience, Medium
 from bot.ledger import snapshot
 from bot.render.chat import scrub, subject_text, withheld_text
 from bot.render.privacy import local_time, mask_phone, mask_vin
+from bot.sms_templates import SMS_TEMPLATES
 from models import Deadline, Dealer, Notification, Region, ReportRun, Staff, TicketEvent
 from models import Ticket as TicketRow
 
@@ -222,7 +223,7 @@ async def render(
     subject = " ".join(_block(email, "subject", context).split())
     body = _block(email, "body", context)
     layout = {**context, "subject": subject, "body": body}
-    sms = _template("sms", kind, ".j2").make_module(context)
+    sms = SMS_TEMPLATES.get(kind)
     ticket = context["ticket"]
     # Free text (the complaint, a note, a reason) may hold the phone or VIN as
     # someone typed it: mask them in everything a group, card or mailbox shows.
@@ -232,5 +233,5 @@ async def render(
                    ticket),
         html=scrub(_env.get_template("email/layout.html.j2").render(layout), ticket),
         markdown=scrub(_template("markdown", kind, ".md.j2").render(context).strip(), ticket),
-        sms_params={k: str(v) for k, v in getattr(sms, "params", {}).items()},
+        sms_params=sms.values(context) if sms else {},
     )

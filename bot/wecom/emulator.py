@@ -59,6 +59,16 @@ _MEDIA_IMAGE_MAX_BYTES = 10 * 1024 * 1024
 
 
 _ANSWER_LATE = web.RequestKey("answer_late", float)
+# The largest body WeChat Work takes: a 20 MB file upload, with room for its
+# form. The bot's own limit (MAX_BODY_BYTES) must not apply where the demo
+# mounts the emulator on the bot's server.
+_MAX_BODY_BYTES = 24 * 1024 * 1024
+
+
+@web.middleware
+async def _platform_body_limit(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Read bodies up to WeChat Work's own limit (a chart is a 2 MB webhook image)."""
+    return await handler(request.clone(client_max_size=_MAX_BODY_BYTES))
 
 
 @web.middleware
@@ -128,10 +138,13 @@ class WeComEmulator:
         self._response_urls: dict[str, dict[str, Any]] = {}
         # Temporary media uploaded (media/upload): media_id -> when it expires.
         self._media: dict[str, Any] = {}
+        # The bytes of each uploaded image, by media_id: the chat page shows them.
+        self.media: dict[str, bytes] = {}
         self._faults: deque[Fault] = deque()
         self._outage: deque[Fault] = deque()
         self._session: aiohttp.ClientSession | None = None
-        self.app = web.Application(middlewares=[_answer_late])
+        self.app = web.Application(middlewares=[_platform_body_limit, _answer_late],
+                                   client_max_size=_MAX_BODY_BYTES)
         self.app[EMULATOR] = self
         self.app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         self.app.router.add_post("/cgi-bin/message/send", self._message_send)
@@ -262,10 +275,15 @@ class WeComEmulator:
 
     async def _media_upload(self, request: web.Request) -> web.Response:
         """Temporary media (3 days), multipart field `media`; recorded without
-        its bytes: type, filename, size and md5."""
+        its bytes: type, filename, size and md5 (the bytes are in `media`)."""
         form = await request.post()
         media = form.get("media")
-        raw = media.file.read() if isinstance(media, web.FileField) else b""
+        raw = b""
+        if isinstance(media, web.FileField):
+            # Closed here: aiohttp closes the files of the request it made,
+            # not those of the clone _platform_body_limit hands on.
+            with media.file:
+                raw = media.file.read()
         body = {"type": request.query.get("type"), "filename": getattr(media, "filename", ""),
                 "size": len(raw), "md5": hashlib.md5(raw).hexdigest()}
         _, refusal = await self._checked(request, body=body)
@@ -278,6 +296,7 @@ class WeComEmulator:
                                                 "errmsg": "invalid image: only png or jpg"})
         media_id = f"media-{secrets.token_urlsafe(16)}"
         self._media[media_id] = self._clock() + _MEDIA_LIFETIME
+        self.media[media_id] = raw
         return self._answer(request, body, {
             "errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
             "created_at": str(int(self._clock().timestamp()))})

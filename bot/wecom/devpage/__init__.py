@@ -19,10 +19,12 @@ sit beside the emulated `cgi-bin` under the same prefix:
 | POST api/say | `{userid, chatid or null, text}`: to the robot in a group, else to the app |
 | POST api/click | `{userid, chatid or null, task_id, key}`: click a card's button |
 | GET api/feed?since=N | the chat events from the N-th on, and `next`, the N to ask for next time |
+| GET api/media/ID | an image the bot uploaded (media/upload) |
 
 A feed event is `{"chat", "sender", "kind", "via", "time", ...}`: `chat` is a
 group's chatid or `app:USERID` for a member's chat with the app; `sender` a
-userid or "bot"; `kind` one of text, markdown, card, card_update, click. A
+userid or "bot"; `kind` one of text, markdown, card, card_update, click,
+image (its `src`: a data: URL of a webhook's image, or api/media/ID). A
 card is known by its `task_id` within its chat; a card_update names the card
 it changes.
 """
@@ -30,6 +32,7 @@ it changes.
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +194,21 @@ class ChatFeed:
         elif msgtype == "textcard":
             text = f"**{content.get('title', '')}**\n{content.get('description', '')}"
             self._add(chat, _BOT, "markdown", via, time, text=text)
+        elif msgtype == "image" and (src := self._image_src(content)):
+            self._add(chat, _BOT, "image", via, time, src=src)
         else:
             self._add(chat, _BOT, "text", via, time, text=f"[{msgtype}]")
+
+
+    def _image_src(self, image: dict[str, Any]) -> str:
+        """Where the page loads an image from: the webhook's own base64 (a
+        report's chart), or an uploaded media_id served by api/media."""
+        if image.get("base64"):
+            raw = base64.b64decode(str(image["base64"]))
+            kind = "png" if raw.startswith(b"\x89PNG") else "jpeg"
+            return f"data:image/{kind};base64,{image['base64']}"
+        media_id = str(image.get("media_id", ""))
+        return f"api/media/{media_id}" if media_id in self._emulator.media else ""
 
 
 async def _group_bindings() -> dict[str, str]:
@@ -298,6 +314,14 @@ class ChatPage:
             return web.json_response({"error": str(exc)}, status=502)
         return web.json_response({"ok": True})
 
+    async def media(self, request: web.Request) -> web.Response:
+        """An image the bot uploaded (media/upload), by its media_id."""
+        raw = self.emulator.media.get(request.match_info["media_id"])
+        if raw is None:
+            return web.json_response({"error": "no such media"}, status=404)
+        kind = "image/png" if raw.startswith(b"\x89PNG") else "image/jpeg"
+        return web.Response(body=raw, content_type=kind)
+
     async def events(self, request: web.Request) -> web.Response:
         """The chat events from `since` on."""
         try:
@@ -337,6 +361,7 @@ def mount_chat_page(emulator: WeComEmulator, settings: Settings) -> ChatPage:
     router.add_get("/api/people", page.people)
     router.add_get("/api/groups", page.groups)
     router.add_get("/api/feed", page.events)
+    router.add_get("/api/media/{media_id}", page.media)
     router.add_post("/api/say", page.say)
     router.add_post("/api/click", page.click)
     return page

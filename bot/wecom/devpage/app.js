@@ -285,6 +285,14 @@ function renderItem(item) {
   const body = row.querySelector(".body");
   if (item.kind === "card") {
     body.appendChild(renderCard(item));
+  } else if (item.kind === "image") {
+    const bubble = document.createElement("div");
+    bubble.className = "bubble image";
+    const image = document.createElement("img");
+    image.src = item.src;
+    image.alt = "图片（报表图表）";
+    bubble.appendChild(image);
+    body.appendChild(bubble);
   } else {
     const bubble = document.createElement("div");
     bubble.className = "bubble";
@@ -419,6 +427,72 @@ async function createComplaint(event) {
   }
 }
 
+// -- what leaves WeChat Work: the customer's SMS, the managers' e-mails -------
+
+const outside = { sms: -1, mails: -1 };
+
+function fillList(list, items, render, none) {
+  list.innerHTML = "";
+  if (!items.length) list.innerHTML = `<li class="none">${none}</li>`;
+  for (const item of items.slice().reverse()) list.appendChild(render(item));
+}
+
+function smsItem(sms) {
+  const item = document.createElement("li");
+  item.className = "sms";
+  item.innerHTML = `<div class="to">发给 ${escapeHtml(sms.phone)} · ${timeText(sms.time)}</div>
+    <div class="sms-text">${escapeHtml(sms.text)}</div>`;
+  return item;
+}
+
+function mailItem(mail) {
+  const item = document.createElement("li");
+  item.className = "mail";
+  const files = mail.attachments.length
+    ? `<div class="files">附件：${mail.attachments.map(escapeHtml).join("、")}</div>` : "";
+  item.innerHTML = `<details><summary><span class="subject">${escapeHtml(mail.subject)}</span>
+    <div class="to">发给 ${escapeHtml(mail.to.join("、"))} · ${timeText(mail.time)}</div></summary>
+    <pre>${escapeHtml(mail.text)}</pre>${files}</details>`;
+  return item;
+}
+
+async function pollOutside() {
+  let view;
+  try {
+    view = await api("api/outside");
+  } catch (_) {
+    return;  // a chat page without the demo's catchers
+  }
+  $("outside-missing").textContent = view.missing.join("；");
+  if (view.sms.length !== outside.sms) {
+    outside.sms = view.sms.length;
+    fillList($("sms-list"), view.sms, smsItem, "还没有短信。");
+  }
+  if (view.mails.length !== outside.mails) {
+    outside.mails = view.mails.length;
+    fillList($("mail-list"), view.mails, mailItem, "还没有邮件。");
+  }
+}
+
+async function reportNow() {
+  const result = $("report-result");
+  $("report-now").disabled = true;
+  result.className = "result";
+  result.textContent = "正在生成报表…";
+  try {
+    const answer = await post("api/report", {});
+    result.className = "result ok";
+    result.textContent = answer.delivered
+      ? `已生成 ${answer.period} 的 ${answer.delivered} 份报表：图表发到各群，工作簿发到经理邮箱。`
+      : `${answer.period} 的报表已经发过（每周一次）。`;
+  } catch (error) {
+    result.className = "result bad";
+    result.textContent = `生成失败：${error.message}`;
+  } finally {
+    $("report-now").disabled = false;
+  }
+}
+
 async function start() {
   const [config, people, groups] = await Promise.all([
     api("api/config"), api("api/people"), api("api/groups"),
@@ -452,10 +526,13 @@ async function start() {
     }
   });
   form.addEventListener("submit", createComplaint);
+  $("report-now").addEventListener("click", reportNow);
 
   await poll();
   renderAll(true);
+  await pollOutside();
   setInterval(poll, 1000);
+  setInterval(pollOutside, 1000);
 }
 
 start().catch((error) => showError(`页面加载失败：${error.message}`));
