@@ -32,6 +32,7 @@ from bot.notify.sms import SmsTransport, sms_provider
 from bot.notify.sms_standin import SmsStandIn, standin_for
 from bot.settings import Settings, load_settings
 from bot.sms_templates import SMS_TEMPLATES
+from bot.survey import SurveyLinks
 from models import Notification
 from schedulers.outbox import RetryPolicy, deliver_due
 from tests.conftest import ROOT, T0
@@ -39,8 +40,9 @@ from tests.factories import CALL_CENTRE, SH_STAFF
 
 PHONE = "13812345678"
 SIGN = "某汽车品牌"
-IDS = {"tencent": {"accepted": "1100001", "closed": "1100002"},
-       "aliyun": {"accepted": "SMS_460001", "closed": "SMS_460002"}}
+IDS = {"tencent": {"accepted": "1100001", "closed": "1100002", "closed_survey": "1100003"},
+       "aliyun": {"accepted": "SMS_460001", "closed": "SMS_460002",
+                  "closed_survey": "SMS_460003"}}
 RETRY = RetryPolicy(max_tries=8, backoff=timedelta(seconds=30))
 
 
@@ -74,6 +76,7 @@ def provider_settings(provider: str, standin: SmsStandIn, endpoint: str,
         "sms_provider": provider, "sms_sign_name": SIGN,
         "sms_template_accepted": IDS[provider]["accepted"],
         "sms_template_closed": IDS[provider]["closed"],
+        "sms_template_closed_survey": IDS[provider]["closed_survey"],
         "tencent_secret_id": standin.tencent_secret_id,
         "tencent_secret_key": SecretStr(standin.tencent_secret_key),
         "tencent_sms_app_id": standin.tencent_app_id, "tencent_sms_endpoint": endpoint,
@@ -95,7 +98,8 @@ async def sms_row(number: int, kind: str = "accepted") -> Notification:
 
 
 async def deliver(settings: Settings, now=T0):
-    return await deliver_due({"sms": SmsTransport(sms_provider(settings))}, now=now, retry=RETRY)
+    transport = SmsTransport(sms_provider(settings), SurveyLinks.from_settings(settings))
+    return await deliver_due({"sms": transport}, now=now, retry=RETRY)
 
 
 @pytest.mark.parametrize("provider", ["tencent", "aliyun"])
@@ -123,6 +127,31 @@ async def test_the_customer_receives_the_accepted_and_closed_sms(
     await deliver(settings, later)
     assert service.received[-1].text == (
         f"【{SIGN}】您的投诉（编号{number}）已处理完毕，感谢您的耐心与支持。")
+    assert (await sms_row(number, "closed")).status == "sent"
+
+
+@pytest.mark.parametrize("provider", ["tencent", "aliyun"])
+async def test_r23_with_the_survey_on_the_closing_sms_is_its_template_with_the_link(
+    provider: str, ledger: Ledger, standin
+) -> None:
+    _sdk(provider)
+    service, endpoint = standin
+    settings = provider_settings(provider, service, endpoint,
+                                 public_base_url="https://bot.example.com",
+                                 survey_secret=SecretStr("survey-secret-0123456789abcdef"))
+    out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
+    number = out.ticket.number
+    later = T0 + timedelta(hours=2)
+    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系客户", later),
+                       actor=SH_STAFF, source="chat", now=later)
+    await ledger.apply(number, lambda t: close(t, CALL_CENTRE, 5, "客户满意", later),
+                       actor=CALL_CENTRE, source="chat", now=later)
+    await deliver(settings, later)
+    closing = service.received[-1]
+    assert closing.template_id == IDS[provider]["closed_survey"]
+    assert closing.text.startswith(
+        f"【{SIGN}】您的投诉（编号{number}）已处理完毕，感谢您的耐心与支持。"
+        "请为本次服务评价：https://bot.example.com/s/")
     assert (await sms_row(number, "closed")).status == "sent"
 
 

@@ -118,7 +118,7 @@ async def sent_sms(bot: TestClient | TestServer, clock) -> list[dict]:
 async def survey_link(bot: TestClient | TestServer, clock, number: int) -> str:
     """The link in the ticket's closing SMS."""
     [closing] = [s for s in await sent_sms(bot, clock)
-                 if s["kind"] == "closed" and s["params"]["number"] == str(number)]
+                 if s["kind"] == "closed_survey" and s["params"]["number"] == str(number)]
     return closing["params"]["survey"]
 
 
