@@ -318,6 +318,7 @@ async def live_emulator(aiohttp_server) -> WeComEmulator:
     emu = WeComEmulator(wecom_settings("sqlite://:memory:"))
     server = await aiohttp_server(emu.app)
     emu.url = str(server.make_url("")).rstrip("/")
+    emu.appchats.adopt(CC_APP_CHAT, ["cc.wang", "cc.li"])  # the app created it at set-up
     return emu
 
 

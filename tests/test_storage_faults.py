@@ -170,7 +170,7 @@ def run_cli(*args: str, database_url: str) -> subprocess.CompletedProcess:
     env = {**ENV, "DATABASE_URL": database_url, "HTTP_PORT": str(free_port()),
            "LOG_FORMAT": "json"}
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=60)
 
 
 def assert_stops_naming_read_only(database_url: str) -> None:
@@ -178,7 +178,8 @@ def assert_stops_naming_read_only(database_url: str) -> None:
         started = time.monotonic()
         done = run_cli(command, database_url=database_url)
         took = time.monotonic() - started
-        assert done.returncode != 0 and took < 10, (command, took, done.stderr)
+        # Stopping at once, not after a connect or write timeout; loose for a busy machine.
+        assert done.returncode != 0 and took < 25, (command, took, done.stderr)
         # The log lines before it ("starting") may precede; the cause is one line.
         causes = [line for line in done.stderr.splitlines() if "read-only" in line]
         assert len(causes) == 1, (command, done.stderr)
