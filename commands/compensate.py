@@ -45,7 +45,8 @@ async def _compensate(call: Call) -> Reply:
     approver = await Staff.get(userid=req.approver_userid)
     who = f"{approver.name}（{approver.role.label}）"
     return Reply(markdown=f"📝 #{number} 已申请赔偿 {yuan(amount)}（{call.actor.display}），"
-                          f"按赔偿审批权限表，待 {who}审批（R25，审批单 {req.id}）。\n> 原因：{reason}")
+                          f"按赔偿审批权限表，待 {who}审批（R25，审批单 {req.id}）。"
+                          f"\n> 原因：{reason}")
 
 
 COMMAND = Command(

@@ -24,23 +24,16 @@ from models import Dealer
 
 log = structlog.get_logger(__name__)
 
-# Every spelling /new accepts, to the field of the intake API it fills.
-_KEYS = {
-    "客户": "customer_name", "name": "customer_name",
-    "电话": "customer_phone", "phone": "customer_phone",
-    "车型": "car_model", "model": "car_model",
-    "车牌": "plate", "plate": "plate",
-    "VIN": "vin", "车架号": "vin",
-    "渠道": "channel", "channel": "channel",
-    "经销商": "dealer_code", "dealer": "dealer_code",
-    "描述": "description", "description": "description",
-    "标记": "flags", "flags": "flags",
-    "已解决": "resolved_on_call", "resolved": "resolved_on_call",
+# The field of the intake API each key of /new fills: the Chinese key first
+# (the one replies name), then the other spellings accepted.
+_SPELLINGS = {
+    "customer_name": ("客户", "name"), "customer_phone": ("电话", "phone"),
+    "car_model": ("车型", "model"), "plate": ("车牌", "plate"), "vin": ("VIN", "车架号"),
+    "channel": ("渠道", "channel"), "dealer_code": ("经销商", "dealer"),
+    "description": ("描述", "description"), "flags": ("标记", "flags"),
+    "resolved_on_call": ("已解决", "resolved"),
 }
-# How the reply names each field: the key an agent types.
-_TYPED = {"customer_name": "客户", "customer_phone": "电话", "car_model": "车型",
-          "plate": "车牌", "vin": "VIN", "channel": "渠道", "dealer_code": "经销商",
-          "description": "描述", "flags": "标记", "resolved_on_call": "已解决"}
+_KEYS = {spelling: name for name, spellings in _SPELLINGS.items() for spelling in spellings}
 _SEPARATORS = re.compile(r"[、,，;；\s]+")
 
 
@@ -76,8 +69,8 @@ def refusal_text(fields: dict[str, str]) -> str:
     """Every bad field at once, each with the key to correct."""
     lines = [f"❌ {INVALID}，投诉未登记："]
     for name, message in fields.items():
-        typed = _TYPED.get(name.split(".")[0])
-        lines.append(f"- {message}" + (f"（{typed}=）" if typed else ""))
+        typed = _SPELLINGS.get(name.split(".")[0])
+        lines.append(f"- {message}" + (f"（{typed[0]}=）" if typed else ""))
     return "\n".join(lines)
 
 

@@ -12,17 +12,7 @@ import pytest
 from bot.domain.approvals import compensation_approver
 from bot.domain.classification import classify
 from bot.domain.deadlines import pending_deadlines
-from bot.domain.enums import (
-    Category,
-    Channel,
-    Clock,
-    Flag,
-    OwnerLevel,
-    Role,
-    Slot,
-    Source,
-    Status,
-)
+from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Source, Status
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.repeat import EarlierComplaint, find_related, find_repeat, similarity
 from bot.domain.ticket import SYSTEM, Audience, Medium, Notice, Refused

@@ -9,13 +9,20 @@ Every door goes through bot.intake.take_complaint; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
+from bot.directory import actor_for
 from bot.domain.enums import Clock, Source, Status
+from bot.domain.transitions import confirm_store
+from bot.intake import take_complaint
 from bot.keys import LEDGER
+from commands.base import ChatMessage, Context
+from commands.router import handle_message
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from schedulers.sweeper import sweep
 from tests.conftest import T0, TOKEN, WeComWorld
+from tests.factories import CALL_CENTRE, SH_STAFF
 from tests.test_outbox import delivering
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,7 +30,8 @@ H = timedelta(hours=1)
 CC_GROUP, SH_GROUP, HZ_GROUP = "wrGRP-CC", "wrGRP-SH001", "wrGRP-HZ001"
 NEW = ("/new 客户=李先生 电话=13812345678 车型=速腾 车牌=沪A12345 渠道=电话 经销商=SH001 "
        "描述=变速箱顿挫，多次维修未解决")
-WALK_IN = "新投诉 客户=王女士 电话=13912345678 车型=迈腾 VIN=LFV2A21K6A3099999 描述=保养收费与报价不符"
+WALK_IN = ("新投诉 客户=王女士 电话=13912345678 车型=迈腾 VIN=LFV2A21K6A3099999 "
+           "描述=保养收费与报价不符")
 BODY = {
     "customer_name": "李先生", "customer_phone": "13812345678", "car_model": "速腾",
     "plate": "沪A12345", "vin": "LFV2A21K6A3012345", "channel": "phone",
@@ -216,3 +224,22 @@ async def test_resolved_on_call_through_new(wecom: WeComWorld) -> None:
         "sh.zhang", SH_GROUP, f"@投诉助手 {WALK_IN} 已解决=是", msgid="m-3"))
     assert "首次来电即解决只适用于呼叫中心受理的投诉" in store
     assert await TicketRow.all().count() == 1
+
+
+async def test_show_marks_a_store_record_until_it_is_confirmed(ledger) -> None:
+    body = {**BODY, "channel": "walk_in"}
+    outcome = await take_complaint(body, ledger, actor=SH_STAFF, source=Source.STORE, now=T0)
+    number = outcome.ticket.number
+
+    async def show() -> str:
+        ctx = Context(actor=await actor_for("cc.wang"), ledger=ledger, now=T0 + H,
+                      zone=ZoneInfo("Asia/Shanghai"))
+        msg = ChatMessage(userid="cc.wang", text=f"/show {number}", channel="app")
+        return (await handle_message(msg, ctx)).markdown
+
+    shown = await show()
+    assert "> 标记：门店登记（待呼叫中心确认）" in shown
+    assert "时限：响应 03-02 11:00" in shown and "呼叫中心确认门店登记 03-03 09:00" in shown
+    await ledger.apply(number, lambda t: confirm_store(t, CALL_CENTRE, "", T0 + H),
+                       actor=CALL_CENTRE, source="chat", now=T0 + H)
+    assert "> 标记：门店登记（呼叫中心已确认）" in await show()

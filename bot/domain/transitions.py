@@ -13,17 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.domain.classification import Classification, has_legal_keyword
-from bot.domain.enums import (
-    Category,
-    Channel,
-    Clock,
-    Flag,
-    OwnerLevel,
-    Role,
-    Slot,
-    Source,
-    Status,
-)
+from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Source, Status
 from bot.domain.permissions import Action, check, is_conflicted, refuse_subject
 from bot.domain.policy import Policy
 from bot.domain.ticket import (

@@ -256,6 +256,11 @@ def _marks(ticket: Ticket) -> list[str]:
         marks.append("涉及法律")
     if ticket.repeat_of:
         marks.append(f"重复投诉（原 #{ticket.repeat_of}）")
+    if ticket.source is Source.STORE:
+        confirmed = "呼叫中心已确认" if ticket.confirmed_at else "待呼叫中心确认"
+        marks.append(f"门店登记（{confirmed}）")
+    if ticket.resolved_on_call:
+        marks.append("首次来电即解决")
     if ticket.dispute_open:
         marks.append("异议待核实")
     if ticket.status is Status.STAGED_CLOSURE_PENDING:
