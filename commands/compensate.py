@@ -52,7 +52,7 @@ async def _compensate(call: Call) -> Reply:
 COMMAND = Command(
     name="compensate",
     alias="赔偿",
-    summary="申请赔偿（单位：元），按权限核决表送审批人（R25）",
+    summary="申请赔偿（单位：元），按金额大小送有权审批的人（R25 赔偿审批权限）",
     usage="/compensate 编号 金额 原因",
     handler=_compensate,
     example="/compensate 1024 2000 维修期间代步车费用",
