@@ -225,8 +225,8 @@ class RankRow:
     responded_in_time: float | None
     resolved_in_time: float | None
     backlog: int
-    first_call_resolutions: int = 0
     rank: int = 0
+    first_call_resolutions: int = 0
 
 
 @dataclass
