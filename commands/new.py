@@ -32,6 +32,9 @@ _SPELLINGS = {
     "channel": ("渠道", "channel"), "dealer_code": ("经销商", "dealer"),
     "description": ("描述", "description"), "flags": ("标记", "flags"),
     "resolved_on_call": ("已解决", "resolved"),
+    # R22: the employee complained about, by directory account, else by name and post.
+    "about_staff": ("被投诉员工", "staff"), "about_staff_name": ("被投诉人", "staff_name"),
+    "about_staff_role": ("被投诉人岗位", "staff_role"),
 }
 _KEYS = {spelling: name for name, spellings in _SPELLINGS.items() for spelling in spellings}
 _SEPARATORS = re.compile(r"[、,，;；\s]+")
@@ -115,7 +118,7 @@ COMMAND = Command(
     summary="登记新投诉：呼叫中心写明经销商；经销商员工在本店群登记到店或来电投诉，"
             "由呼叫中心确认；已解决=是 表示首次来电即解决，直接结案不派单",
     usage="/new 客户=… 电话=… 车型=… 车牌=…|VIN=… 渠道=… 经销商=… 描述=… "
-          "[标记=…] [已解决=是|否]",
+          "[标记=…] [被投诉员工=账号] [已解决=是|否]",
     example="/new 客户=李先生 电话=13812345678 车型=速腾 车牌=沪A12345 渠道=电话 "
             "经销商=SH001 描述=变速箱顿挫，多次维修未解决",
     handler=_new,

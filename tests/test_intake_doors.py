@@ -243,3 +243,23 @@ async def test_show_marks_a_store_record_until_it_is_confirmed(ledger) -> None:
     await ledger.apply(number, lambda t: confirm_store(t, CALL_CENTRE, "", T0 + H),
                        actor=CALL_CENTRE, source="chat", now=T0 + H)
     assert "> 标记：门店登记（呼叫中心已确认）" in await show()
+
+
+async def test_new_names_the_employee_complained_about(wecom: WeComWorld) -> None:
+    """R22 through /new: the employee by account (checked against the
+    directory, like the API) or by name and post."""
+    bad = reply_text(await wecom.emulator.robot_message(
+        "cc.wang", CC_GROUP, f"@投诉助手 {NEW} 被投诉员工=sh.nobody"))
+    assert "- 名录中没有账号为“sh.nobody”的员工（被投诉员工=）" in bad.splitlines()
+    await wecom.emulator.robot_message("cc.wang", CC_GROUP, f"@投诉助手 {NEW} 被投诉员工=sh.chen",
+                                       msgid="m-2")
+    await wecom.emulator.robot_message(
+        "sh.zhang", SH_GROUP, f"@投诉助手 {WALK_IN} 被投诉人=王顾问 被投诉人岗位=销售顾问",
+        msgid="m-3")
+    by_account, by_name = await TicketRow.all().order_by("id")
+    assert (by_account.about_staff, by_account.about_staff_name) == ("sh.chen", None)
+    assert (by_name.about_staff, by_name.about_staff_name, by_name.about_staff_role) == (
+        None, "王顾问", "销售顾问")
+    handlers = await Notification.filter(ticket_id=by_account.id, kind="dispatched",
+                                         medium="app").values_list("recipient", flat=True)
+    assert "sh.zhang" in handlers and "sh.chen" not in handlers
