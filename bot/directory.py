@@ -23,6 +23,8 @@ _PEOPLE: dict[Audience, tuple[tuple[Role, ...], str]] = {
     Audience.DEALER_LEADERS: ((Role.DEALER_MANAGER, Role.DEALER_GM), "dealer"),
     Audience.REGION_HANDLERS: ((Role.REGION_STAFF,), "region"),
     Audience.HQ_HANDLERS: ((Role.HQ_STAFF,), "hq"),
+    # The call centre's agents sit at no dealer or region, as HQ does.
+    Audience.CALL_CENTRE_AGENTS: ((Role.CALL_CENTRE,), "hq"),
     Audience.SECOND_LEVEL_MANAGER: ((Role.SECOND_LEVEL_MANAGER,), "owning_department"),
     Audience.SENIOR_MANAGER: ((Role.SENIOR_MANAGER,), "owning_department"),
     Audience.BRAND_AND_LEGAL: ((Role.BRAND_DIVISION, Role.LEGAL), "anywhere"),
@@ -164,6 +166,7 @@ AUDIENCE_LABELS = {
     Audience.REGION_GROUP: "区域投诉群",
     Audience.HQ_GROUP: "本部投诉群",
     Audience.CALL_CENTRE_GROUP: "呼叫中心群",
+    Audience.CALL_CENTRE_AGENTS: "呼叫中心客服",
     Audience.DEALER_HANDLERS: "经销商客户关系专员",
     Audience.DEALER_MANAGERS: "经销商部门负责人",
     Audience.DEALER_LEADERS: "经销商部门负责人和总经理",

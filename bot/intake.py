@@ -1,6 +1,11 @@
 """Intake (R1-R10, R21): validate a new complaint, find an earlier one it
 repeats (or, another problem of the same car, is related to), classify it and
-dispatch it through the ledger."""
+dispatch it through the ledger.
+
+Every door comes through `take_complaint`: the call-centre system's API
+(webhooks/api.py), an agent's /new in chat and dealer staff recording a
+walk-in with /new (commands/new.py): one validation, one answer per bad
+field, one classification and dispatch."""
 
 from __future__ import annotations
 
@@ -22,9 +27,9 @@ from tortoise.expressions import Q
 
 from bot.directory import actor_for
 from bot.domain.classification import classify
-from bot.domain.enums import Category, Channel, Flag, Status
+from bot.domain.enums import Category, Channel, Flag, Source, Status
 from bot.domain.repeat import EarlierComplaint, find_related, find_repeat, normalise_plate
-from bot.domain.ticket import Actor, Outcome
+from bot.domain.ticket import Actor, Outcome, Refused
 from bot.domain.transitions import dispatch
 from bot.ledger import Ledger
 from bot.render.privacy import plain
@@ -71,6 +76,8 @@ class Complaint(BaseModel):
     # R22: an employee without a directory account (a sales consultant), by name and role.
     about_staff_name: Annotated[str | None, Field(max_length=64, title="被投诉员工姓名")] = None
     about_staff_role: Annotated[str | None, Field(max_length=64, title="被投诉员工岗位")] = None
+    # The call centre settled it on the first call: recorded and closed, never dispatched.
+    resolved_on_call: Annotated[bool, Field(title="首次来电即解决")] = False
 
     @field_validator("*")
     @classmethod
@@ -124,6 +131,8 @@ _MESSAGES = {
     "list_type": "应为列表",
     "too_long": "最多 {max_length} 项",
     "extra_forbidden": "未知字段",
+    "bool_type": "应为 true 或 false（是或否）",
+    "bool_parsing": "应为 true 或 false（是或否）",
 }
 
 
@@ -138,9 +147,24 @@ def _message(err: Any) -> str:
         return f"未知字段“{title}”，请删除"
     if err["type"] == "value_error":
         return f"{title}{err['ctx']['error']}"
+    if err["type"] == "enum":
+        return f"{title}应为以下之一：{_choices(loc, err)}"
     template = _MESSAGES.get(err["type"], "格式不正确")
     ctx = {k: str(v).replace(" or ", ", ") for k, v in (err.get("ctx") or {}).items()}
     return f"{title}{template.format(**ctx)}"
+
+
+_ENUMS: dict[str, type[Channel] | type[Category] | type[Flag]] = {
+    "channel": Channel, "category": Category, "flags": Flag}
+
+
+def _choices(loc: Any, err: Any) -> str:
+    """The values an enum field takes, each with the label people read (the
+    API sends the value, /new may write either): phone（电话）、fax（传真）…"""
+    enum = _ENUMS.get(str(loc[0])) if loc else None
+    if enum is None:
+        return str((err.get("ctx") or {}).get("expected", "")).replace(" or ", ", ")
+    return "、".join(f"{member.value}（{member.label}）" for member in enum)
 
 
 def parse_complaint(body: object) -> Complaint:
@@ -224,10 +248,23 @@ async def _earlier_complaints(complaint: Complaint) -> list[EarlierComplaint]:
     ]
 
 
-async def open_complaint(
-    complaint: Complaint, ledger: Ledger, *, actor: Actor, source: str, now: datetime
+async def take_complaint(
+    body: object, ledger: Ledger, *, actor: Actor, source: Source | str, now: datetime
 ) -> Outcome:
-    """Dispatch a validated complaint; IntakeError names what the directory lacks."""
+    """Validate a complaint (a decoded JSON body, or the fields /new read) and
+    open it: IntakeError names every bad field at once, in Chinese, and then
+    nothing is stored."""
+    complaint = await check_complaint(body)
+    return await open_complaint(complaint, ledger, actor=actor, source=source, now=now)
+
+
+async def open_complaint(
+    complaint: Complaint, ledger: Ledger, *, actor: Actor, source: Source | str, now: datetime
+) -> Outcome:
+    """Dispatch a validated complaint (or, resolved on the call, record it
+    closed); IntakeError names what the directory lacks, or why it cannot be
+    closed on the call. `source` is the door it came in by (api, chat, store)."""
+    door = Source(source)
     dealer = await Dealer.get_or_none(code=complaint.dealer_code).prefetch_related("region")
     # The dealer is read here anyway (its region), so only a missing one is looked up again.
     problems = await directory_problems("" if dealer else complaint.dealer_code,
@@ -255,28 +292,32 @@ async def open_complaint(
         is_repeat=repeat is not None,
         policy=policy,
     )
-    outcome = dispatch(
-        customer_name=complaint.customer_name,
-        customer_phone=complaint.customer_phone,
-        car_model=complaint.car_model,
-        plate=complaint.plate,
-        vin=complaint.vin,
-        channel=complaint.channel,
-        description=complaint.description,
-        dealer_code=dealer.code,
-        region_code=dealer.region.code,
-        flags=flags,
-        about_staff=complaint.about_staff or None,
-        about_staff_name=complaint.about_staff_name or None,
-        about_staff_role=complaint.about_staff_role or None,
-        repeat_of=repeat.number if repeat else None,
-        related_to=related.number if related else None,
-        classification=classification,
-        policy=policy,
-        now=now,
-    )
-
-    return await ledger.open(outcome, actor=actor, source=source, now=now)
+    try:
+        outcome = dispatch(
+            customer_name=complaint.customer_name,
+            customer_phone=complaint.customer_phone,
+            car_model=complaint.car_model,
+            plate=complaint.plate,
+            vin=complaint.vin,
+            channel=complaint.channel,
+            description=complaint.description,
+            dealer_code=dealer.code,
+            region_code=dealer.region.code,
+            flags=flags,
+            about_staff=complaint.about_staff or None,
+            about_staff_name=complaint.about_staff_name or None,
+            about_staff_role=complaint.about_staff_role or None,
+            repeat_of=repeat.number if repeat else None,
+            related_to=related.number if related else None,
+            classification=classification,
+            policy=policy,
+            now=now,
+            source=door,
+            resolved_on_call=complaint.resolved_on_call,
+        )
+    except Refused as exc:  # only a first-call resolution can be refused here
+        raise IntakeError({"resolved_on_call": exc.reason}) from None
+    return await ledger.open(outcome, actor=actor, source=door.value, now=now)
 
 
 async def related_numbers(number: int, related_to: int | None) -> list[int]:

@@ -27,7 +27,7 @@ async def _assign(call: Call) -> Reply:
 COMMAND = Command(
     name="assign",
     alias="指派",
-    summary="把投诉指派给有权处理的同事（R20 首任负责制）",
+    summary="把投诉指派给有权处理的同事（R20：谁接手谁负责）",
     usage="/assign 编号 @账号",
     example="/assign 3 @sh.chen",
     handler=_assign,

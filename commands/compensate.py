@@ -45,13 +45,14 @@ async def _compensate(call: Call) -> Reply:
     approver = await Staff.get(userid=req.approver_userid)
     who = f"{approver.name}（{approver.role.label}）"
     return Reply(markdown=f"📝 #{number} 已申请赔偿 {yuan(amount)}（{call.actor.display}），"
-                          f"待 {who}审批（R25，审批单 {req.id}）。\n> 原因：{reason}")
+                          f"按赔偿审批权限表，待 {who}审批（R25，审批单 {req.id}）。"
+                          f"\n> 原因：{reason}")
 
 
 COMMAND = Command(
     name="compensate",
     alias="赔偿",
-    summary="申请赔偿（单位：元），按权限核决表送审批人（R25）",
+    summary="申请赔偿（单位：元），按金额大小送有权审批的人（R25 赔偿审批权限）",
     usage="/compensate 编号 金额 原因",
     handler=_compensate,
     example="/compensate 1024 2000 维修期间代步车费用",

@@ -29,7 +29,7 @@ async def _stage(call: Call) -> Reply:
 COMMAND = Command(
     name="stage",
     alias="阶段性结案",
-    summary="申请阶段性结案，由二级经理（第二次起高级经理）审批（R19，区域或本部）",
+    summary="申请阶段性结案（先告一段落，以后可重新打开），由二级经理（第二次起高级经理）审批（R19，区域或本部）",
     usage="/stage 编号 原因",
     handler=_stage,
     example="/stage 1024 客户要求全额退车，已三次协商未果",

@@ -3,7 +3,7 @@
 from tortoise import fields
 from tortoise.models import Model
 
-from bot.domain.enums import Category, Channel, Clock, OwnerLevel, Role, Status
+from bot.domain.enums import Category, Channel, Clock, OwnerLevel, Role, Source, Status
 
 
 class Ticket(Model):
@@ -65,6 +65,11 @@ class Ticket(Model):
     survey_score = fields.SmallIntField(null=True)
     survey_comment = fields.TextField(null=True)
     survey_answered_at = fields.DatetimeField(null=True)
+    # The door it came in by (api, chat, store); the call centre confirms a store's record.
+    source = fields.CharEnumField(Source, max_length=16, default=Source.API)
+    confirmed_at = fields.DatetimeField(null=True)
+    # Settled on the first call: closed at intake, never dispatched (counted in reports).
+    resolved_on_call = fields.BooleanField(default=False)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

@@ -4,6 +4,7 @@ table, the compose file, and the commands the docs tell people to run."""
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -139,3 +140,75 @@ async def test_help_for_one_command_shows_its_example(ledger):
     reply = await handle_message(msg, ctx)
     assert reply.markdown.splitlines()[-1] == (
         "例如：/plan 1 诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并延保一年 接受=是 回访=是")
+
+
+# -- rule numbers people read (issue 15 part 5) ------------------------------------
+
+PROCESS = ROOT / "docs" / "process.zh-CN.md"
+_RULE = re.compile(r"R(\d{1,2})(?:\s*[–-]\s*R(\d{1,2}))?(?!\d)")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_CODE = ("bot", "commands", "webhooks", "schedulers")
+
+
+def _rules_in(text: str) -> set[int]:
+    """The rule numbers a text quotes; R7–R9 quotes R7, R8 and R9."""
+    found: set[int] = set()
+    for first, last in _RULE.findall(text):
+        found.update(range(int(first), int(last or first) + 1))
+    return found
+
+
+def _user_facing_strings() -> dict[str, str]:
+    """Every string people may read: the Chinese string literals of the code
+    (not docstrings; comments are not strings), every template and the guide,
+    by where they are."""
+    found: dict[str, str] = {}
+    for root in _CODE:
+        for path in sorted((ROOT / root).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docstrings = {
+                id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef
+                              | ast.AsyncFunctionDef)
+                and node.body and isinstance(node.body[0], ast.Expr)
+                and isinstance(node.body[0].value, ast.Constant)
+            }
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                        and id(node) not in docstrings and _CJK.search(node.value)):
+                    found[f"{path.relative_to(ROOT)}:{node.lineno}"] = node.value
+        for path in sorted((ROOT / root).rglob("*.j2")):
+            found[str(path.relative_to(ROOT))] = path.read_text(encoding="utf-8")
+    found[str(GUIDE.relative_to(ROOT))] = GUIDE.read_text(encoding="utf-8")
+    return found
+
+
+def test_the_rules_document_defines_r1_to_r26_each_under_its_own_heading():
+    headings = re.findall(r"^#{2,4} R(\d+) \S", PROCESS.read_text(encoding="utf-8"), re.M)
+    assert [int(n) for n in headings] == list(range(1, 27))
+
+
+def test_every_rule_number_people_read_is_defined_in_the_rules_document():
+    defined = {int(n) for n in re.findall(r"^#{2,4} R(\d+) ", PROCESS.read_text(
+        encoding="utf-8"), re.M)}
+    quoted = {where: _rules_in(text) for where, text in _user_facing_strings().items()}
+    # The scan finds what it should: a reply quoting R12 and a template quoting R20.
+    assert any(where.startswith("commands/respond.py:") and 12 in rules
+               for where, rules in quoted.items())
+    assert 20 in quoted["bot/render/templates/markdown/unroutable.md.j2"]
+    assert _rules_in("（R7–R9）") == {7, 8, 9}
+    undefined = {where: sorted(rules - defined) for where, rules in quoted.items()
+                 if rules - defined}
+    assert undefined == {}
+
+
+async def test_help_and_the_guide_point_to_the_rules_document(ledger):
+    ctx = Context(actor=await actor_for("sh.zhang"), ledger=ledger, now=T0,
+                  zone=ZoneInfo("Asia/Shanghai"))
+    msg = ChatMessage(userid="sh.zhang", text="/help", channel="robot", chatid=None, msgid="m1")
+    reply = await handle_message(msg, ctx)
+    assert "docs/process.zh-CN.md" in reply.markdown.splitlines()[-1]
+    assert PROCESS.is_file()
+    assert "](process.zh-CN.md)" in GUIDE.read_text(encoding="utf-8")

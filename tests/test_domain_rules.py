@@ -12,7 +12,7 @@ import pytest
 from bot.domain.approvals import compensation_approver
 from bot.domain.classification import classify
 from bot.domain.deadlines import pending_deadlines
-from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
+from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Source, Status
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.repeat import EarlierComplaint, find_related, find_repeat, similarity
 from bot.domain.ticket import SYSTEM, Audience, Medium, Notice, Refused
@@ -21,6 +21,7 @@ from bot.domain.transitions import (
     assign,
     attempt,
     close,
+    confirm_store,
     deadline_due,
     decide_dispute,
     decide_staged_closure,
@@ -66,7 +67,8 @@ def kinds(outcome) -> set[tuple[str, Audience, Medium]]:
 
 
 def new_complaint(policy, *, channel=Channel.PHONE, flags=frozenset(), description="变速箱顿挫",
-                  explicit=None, repeat_of=None, about_staff=None, related_to=None):
+                  explicit=None, repeat_of=None, about_staff=None, related_to=None,
+                  source=Source.API, resolved_on_call=False):
     classification = classify(channel=channel, flags=flags, description=description,
                               explicit=explicit, is_repeat=repeat_of is not None, policy=policy)
     return dispatch(
@@ -74,7 +76,7 @@ def new_complaint(policy, *, channel=Channel.PHONE, flags=frozenset(), descripti
         plate="沪A12345", vin="LFV2A21K6A3012345", channel=channel, description=description,
         dealer_code="SH001", region_code="EAST", flags=flags, about_staff=about_staff,
         repeat_of=repeat_of, classification=classification, policy=policy, now=T0,
-        related_to=related_to,
+        related_to=related_to, source=source, resolved_on_call=resolved_on_call,
     )
 
 
@@ -550,3 +552,64 @@ def test_r21_intake_needs_name_phone_car_vehicle_and_text():
         "dealer_code": "SH001"})
     assert (complaint.customer_name, complaint.customer_phone, complaint.plate) == (
         "李先生", "13812345678", "沪A12345")
+
+
+# --- the doors of issue 15: the store's own record, first-call resolutions -----------
+
+
+def test_a_store_record_tells_the_call_centre_which_must_confirm_it(policy):
+    outcome = new_complaint(policy, channel=Channel.WALK_IN, source=Source.STORE)
+    ticket = outcome.ticket
+    assert ("store_reported", Audience.CALL_CENTRE_GROUP, Medium.GROUP) in kinds(outcome)
+    assert ("dispatched", Audience.DEALER_HANDLERS, Medium.APP) in kinds(outcome)
+    assert due(ticket, policy)[Clock.STORE_CONFIRM] == T0 + policy.store_confirm
+    # The clock runs beside the dealer's own, whatever state the dealer reaches.
+    resolved = replace(ticket, number=1, status=Status.RESOLVED, resolved_at=T0 + H)
+    assert Clock.STORE_CONFIRM in due(resolved, policy)
+    confirmed = confirm_store(replace(ticket, number=1), CALL_CENTRE, "", T0 + H)
+    assert confirmed.ticket.confirmed_at == T0 + H
+    assert kinds(confirmed) == {("store_confirmed", Audience.DEALER_GROUP, Medium.GROUP)}
+    assert Clock.STORE_CONFIRM not in due(confirmed.ticket, policy)
+    assert Clock.RESPONSE in due(confirmed.ticket, policy)
+
+
+def test_only_the_call_centre_confirms_and_only_a_store_record(policy):
+    store = replace(new_complaint(policy, source=Source.STORE).ticket, number=5)
+    with pytest.raises(Refused, match="只有呼叫中心"):
+        confirm_store(store, SH_STAFF, "", T0)
+    api = replace(new_complaint(policy).ticket, number=6)
+    with pytest.raises(Refused, match="不是门店登记的投诉"):
+        confirm_store(api, CALL_CENTRE, "", T0)
+    assert Clock.STORE_CONFIRM not in due(api, policy)
+
+
+def test_an_unconfirmed_store_record_nudges_the_call_centre_and_emails_its_agents(policy):
+    ticket = replace(new_complaint(policy, source=Source.STORE).ticket, number=5)
+    at = T0 + policy.store_confirm
+    outcome = deadline_due(ticket, Clock.STORE_CONFIRM, at, policy, at)
+    assert kinds(outcome) == {
+        ("store_confirm_overdue", Audience.CALL_CENTRE_GROUP, Medium.GROUP),
+        ("store_confirm_overdue", Audience.CALL_CENTRE_AGENTS, Medium.EMAIL),
+    }
+    assert outcome.ticket == ticket, "a reminder changes nothing"
+
+
+def test_a_first_call_resolution_is_closed_and_tells_nobody(policy):
+    outcome = new_complaint(policy, resolved_on_call=True)
+    ticket = outcome.ticket
+    assert outcome.event == "resolved_on_call" and outcome.notices == ()
+    assert (ticket.status, ticket.closed_at, ticket.resolved_on_call) == (Status.CLOSED, T0, True)
+    assert due(ticket, policy) == {}
+    legal = new_complaint(policy, resolved_on_call=True, description="客户说要找律师")
+    assert kinds(legal) == {("legal_flag", Audience.LEGAL, Medium.EMAIL)}, "R26 still holds"
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    ({"flags": frozenset({Flag.AIRBAG})}, "这是重要投诉"),
+    ({"flags": frozenset({Flag.RECALL})}, "这是升级投诉"),
+    ({"flags": frozenset({Flag.RETURN_EXCHANGE})}, "这是重大投诉"),
+    ({"source": Source.STORE}, "只适用于呼叫中心受理的投诉"),
+])
+def test_r3_only_a_general_complaint_can_be_settled_on_the_first_call(policy, extra, why):
+    with pytest.raises(Refused, match=why):
+        new_complaint(policy, resolved_on_call=True, **extra)

@@ -323,7 +323,8 @@ async def test_every_kind_renders_with_the_number_and_masked_customer(ledger):
              "major_alert", "major_warning", "legal_flag", "resolved", "closed",
              "closed_unreachable", "disputed", "dispute_rejected", "dispute_upheld", "reopened",
              "assigned", "staged_closure_request", "staged_closure_approved",
-             "staged_closure_rejected", "something_new"]
+             "staged_closure_rejected", "store_reported", "store_confirm_overdue",
+             "store_confirmed", "something_new"]
     for kind in kinds:
         row = Notification(ticket_id=number, event_id=event.id, kind=kind, medium="group",
                            recipient="wrGRP-SH001", created_at=T0)

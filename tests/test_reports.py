@@ -350,3 +350,50 @@ async def test_r8_the_chart_names_units_counts_whole_tickets_and_draws_chinese(l
         plt.close(fig)
     png = chart(report.figures, report.history)
     assert png_size(png) == CHART_SIZE
+
+
+async def test_r24_first_call_resolutions_per_unit_match_a_hand_count(ledger, policy, tmp_path):
+    """Issue 15: complaints the call centre settled on the first call are
+    received, closed and counted per dealer and region, in the period only."""
+    settled = {"SH001": [T0, T0 + 2 * H], "HZ001": [T0 + D], "BJ001": [],
+               "TJ001": [TP + H]}  # TJ001's is in W09: not W10's
+    made = iter(range(100))
+    for dealer, moments in settled.items():
+        for at in moments:
+            await open_complaint(complaint(f"LFV2A21K6A31{next(made):05d}", dealer_code=dealer,
+                                           resolved_on_call=True),
+                                 ledger, actor=CALL_CENTRE, source="chat", now=at)
+        # and one dispatched as usual in W10, which is not a first-call resolution
+        await open_complaint(complaint(f"LFV2A21K6A31{next(made):05d}", dealer_code=dealer),
+                             ledger, actor=CALL_CENTRE, source="api", now=T0 + 3 * H)
+    week = parse_period("weekly", "2026-W10", T0, ZONE)
+    limits = Limits.of(policy)
+
+    async def count(scope: str) -> tuple[int, int]:
+        figures = await compute_figures(week, Scope.parse(scope), limits, ZONE)
+        return figures.first_call_resolutions, figures.received
+
+    # By hand: SH001 2 of 3, HZ001 1 of 2, BJ001 0 of 1, TJ001 0 of 1 (its one is in W09).
+    assert await count("dealer:SH001") == (2, 3)
+    assert await count("dealer:HZ001") == (1, 2)
+    assert await count("dealer:BJ001") == (0, 1)
+    assert await count("dealer:TJ001") == (0, 1)
+    assert await count("region:EAST") == (3, 5)
+    assert await count("region:NORTH") == (0, 2)
+    assert await count("brand") == (3, 7)
+    east = await compute_figures(week, Scope.parse("region:EAST"), limits, ZONE)
+    assert {r.code: r.first_call_resolutions for r in east.ranking} == {"SH001": 2, "HZ001": 1}
+    brand = await compute_figures(week, Scope.parse("brand"), limits, ZONE)
+    assert {r.code: r.first_call_resolutions for r in brand.ranking} == {"EAST": 3, "NORTH": 0}
+    assert east.previous is not None and east.previous.first_call_resolutions == 0
+    north_w09 = await compute_figures(week.previous(ZONE), Scope.parse("region:NORTH"), limits,
+                                      ZONE)
+    assert north_w09.first_call_resolutions == 1
+    # What people read: the group's summary and the workbook's ranking.
+    assert "- 其中首次来电解决：**3**（较上期 +3）" in markdown_summary(east)
+    report = await build_report("weekly", "2026-W10", Scope.parse("region:EAST"), policy, ZONE,
+                                T0 + 7 * D)
+    xlsx = write_files(report.figures, report.tickets, report.history, ZONE, tmp_path)[0]
+    rows = list(load_workbook(xlsx)["经销商排名"].iter_rows(values_only=True))
+    assert rows[0][4] == "首次来电解决"
+    assert {row[1]: row[4] for row in rows[1:]} == {"SH001": 2, "HZ001": 1}

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.domain.enums import Role
 from bot.domain.ticket import Actor
-from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
+from bot.intake import INVALID, IntakeError, related_numbers, take_complaint
 from bot.keys import CLOCK, LEDGER, SETTINGS
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -59,9 +59,8 @@ async def create_complaint(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         return json_error(400, "body must be a JSON object")
     try:
-        complaint = await check_complaint(body)
-        outcome = await open_complaint(
-            complaint,
+        outcome = await take_complaint(
+            body,
             request.app[LEDGER],
             actor=API_ACTOR,
             source="api",
@@ -115,6 +114,9 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
         "created_at": _iso(created.at if created else None),
         "dispatched_at": _iso(row.dispatched_at),
         "policy_version": row.policy_id,  # type: ignore[attr-defined]
+        "source": row.source.value,
+        "resolved_on_call": row.resolved_on_call,
+        "confirmed_at": _iso(row.confirmed_at),
         "deadlines": [{"clock": d.clock.value, "due_at": _iso(d.due_at)} for d in deadlines],
     }
     if not full:

@@ -61,16 +61,16 @@ def classify(
         reasons.append(f"受理选择：{explicit.label}")
     if channel in rules.escalated_channels or flags & rules.escalated_flags:
         category = more_severe(category, Category.ESCALATED)
-        reasons.append("渠道或标记属于升级投诉（R4）")
+        reasons.append("投诉渠道或标记（如地方媒体、召回）须由区域处理，按升级投诉派单（R4）")
     if is_repeat:
         category = more_severe(category, Category.ESCALATED)
-        reasons.append("重复投诉（R6）")
+        reasons.append("同一车辆再次投诉同一问题，属于重复投诉，按升级投诉派单（R6）")
     if channel in rules.important_channels or flags & rules.important_flags:
         category = more_severe(category, Category.IMPORTANT)
-        reasons.append("渠道或标记属于重要投诉（R5）")
+        reasons.append("投诉渠道或标记（如气囊、起火、中央媒体）须由本部处理，按重要投诉派单（R5）")
     major = bool(is_repeat or channel in rules.major_channels or flags & rules.major_flags)
     if major:
-        reasons.append("重大投诉（R7）")
+        reasons.append("属于重大投诉，已立即通知经销商负责人、品牌事业部和法务部（R7）")
     legal = mentions_legal_action(description, flags, policy, channel)
     if legal:
         reasons.append("涉及法律诉讼，已提示法务（R26）")

@@ -1,4 +1,4 @@
-"""The deadlines each state sets (R11-R18, R23, R9, R19).
+"""The deadlines each state sets (R11-R18, R23, R9, R19, the store's confirmation).
 
 `pending_deadlines` is a pure function of the ticket: after every change the
 ledger stores exactly this set, so a change that makes a deadline moot cancels
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.calendar import add_working_time
-from bot.domain.enums import Category, Clock, Status
+from bot.domain.enums import Category, Clock, Source, Status
 from bot.domain.policy import Policy
 from bot.domain.ticket import Ticket
 
@@ -38,6 +38,10 @@ def pending_deadlines(ticket: Ticket, policy: Policy) -> list[Deadline]:
         found.append(_after(ticket.major_since, policy.major_warning, Clock.MAJOR_WARNING, policy))
     if ticket.status.is_final:
         return sorted(found)
+    if ticket.source is Source.STORE and ticket.confirmed_at is None:
+        # 4S-store rules: the call centre confirms what a store recorded itself.
+        found.append(_after(ticket.dispatched_at, policy.store_confirm, Clock.STORE_CONFIRM,
+                            policy))
     if ticket.status is Status.RESOLVED:
         assert ticket.resolved_at is not None
         found.append(_after(ticket.resolved_at, policy.clocks.callback, Clock.CALLBACK, policy))

@@ -115,6 +115,17 @@ class Clock(_Labelled):
     STAGED_DECISION = "staged_decision", "阶段性结案审批"
     MAJOR_WARNING = "major_warning", "重大投诉预警"
     NO_AGREEMENT = "no_agreement", "客户不接受方案待区域决定"
+    STORE_CONFIRM = "store_confirm", "呼叫中心确认门店登记"
+
+
+class Source(_Labelled):
+    """Which door a complaint came in by: the call-centre system's API, a
+    call-centre agent's /new in chat, or dealer staff recording a walk-in or
+    a call to the store (4S-store rules) with /new in their group."""
+
+    API = "api", "呼叫中心系统"
+    CHAT = "chat", "呼叫中心聊天登记"
+    STORE = "store", "门店登记"
 
 
 class Slot(_Labelled):

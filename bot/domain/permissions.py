@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from bot.domain.enums import OwnerLevel, Role
+from bot.domain.enums import OwnerLevel, Role, Source
 from bot.domain.ticket import SYSTEM, Actor, Audience, Refused, Ticket
 
 
@@ -29,14 +29,30 @@ class Action(StrEnum):
     COMPENSATE = "compensate"
     MARK_MAJOR = "mark_major"
     FLAG_LEGAL = "flag_legal"
+    CONFIRM = "confirm"
 
 
-_CALL_CENTRE_ONLY = {Action.CLOSE, Action.DISPUTE_DECIDE}
+_CALL_CENTRE_ONLY = {Action.CLOSE, Action.DISPUTE_DECIDE, Action.CONFIRM}
 _OWNER_LEVEL_ONLY = {Action.RESPOND, Action.ASSIGN}
 _REGION_OR_HQ = {Action.ESCALATE, Action.REOPEN, Action.STAGE}
 _READ_ONLY_ROLES = {Role.BRAND_DIVISION, Role.LEGAL}
 # R15: a dealer's manager or GM may hand a ticket their store holds up to the region.
 _DEALER_ESCALATORS = {Role.DEALER_MANAGER, Role.DEALER_GM}
+
+
+# /new: the call centre records what reached it; dealer staff what reached the store.
+_STORE_RECORDERS = frozenset({Role.DEALER_STAFF, Role.DEALER_MANAGER, Role.DEALER_GM})
+INTAKE_ROLES = frozenset({Role.CALL_CENTRE, Role.ADMIN}) | _STORE_RECORDERS
+
+
+def intake_door(actor: Actor) -> Source:
+    """Which door /new opens for the actor: the call centre's (`Source.CHAT`)
+    or, for dealer staff, their store's (`Source.STORE`, 4S-store rules)."""
+    if actor.role in (Role.CALL_CENTRE, Role.ADMIN):
+        return Source.CHAT
+    if actor.role in _STORE_RECORDERS and actor.dealer_code:
+        return Source.STORE
+    raise Refused("只有呼叫中心或经销商员工可以登记新投诉。")
 
 
 def in_scope(actor: Actor, ticket: Ticket) -> bool:
@@ -143,6 +159,7 @@ _AUDIENCE_ROLE = {
     Audience.HQ_GROUP: Role.HQ_STAFF,
     Audience.HQ_HANDLERS: Role.HQ_STAFF,
     Audience.CALL_CENTRE_GROUP: Role.CALL_CENTRE,
+    Audience.CALL_CENTRE_AGENTS: Role.CALL_CENTRE,
     Audience.BRAND_AND_LEGAL: Role.BRAND_DIVISION,
     Audience.LEGAL: Role.LEGAL,
 }

@@ -269,6 +269,8 @@ class Policy(_Frozen):
     staged_closure: StagedClosure
     compensation: tuple[CompensationBand, ...] = Field(min_length=1)
     major_warning: Duration
+    # A complaint the store recorded itself: the call centre confirms it within this.
+    store_confirm: Duration = timedelta(hours=24)
     no_agreement: NoAgreement = NoAgreement()
     calendar: BusinessCalendar = BusinessCalendar()
     limits: CommandLimits = CommandLimits()

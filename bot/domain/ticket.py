@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.domain.enums import Category, Channel, Flag, OwnerLevel, Role, Slot, Status
+from bot.domain.enums import Category, Channel, Flag, OwnerLevel, Role, Slot, Source, Status
 
 
 class Refused(Exception):
@@ -122,6 +122,11 @@ class Ticket:
     survey_score: int | None = None
     survey_comment: str | None = None
     survey_answered_at: datetime | None = None
+    # The door it came in by; a store's own record waits for the call centre's confirmation.
+    source: Source = Source.API
+    confirmed_at: datetime | None = None
+    # Settled on the first call: recorded and closed, never dispatched.
+    resolved_on_call: bool = False
 
 
 class Audience(StrEnum):
@@ -132,6 +137,7 @@ class Audience(StrEnum):
     REGION_GROUP = "region_group"
     HQ_GROUP = "hq_group"
     CALL_CENTRE_GROUP = "call_centre_group"
+    CALL_CENTRE_AGENTS = "call_centre_agents"
     DEALER_HANDLERS = "dealer_handlers"
     DEALER_MANAGERS = "dealer_managers"
     DEALER_LEADERS = "dealer_leaders"

@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.domain.classification import Classification, has_legal_keyword
-from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Status
+from bot.domain.enums import Category, Channel, Clock, Flag, OwnerLevel, Role, Slot, Source, Status
 from bot.domain.permissions import Action, check, is_conflicted, refuse_subject
 from bot.domain.policy import Policy
 from bot.domain.ticket import (
@@ -122,11 +122,18 @@ def dispatch(
     about_staff_name: str | None = None,
     about_staff_role: str | None = None,
     related_to: int | None = None,
+    source: Source = Source.API,
+    resolved_on_call: bool = False,
 ) -> Outcome:
     """R10: a classified complaint is dispatched; the customer is told it is accepted.
     The employee complained about (R22) is `about_staff` when in the directory,
     else named by `about_staff_name` and `about_staff_role`. `related_to` links
-    another problem of the same vehicle (not a repeat, R6)."""
+    another problem of the same vehicle (not a repeat, R6).
+
+    `source` is the door it came in by: a store's own record (`Source.STORE`)
+    is told to the call centre at once, which must confirm it. A complaint
+    `resolved_on_call` (the call centre settled it on the first call) is
+    recorded and closed at once, never dispatched: nobody is told."""
     ticket = Ticket(
         number=None,
         customer_name=customer_name,
@@ -154,7 +161,18 @@ def dispatch(
         about_staff_role=about_staff_role,
         repeat_of=repeat_of,
         related_to=related_to,
+        source=source,
+        resolved_on_call=resolved_on_call,
     )
+    data = {
+        "category": ticket.category.value,
+        "owner_level": ticket.owner_level.value,
+        "reasons": list(classification.reasons),
+        "repeat_of": repeat_of,
+        "related_to": related_to,
+    }
+    if resolved_on_call:
+        return _resolved_on_call(ticket, data, source, now)
     notices = [
         _n("accepted", Audience.CUSTOMER, Medium.SMS),
         _n("dispatched", Audience.DEALER_GROUP, Medium.GROUP),
@@ -167,14 +185,26 @@ def dispatch(
         notices.extend(major_notices(ticket))
     if ticket.legal:
         notices.append(_n("legal_flag", Audience.LEGAL, Medium.EMAIL))
-    data = {
-        "category": ticket.category.value,
-        "owner_level": ticket.owner_level.value,
-        "reasons": list(classification.reasons),
-        "repeat_of": repeat_of,
-        "related_to": related_to,
-    }
+    if source is Source.STORE:
+        notices.append(_n("store_reported", Audience.CALL_CENTRE_GROUP, Medium.GROUP))
     return Outcome(ticket, "dispatched", data, tuple(dict.fromkeys(notices)))
+
+
+def _resolved_on_call(
+    ticket: Ticket, data: dict[str, object], source: Source, now: datetime
+) -> Outcome:
+    """A first-call resolution: stored closed. Only a general complaint that
+    is not major can be settled so (R3: a dealer handles what the first call
+    could not settle; R4, R5 and R7 complaints must reach their owner)."""
+    if source is Source.STORE:
+        raise Refused("首次来电即解决只适用于呼叫中心受理的投诉；门店登记的投诉请正常处理。")
+    if ticket.category is not Category.GENERAL or ticket.major:
+        kind = "重大投诉" if ticket.major else ticket.category.label
+        raise Refused(f"这是{kind}，必须派单处理，不能按首次来电即解决结案。")
+    closed = replace(ticket, status=Status.CLOSED, responded_at=now, closed_at=now)
+    # R26: legal still hears of a complaint that names legal action.
+    notices = (_n("legal_flag", Audience.LEGAL, Medium.EMAIL),) if ticket.legal else ()
+    return Outcome(closed, "resolved_on_call", data, notices)
 
 
 # --- the dealer's work (R12-R16) -------------------------------------------------
@@ -483,6 +513,19 @@ def reopened_notice(ticket: Ticket) -> Notice:
     return _n("reopened", _OWNER_GROUP[ticket.owner_level], Medium.GROUP)
 
 
+def confirm_store(ticket: Ticket, actor: Actor, note: str, now: datetime) -> Outcome:
+    """4S-store rules: the call centre confirms a complaint the store recorded
+    itself (a walk-in, a call to the store); its confirmation clock ends."""
+    check(actor, ticket, Action.CONFIRM)
+    if ticket.source is not Source.STORE:
+        raise Refused(f"{_label(ticket)} 不是门店登记的投诉，无需确认。")
+    if ticket.confirmed_at is not None:
+        raise Refused(f"{_label(ticket)} 已经确认过了，无需重复确认。")
+    updated = replace(ticket, confirmed_at=now)
+    notices = (_n("store_confirmed", Audience.DEALER_GROUP, Medium.GROUP),)
+    return Outcome(updated, "store_confirmed", {"note": note}, notices)
+
+
 def mark_major(ticket: Ticket, actor: Actor, reason: str, now: datetime) -> Outcome:
     """R7: the store judges a complaint major; R8/R9 notices go out."""
     check(actor, ticket, Action.MARK_MAJOR)
@@ -601,7 +644,8 @@ def decide_staged_closure(
 def deadline_due(
     ticket: Ticket, clock: Clock, due_at: datetime, policy: Policy, now: datetime
 ) -> Outcome:
-    """What happens when a pending deadline falls due (R12-R18, R9, R19, R23).
+    """What happens when a pending deadline falls due (R12-R18, R9, R19, R23,
+    and the call centre's confirmation of a store's record).
 
     The breach is recorded at its true time (`due_at`), whenever the sweep runs."""
     group = _OWNER_GROUP[ticket.owner_level]
@@ -631,6 +675,11 @@ def deadline_due(
                        outcome.notices)
     elif clock is Clock.CALLBACK:
         notices = (_n("callback_overdue", Audience.CALL_CENTRE_GROUP, Medium.GROUP),)
+    elif clock is Clock.STORE_CONFIRM:
+        notices = (
+            _n("store_confirm_overdue", Audience.CALL_CENTRE_GROUP, Medium.GROUP),
+            _n("store_confirm_overdue", Audience.CALL_CENTRE_AGENTS, Medium.EMAIL),
+        )
     elif clock is Clock.STAGED_DECISION:
         approver = ticket.stage_approver or Role.SENIOR_MANAGER
         audience = _APPROVER_AUDIENCE.get(approver, Audience.SENIOR_MANAGER)

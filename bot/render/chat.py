@@ -12,14 +12,13 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.domain.deadlines import Deadline
-from bot.domain.enums import Category, OwnerLevel, Slot, Status
+from bot.domain.enums import Category, OwnerLevel, Slot, Source, Status
 from bot.domain.permissions import group_may_see_details
 from bot.domain.ticket import Actor, Outcome, Ticket
 from bot.render.privacy import mask_phone, mask_vin, phone_pattern, plain, vin_pattern
 
 # Events whose message needs nothing but a headline.
 _HEADLINES = {
-    "dispatched": "📨 {n} 已派单",
     "staged_closure_requested": "📝 {n} 已申请阶段性结案，等待审批（R19）",
     "staged_closure_approved": "🔒 {n} 阶段性结案已批准",
     "staged_closure_rejected": "↩️ {n} 阶段性结案申请已驳回，继续处理",
@@ -95,6 +94,19 @@ def render_outcome(
     who = f"{actor.display}，{short_time(now, zone)}"
     lines: list[str]
     match outcome.event:
+        case "dispatched":
+            dealer = names.get(ticket.dealer_code, ticket.dealer_code)
+            lines = [f"📨 {n} 已受理：{ticket.category.label}，派至{dealer}，"
+                     f"{owner_text(ticket)}（{who}）"]
+            if ticket.repeat_of:
+                lines.append(f"> 同一车辆此前投诉过同一问题（#{ticket.repeat_of}），"
+                             "按重复投诉升级处理。")
+            if ticket.source is Source.STORE:
+                lines.append("已通知呼叫中心确认这条门店登记的投诉。")
+        case "resolved_on_call":
+            lines = [f"✅ {n} 已记录：首次来电即解决，已结案，不派单（{who}）"]
+        case "store_confirmed":
+            lines = [f"✅ {n} 呼叫中心已确认这条门店登记的投诉（{who}）"]
         case "responded":
             lines = [f"✅ {n} 已响应（{who}，用时 {data['minutes']} 分钟）"]
         case "first_solution" | "solution_revised":
@@ -251,6 +263,11 @@ def _marks(ticket: Ticket) -> list[str]:
         marks.append("涉及法律")
     if ticket.repeat_of:
         marks.append(f"重复投诉（原 #{ticket.repeat_of}）")
+    if ticket.source is Source.STORE:
+        confirmed = "呼叫中心已确认" if ticket.confirmed_at else "待呼叫中心确认"
+        marks.append(f"门店登记（{confirmed}）")
+    if ticket.resolved_on_call:
+        marks.append("首次来电即解决")
     if ticket.dispute_open:
         marks.append("异议待核实")
     if ticket.status is Status.STAGED_CLOSURE_PENDING:

@@ -238,6 +238,7 @@ class RankRow:
     rank: int = 0
     survey_response_rate: float | None = None
     survey_mean: float | None = None
+    first_call_resolutions: int = 0
 
 
 @dataclass
@@ -253,6 +254,8 @@ class Figures:
     scope: Scope
     scope_name: str
     received: int
+    # Settled on the first call by the call centre: recorded closed, never dispatched.
+    first_call_resolutions: int
     by_category: dict[str, int]
     by_channel: dict[str, int]
     by_flag: dict[str, int]
@@ -278,7 +281,7 @@ class Figures:
     previous: Figures | None = None
     ranking: list[RankRow] = field(default_factory=list)
 
-    HEADLINE = ("received", "repeats", "escalations", "responded_in_time",
+    HEADLINE = ("received", "first_call_resolutions", "repeats", "escalations", "responded_in_time",
                 "first_solution_in_time", "resolved_in_time", "backlog", "overdue",
                 "staged_closures", "compensation_approved", "satisfaction",
                 "survey_response_rate", "survey_mean")
@@ -365,6 +368,7 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
     [main] = await fetch_rows(
         f"SELECT COUNT(*) AS received, "
         f"SUM(CASE WHEN t.repeat_of IS NOT NULL THEN 1 ELSE 0 END) AS repeats, "
+        f"SUM(CASE WHEN t.resolved_on_call THEN 1 ELSE 0 END) AS first_call, "
         f"{responded} AS responded_in_time, {solved} AS solved_in_time, "
         f"{resolved} AS resolved_in_time, COUNT(t.responded_at) AS responded, "
         f"COUNT({finished}) AS finished FROM ticket t WHERE {cohort}",
@@ -415,6 +419,7 @@ async def compute_figures(period: Period, scope: Scope, limits: Limits, zone: Zo
         scope=scope,
         scope_name=await scope_name(scope),
         received=received,
+        first_call_resolutions=int(main["first_call"] or 0),
         by_category=await _grouped("t.category", cohort, cohort_params),
         by_channel=await _grouped("t.channel", cohort, cohort_params),
         by_flag=await _grouped("f.value", cohort, cohort_params,
@@ -507,11 +512,14 @@ async def ranking(period: Period, scope: Scope, limits: Limits, *,
         f"SELECT u.code AS code, u.name AS name, "
         f"SUM(CASE WHEN t.dispatched_at >= ? THEN 1 ELSE 0 END) AS received, "
         f"{responded} AS responded, {resolved} AS resolved, "
+        f"SUM(CASE WHEN t.dispatched_at >= ? AND t.resolved_on_call THEN 1 ELSE 0 END)"
+        f" AS first_call, "
         f"SUM(CASE WHEN t.id IS NOT NULL AND (t.closed_at IS NULL OR t.closed_at >= ?) "
         f"THEN 1 ELSE 0 END) AS backlog "
         f"FROM {source} LEFT JOIN ticket t ON {join} AND t.dispatched_at < ? "
         f"AND t.status <> 'cancelled' WHERE {where} GROUP BY u.code, u.name",
-        [period.start] + p1 + [period.start] + p2 + [period.start, as_of, period.end]
+        [period.start] + p1 + [period.start] + p2 + [period.start, period.start, as_of,
+                                                   period.end]
         + params)
     surveys = await survey_figures(
         period, scope, "t.dealer_code" if scope.level == "region" else "t.region_code")
@@ -525,6 +533,7 @@ async def ranking(period: Period, scope: Scope, limits: Limits, *,
             resolved_in_time=round(int(r["resolved"] or 0) / received, 4) if received else None,
             backlog=int(r["backlog"] or 0),
             survey_response_rate=survey.response_rate, survey_mean=survey.mean,
+            first_call_resolutions=int(r["first_call"] or 0),
         ))
     ranked.sort(key=lambda row: (-(row.responded_in_time or 0), -(row.resolved_in_time or 0),
                                  row.backlog, row.code))

@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 # (attribute, label, how to show it) of the headline figures, in reading order.
 HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("received", "受理投诉", "count"),
+    ("first_call_resolutions", "其中首次来电解决", "count"),
     ("repeats", "重复投诉", "count"),
     ("escalations", "升级次数", "count"),
     ("responded_in_time", "2小时内响应率", "share"),
@@ -163,11 +164,13 @@ def workbook(figures: Figures, tickets: Sequence[dict[str, Any]], zone: ZoneInfo
             summary.append([f"{title}：{LABELS.get(key, key)}", count])
 
     ranking = book.create_sheet("区域排名" if figures.scope.level == "brand" else "经销商排名")
-    ranking.append(["名次", "代码", "名称", "受理", "2小时内响应率", "3天内解决率",
-                    label_of(figures, "期末未结案"), "满意度评价回复率", "客户评价平均星级"])
+    ranking.append(["名次", "代码", "名称", "受理", "首次来电解决", "2小时内响应率",
+                    "3天内解决率", label_of(figures, "期末未结案"), "满意度评价回复率",
+                    "客户评价平均星级"])
     for r in figures.ranking:
-        ranking.append([r.rank, r.code, r.name, r.received, r.responded_in_time,
-                        r.resolved_in_time, r.backlog, r.survey_response_rate, r.survey_mean])
+        ranking.append([r.rank, r.code, r.name, r.received, r.first_call_resolutions,
+                        r.responded_in_time, r.resolved_in_time, r.backlog,
+                        r.survey_response_rate, r.survey_mean])
 
     detail = book.create_sheet("投诉明细")
     detail.append(["编号", "派单时间", "经销商", "区域", "类别", "渠道", "状态", "客户",
