@@ -104,8 +104,8 @@ def notification(recipient: str) -> Notification:
 
 
 async def test_email_is_multipart_with_an_encoded_chinese_subject(mailbox: Mailbox) -> None:
-    await EmailTransport(mailbox.settings()).deliver(notification("sh.zhang@sh001.example"),
-                                                     MESSAGE)
+    async with EmailTransport(mailbox.settings()) as transport:
+        await transport.deliver(notification("sh.zhang@sh001.example"), MESSAGE)
     [message] = mailbox.to("sh.zhang@sh001.example")
     _, _, raw = mailbox.received[0]
     subject_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"Subject:"))
@@ -129,16 +129,16 @@ def test_build_email_keeps_the_recipient_exact() -> None:
 async def test_a_refused_recipient_is_not_retried(mailbox: Mailbox) -> None:
     mailbox.refuse.add("gone@sh001.example")
     with pytest.raises(DeliveryError) as caught:
-        await EmailTransport(mailbox.settings()).deliver(notification("gone@sh001.example"),
-                                                         MESSAGE)
+        async with EmailTransport(mailbox.settings()) as transport:
+            await transport.deliver(notification("gone@sh001.example"), MESSAGE)
     assert caught.value.retryable is False
     assert mailbox.received == []
 
 
 async def test_a_malformed_address_is_not_retried(mailbox: Mailbox) -> None:
     with pytest.raises(DeliveryError) as caught:
-        await EmailTransport(mailbox.settings()).deliver(notification("not an address\n"),
-                                                         MESSAGE)
+        async with EmailTransport(mailbox.settings()) as transport:
+            await transport.deliver(notification("not an address\n"), MESSAGE)
     assert caught.value.retryable is False
 
 
@@ -146,5 +146,6 @@ async def test_a_server_that_is_down_is_retried_later() -> None:
     settings = load_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False,
                              smtp_timeout_seconds=2)
     with pytest.raises(aiosmtplib.SMTPConnectError) as caught:
-        await EmailTransport(settings).deliver(notification("sh.zhang@sh001.example"), MESSAGE)
+        async with EmailTransport(settings) as transport:
+            await transport.deliver(notification("sh.zhang@sh001.example"), MESSAGE)
     assert getattr(caught.value, "retryable", True) is True
