@@ -41,6 +41,7 @@ from bot.metrics import OUTBOX_FAILURES
 from bot.notify import DigestTransport, Transport
 from bot.render.digest import digest_posts
 from bot.render.notices import SHANGHAI, Prefetched, parts_for, render
+from bot.wecom.pacing import Room
 from bot.settings import Settings
 from models import Notification
 
@@ -50,8 +51,6 @@ log = structlog.get_logger(__name__)
 UNDELIVERED = ("pending", "sending", "dead")
 # A row delivered as a line of a group's digest post, not as a post of its own.
 DIGESTED = "digested"
-# Sent rows are recorded this many at a time (and at the end of each round).
-_RECORD_BATCH = 20
 # A held row waits at least this long, and up to this fraction longer (jitter).
 _HOLD_FLOOR_SECONDS = 1.0
 _JITTER = 0.2
@@ -125,8 +124,8 @@ async def _claim(
 
 @dataclass
 class _Round:
-    """One delivery round's shared state: its clock, the rows' prefetched
-    context, and the ids sent but not yet recorded."""
+    """One delivery round's shared state: its clock and the rows' prefetched
+    context."""
 
     stats: DeliveryStats
     now: datetime
@@ -134,26 +133,12 @@ class _Round:
     zone: ZoneInfo
     started: float
     prefetched: Prefetched
-    sent: list[int] = field(default_factory=list)
 
     async def record_sent(self, rows: list[Notification], status: str = "sent") -> None:
-        """Mark rows delivered; "sent" rows in batches (one statement for many
-        rows), so a crash between a send and its record repeats a few sends at
-        most, as a crash mid-send always could."""
-        if status != "sent":
-            await Notification.filter(id__in=[r.id for r in rows]).update(
-                status=status, sent_at=self.now, lease_until=None)
-            return
-        self.sent.extend(r.id for r in rows)
-        if len(self.sent) >= _RECORD_BATCH:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Record the sends not yet recorded."""
-        ids, self.sent = self.sent, []
-        if ids:
-            await Notification.filter(id__in=ids).update(status="sent", sent_at=self.now,
-                                                         lease_until=None)
+        """Mark rows delivered, at once: a crash after a send and before its
+        record would send it again."""
+        await Notification.filter(id__in=[r.id for r in rows]).update(
+            status=status, sent_at=self.now, lease_until=None)
 
 
 async def deliver_due(
@@ -187,14 +172,14 @@ async def deliver_due(
                    await Prefetched.load([r for r in rows if r.payload is None]))
     # Each medium in its own turns, side by side: a WeChat Work outage that
     # makes every call wait out its timeout does not hold back e-mail and SMS.
-    turns = {medium: asyncio.Semaphore(concurrency) for medium in transports}
-    try:
-        await asyncio.gather(*(
-            _deliver_lane(batch, transports[medium], turns[medium], state)
-            for (medium, _), batch in lanes.items()
-        ))
-    finally:
-        await state.flush()
+    # A transport that can only send so many at once (SMTP connections) says
+    # so: rows wait here for a turn, where their lease is checked, not inside it.
+    turns = {medium: asyncio.Semaphore(min(concurrency, getattr(t, "concurrency", concurrency)))
+             for medium, t in transports.items()}
+    await asyncio.gather(*(
+        _deliver_lane(batch, transports[medium], turns[medium], state)
+        for (medium, _), batch in lanes.items()
+    ))
     return stats
 
 
@@ -220,8 +205,7 @@ async def deliver_backlog(
 async def _deliver_lane(rows: list[Notification], transport: Transport,
                         turn: asyncio.Semaphore, state: _Round) -> None:
     """One recipient's rows, in order: those its limits hold back are put back
-    unrendered; a group with more waiting than its limit lets through gets
-    them as one digest."""
+    unrendered; a busy group gets its waiting notices as one digest."""
     async with turn:
         rows = await _keep_lease(rows, state)
         if not rows:
@@ -229,24 +213,48 @@ async def _deliver_lane(rows: list[Notification], transport: Transport,
         paced = getattr(transport, "room", None)
         room = await paced(rows[0].recipient) if paced is not None else None
         if room is not None and room.free == 0:
-            await _hold(rows, room.wait, state)
+            await _hold(rows, room.wait, state, spread=True)
             return
-        digestible = [r for r in rows if r.payload is None and r.ticket_id is not None]  # type: ignore[attr-defined]
-        if (room is not None and len(rows) > room.free and len(digestible) > 1
-                and hasattr(transport, "post_digest")):
-            await _deliver_digest(digestible, transport, state)  # type: ignore[arg-type]
-            rows = [r for r in rows if r not in digestible]
-            room = await paced(rows[0].recipient) if rows and paced is not None else room
+        if room is not None and hasattr(transport, "post_digest"):
+            digestible = [r for r in rows
+                          if r.payload is None and r.ticket_id is not None]  # type: ignore[attr-defined]
+            if digestible and room.free - len(rows) < room.count / 2:
+                if await _digest_in_turn(digestible, room, transport, state):  # type: ignore[arg-type]
+                    rows = [r for r in rows if r not in digestible]
+                    if not rows:
+                        return
+                    room = await paced(rows[0].recipient)  # type: ignore[misc]
         free = len(rows) if room is None else room.free
         for index, row in enumerate(rows):
-            if index < free:
-                wait = await _deliver_one(row, transport, state)
-            else:  # the room is used up: how long until the next
+            if index >= free:  # the room is used up: how long until the next
                 wait = (await paced(row.recipient)).wait  # type: ignore[misc]
+            elif index and not await _keep_lease([row], state):
+                continue  # the send before was slow enough for another replica to take it
+            else:
+                wait = await _deliver_one(row, transport, state)
             if wait is not None:
                 # The limit is reached, or the send was paced: this row and the rest wait.
-                await _hold(rows[index:], wait, state)
+                await _hold(rows[index:], wait, state, spread=True)
                 return
+
+
+async def _digest_in_turn(rows: list[Notification], room: Room, transport: DigestTransport,
+                          state: _Round) -> bool:
+    """A busy group: its posts as they are would leave less than half of its
+    shortest window's limit. Its notices go out at most once every
+    2 × window / limit (6 s for a webhook's 20 a minute), so the half left
+    lasts the window and a post never waits for the window's end; when more
+    than one waits, as one digest. Rows that come before their group's turn
+    wait for it, all until the same moment, so they go out together. False
+    when there is a single row whose turn it is (sent as it is)."""
+    spacing = 2 * room.seconds / room.count
+    if room.since_last is not None and room.since_last < spacing:
+        await _hold(rows, spacing - room.since_last, state, spread=False)
+        return True
+    if len(rows) == 1:
+        return False
+    await _deliver_digest(rows, transport, state)
+    return True
 
 
 async def _keep_lease(rows: list[Notification], state: _Round) -> list[Notification]:
@@ -267,14 +275,16 @@ async def _keep_lease(rows: list[Notification], state: _Round) -> list[Notificat
     return [row for row in rows if row.id in kept]
 
 
-async def _hold(rows: list[Notification], wait: float, state: _Round) -> None:
+async def _hold(rows: list[Notification], wait: float, state: _Round, *, spread: bool) -> None:
     """Put rows a limit holds back in the queue again, not counting the try,
-    until the limit has room; their recipient's wake-up is spread a little,
-    so the rows of many recipients paced at once do not all wake together."""
+    until the limit has room. With `spread`, their wake-up is a little later
+    at random, so the rows of many recipients held at once do not all wake
+    together."""
     if not rows:
         return
-    wait = max(wait, _HOLD_FLOOR_SECONDS)
-    wait += random.uniform(0, wait * _JITTER)  # noqa: S311 (spreading load, not security)
+    if spread:
+        wait = max(wait, _HOLD_FLOOR_SECONDS)
+        wait += random.uniform(0, wait * _JITTER)  # noqa: S311 (spreading load, not security)
     state.stats.paced += len(rows)
     await Notification.filter(id__in=[r.id for r in rows]).update(
         status="pending", next_attempt_at=state.now + timedelta(seconds=wait),
@@ -330,7 +340,7 @@ async def _deliver_digest(rows: list[Notification], transport: DigestTransport,
             retry_after = getattr(exc, "retry_after", None)
             if retry_after is not None:
                 rest = [rendered[i][0] for later in posts[number:] for i in later.carries]
-                await _hold(rest, retry_after, state)
+                await _hold(rest, retry_after, state, spread=True)
                 return
             await _failed(carried, exc, state)
             continue

@@ -47,6 +47,7 @@ class EmailTransport:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.concurrency = settings.smtp_connections
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._turns = asyncio.Semaphore(settings.smtp_connections)
 

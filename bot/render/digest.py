@@ -28,15 +28,14 @@ class DigestPost:
 
 
 def digest_line(number: int, markdown: str) -> str:
-    """One notice as a digest line: `#1024` and its headline."""
+    """One notice as a digest line: `#1024` first, then its headline with the
+    number taken out (新投诉 #1024（一般投诉）… reads 新投诉（一般投诉）…)."""
     headline = next((line for line in markdown.splitlines() if line.strip()), "")
     text = " ".join(_MARKUP.sub("", headline).split())
-    tag = f"#{number}"
-    if tag not in text:
-        text = f"{tag} {text}".strip()
+    text = re.sub(rf"\s*#{number}(?!\d)\s*", "", text)
     if len(text) > _LINE_CHARS:
         text = text[:_LINE_CHARS - 1] + "…"
-    return f"- {text}"
+    return f"- #{number} {text}".rstrip()
 
 
 def _header(count: int, part: int, parts: int) -> str:

@@ -40,29 +40,40 @@ APPCHAT_LIMITS: Limits = ((200, 60.0), (10000, 86400.0))
 @dataclass(frozen=True)
 class Room:
     """What a key's limits let through at one moment: `free` sends now, and
-    when none, `wait` seconds until the next."""
+    when none, `wait` seconds until the next. `count` in `seconds` is its
+    shortest window, `since_last` the seconds since its latest send in it
+    (None: none), for callers that spread their sends over the window."""
 
     free: int
     wait: float = 0.0
+    count: int = 1
+    seconds: float = 0.0
+    since_last: float | None = None
 
 
 async def room(key: str, limits: Limits, now: datetime) -> Room:
     """How many sends `key` has room for at `now` (nothing taken): a look
     before the work of a send, which still takes its slot."""
-    free: int | None = None
-    wait = 0.0
-    for count, seconds in limits:
-        window = timedelta(seconds=seconds)
-        taken = SendSlot.filter(key=key, at__gt=now - window)
-        over = await taken.count() - count
-        free = -over if free is None else min(free, -over)
+    (count, seconds), *longer = sorted(limits, key=lambda limit: limit[1])
+    window = timedelta(seconds=seconds)
+    # The shortest window holds few sends: read them, not just count them.
+    recent = sorted(await SendSlot.filter(key=key, at__gt=now - window).values_list(
+        "at", flat=True))
+    free = count - len(recent)
+    # The send that frees first, for a send now to fit, is the (over + 1)-th oldest.
+    wait = (recent[-free] + window - now).total_seconds() if free <= 0 else 0.0
+    for longer_count, longer_seconds in longer:
+        span = timedelta(seconds=longer_seconds)
+        taken = SendSlot.filter(key=key, at__gt=now - span)
+        over = await taken.count() - longer_count
+        free = min(free, -over)
         if over >= 0:
-            # The slot that frees first, for a send now to fit, is the
-            # (over + 1)-th oldest in the window.
             [oldest] = await taken.order_by("at").offset(over).limit(1).values_list(
                 "at", flat=True)
-            wait = max(wait, (oldest + window - now).total_seconds())
-    return Room(free=max(0, free or 0), wait=wait if wait > 0 else 0.0)
+            wait = max(wait, (oldest + span - now).total_seconds())
+    return Room(free=max(0, free), wait=wait if free <= 0 else 0.0, count=count,
+                seconds=seconds,
+                since_last=(now - recent[-1]).total_seconds() if recent else None)
 
 
 async def take_slot(key: str, limits: Limits, now: datetime) -> float:
