@@ -51,6 +51,10 @@ log = structlog.get_logger(__name__)
 UNDELIVERED = ("pending", "sending", "dead")
 # A row delivered as a line of a group's digest post, not as a post of its own.
 DIGESTED = "digested"
+# Rows claimed per round. Each round waits for its slowest recipient before
+# the next claims: a larger batch keeps more sends under way (200 drained
+# bench/outbox.py's backlog faster than 100).
+BATCH = 200
 # A held row waits at least this long, and up to this fraction longer (jitter).
 _HOLD_FLOOR_SECONDS = 1.0
 _JITTER = 0.2
@@ -145,7 +149,7 @@ async def deliver_due(
     transports: Mapping[str, Transport],
     *,
     now: datetime,
-    limit: int = 100,
+    limit: int = BATCH,
     retry: RetryPolicy = RetryPolicy(),
     zone: ZoneInfo = SHANGHAI,
     concurrency: int = 8,
@@ -184,7 +188,7 @@ async def deliver_due(
 
 
 async def deliver_backlog(
-    transports: Mapping[str, Transport], *, clock: Callable[[], datetime], limit: int = 100,
+    transports: Mapping[str, Transport], *, clock: Callable[[], datetime], limit: int = BATCH,
     retry: RetryPolicy = RetryPolicy(), zone: ZoneInfo = SHANGHAI, concurrency: int = 8,
     rounds: int = 50,
 ) -> DeliveryStats:
