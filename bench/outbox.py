@@ -34,6 +34,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -141,10 +143,6 @@ async def _serve_peers(pipe: Any) -> None:
                               and r["answer"].get("errcode") == 0 for r in requests),
                 "mails": box.messages, "smtp_connections": len(box.peers),
             })
-        elif command == "reset":
-            emulator.requests.clear()
-            emulator._webhook_posts.clear()
-            box.messages, box.peers = 0, set()
     controller.stop()
     await runner.cleanup()
 
@@ -301,7 +299,28 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def one_run(db_url: str, peers: Any, url: str, smtp: Settings, name: str) -> None:
+@contextmanager
+def peers() -> Iterator[tuple[Any, str, Settings]]:
+    """A fresh emulator and SMTP server in a child process: (pipe, API URL,
+    settings that send e-mail to it)."""
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    child = context.Process(target=_peers, args=(there,), daemon=True)
+    child.start()
+    try:
+        if not here.poll(60):
+            raise SystemExit("the emulator and SMTP server did not start")
+        url, smtp_port = here.recv()
+        yield here, url, load_settings(smtp_host="127.0.0.1", smtp_port=smtp_port,
+                                       smtp_starttls=False, smtp_from=SENDER,
+                                       smtp_connections=SMTP_CONNECTIONS)
+    finally:
+        here.send("stop")
+        child.join(10)
+
+
+async def one_run(db_url: str, name: str) -> None:
+    """Baseline, bot, baseline on one database, each against fresh peers."""
     async with open_database(db_url):
         with tempfile.TemporaryDirectory() as tmp:
             await import_directory(network(Path(tmp) / "org.yaml"))
@@ -316,16 +335,16 @@ async def one_run(db_url: str, peers: Any, url: str, smtp: Settings, name: str) 
         cpus: dict[str, list[float]] = {"baseline": [], "bot": []}
         statements = 0
         for phase in ("baseline", "bot", "baseline"):
-            peers.send("reset")
-            before = cpu()
-            if phase == "baseline":
-                phases[phase].append(await run_baseline(url, smtp, messages, hooks))
-            else:
-                elapsed, statements = await run_bot(url, smtp)
-                phases[phase].append(elapsed)
-            cpus[phase].append(cpu() - before)
-            peers.send("counts")
-            counts[phase] = peers.recv()
+            with peers() as (pipe, url, smtp):
+                before = cpu()
+                if phase == "baseline":
+                    phases[phase].append(await run_baseline(url, smtp, messages, hooks))
+                else:
+                    elapsed, statements = await run_bot(url, smtp)
+                    phases[phase].append(elapsed)
+                cpus[phase].append(cpu() - before)
+                pipe.send("counts")
+                counts[phase] = pipe.recv()
     base = sum(phases["baseline"]) / 2
     bot = phases["bot"][0]
     base_cpu = sum(cpus["baseline"]) / 2
@@ -348,24 +367,11 @@ async def main() -> None:
     args = parser.parse_args()
     configure_logging("json", "WARNING")  # a log line per notice would time the terminal
     print(f"calibration_loop_seconds {calibration():.3f} s", flush=True)
-    context = multiprocessing.get_context("spawn")
-    here, there = context.Pipe()
-    child = context.Process(target=_peers, args=(there,), daemon=True)
-    child.start()
-    if not here.poll(60):
-        raise SystemExit("the emulator and SMTP server did not start")
-    url, smtp_port = here.recv()
-    smtp = load_settings(smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_starttls=False,
-                         smtp_from=SENDER, smtp_connections=SMTP_CONNECTIONS)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            await one_run(f"sqlite://{tmp}/bench.sqlite3", here, url, smtp, "sqlite")
-        if args.postgres:
-            async with scratch_postgres() as db_url:
-                await one_run(db_url, here, url, smtp, "postgres")
-    finally:
-        here.send("stop")
-        child.join(10)
+    with tempfile.TemporaryDirectory() as tmp:
+        await one_run(f"sqlite://{tmp}/bench.sqlite3", "sqlite")
+    if args.postgres:
+        async with scratch_postgres() as db_url:
+            await one_run(db_url, "postgres")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ from bot.metrics import OUTBOX_FAILURES
 from bot.notify import DigestTransport, Transport
 from bot.render.digest import digest_posts
 from bot.render.notices import SHANGHAI, Prefetched, parts_for, render
-from bot.wecom.pacing import Room
 from bot.settings import Settings
+from bot.wecom.pacing import Room
 from models import Notification
 
 log = structlog.get_logger(__name__)
@@ -288,7 +288,7 @@ async def _hold(rows: list[Notification], wait: float, state: _Round, *, spread:
         return
     if spread:
         wait = max(wait, _HOLD_FLOOR_SECONDS)
-        wait += random.uniform(0, wait * _JITTER)  # noqa: S311 (spreading load, not security)
+        wait += random.uniform(0, wait * _JITTER)
     state.stats.paced += len(rows)
     await Notification.filter(id__in=[r.id for r in rows]).update(
         status="pending", next_attempt_at=state.now + timedelta(seconds=wait),

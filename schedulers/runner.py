@@ -202,3 +202,7 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
         scheduler.shutdown(wait=False)
         if running:
             await asyncio.wait(running, timeout=_SHUTDOWN_GRACE_SECONDS)
+        for transport in transports.values():
+            close = getattr(transport, "close", None)
+            if close is not None:  # the SMTP connections kept open
+                await close()

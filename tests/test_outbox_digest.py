@@ -6,10 +6,13 @@ group the app created is paced the same way."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from bot.intake import open_complaint
 from bot.ledger import Ledger
+from bot.notify import Transport
 from bot.notify.wecom import GroupTransport
 from bot.wecom.client import WeComClient
 from bot.wecom.emulator import WeComEmulator
@@ -34,12 +37,27 @@ async def dispatch(ledger: Ledger, count: int, first: int = 0) -> list[int]:
     return numbers
 
 
-def client_for(emulator: WeComEmulator, clock: list, **limits: object) -> WeComClient:
-    return WeComClient(
+@asynccontextmanager
+async def posting(emulator: WeComEmulator, clock: list,
+                  **limits: object) -> AsyncIterator[dict[str, Transport]]:
+    """The group transport (the only medium delivered), on the test clock."""
+    client = WeComClient(
         api_base=f"{emulator.url}/cgi-bin", corp_id=WECOM_SECRETS["wecom_corp_id"],
         secret=WECOM_SECRETS["wecom_secret"], agent_id=WECOM_SECRETS["wecom_agent_id"],
         backoff=0.01, clock=lambda: clock[0], **limits,  # type: ignore[arg-type]
     )
+    try:
+        yield {"group": GroupTransport(client)}
+    finally:
+        await client.close()
+
+
+def one_digest_naming(emulator: WeComEmulator, numbers: list[int]) -> str:
+    """The one post SH001's group got: a digest with a line for each ticket."""
+    [digest] = Delivery(None, emulator, {}).webhook_posts("hook-sh001")  # type: ignore[arg-type]
+    for number in numbers:
+        assert f"\n- #{number} " in digest, number
+    return digest
 
 
 async def waiting_posts() -> int:
@@ -50,16 +68,11 @@ async def test_more_than_a_groups_limit_in_a_minute_arrives_as_one_digest(
     ledger: Ledger, emulator: WeComEmulator, clock: list
 ):
     numbers = await dispatch(ledger, 25)
-    client = client_for(emulator, clock)
-    groups = {"group": GroupTransport(client)}
-    try:
+    async with posting(emulator, clock) as groups:
         stats = await deliver_due(groups, now=T0, retry=FAST)
         assert (stats.digests, stats.digested, stats.sent) == (1, 25, 0)
-        posts = Delivery(None, emulator, {}).webhook_posts("hook-sh001")  # type: ignore[arg-type]
-        [digest] = posts
+        digest = one_digest_naming(emulator, numbers)
         assert "本群通知汇总：25 条" in digest
-        for number in numbers:
-            assert f"- #{number} " in digest, number
         assert len(digest.encode()) <= GroupTransport.DIGEST_BYTES
         assert await Notification.filter(medium="group", status=DIGESTED).count() == 25
         # The minute goes on at 90 notices a minute, a round every 2 s: the
@@ -72,8 +85,6 @@ async def test_more_than_a_groups_limit_in_a_minute_arrives_as_one_digest(
             assert await waiting_posts() <= 6, second
         clock[0] = T0 + MINUTE + timedelta(seconds=15)
         await deliver_due(groups, now=clock[0], retry=FAST)
-    finally:
-        await client.close()
     assert await waiting_posts() == 0
     tried = emulator.sent("webhook/send")
     assert all(r["answer"]["errcode"] == 0 for r in tried), "never past the limit"
@@ -88,15 +99,13 @@ async def test_more_than_a_groups_limit_in_a_minute_arrives_as_one_digest(
 async def test_a_group_at_its_limit_waits_and_then_gets_one_digest(
     ledger: Ledger, emulator: WeComEmulator, clock: list
 ):
-    """The minute's 20 posts are used: the rows wait unrendered, without using
+    """The minute's 20 posts are used: the rows wait, without using
     a try, until the oldest post leaves the window (a little later, spread),
     then go out as one digest."""
     await SendSlot.bulk_create([SendSlot(key="webhook:hook-sh001", at=T0 - timedelta(seconds=s))
                                 for s in range(20, 40)])
     numbers = await dispatch(ledger, 3)
-    client = client_for(emulator, clock)
-    groups = {"group": GroupTransport(client)}
-    try:
+    async with posting(emulator, clock) as groups:
         stats = await deliver_due(groups, now=T0, retry=FAST)
         assert (stats.paced, stats.sent, stats.digests) == (3, 0, 0)
         held = await Notification.filter(medium="group")
@@ -107,20 +116,15 @@ async def test_a_group_at_its_limit_waits_and_then_gets_one_digest(
         assert emulator.sent("webhook/send") == []
         clock[0] = wake
         later = await deliver_due(groups, now=wake, retry=FAST)
-    finally:
-        await client.close()
     assert (later.digests, later.digested) == (1, 3)
-    [digest] = Delivery(None, emulator, {}).webhook_posts("hook-sh001")  # type: ignore[arg-type]
-    assert all(f"#{n}" in digest for n in numbers)
+    one_digest_naming(emulator, numbers)
 
 
 async def test_a_failed_digest_is_retried_from_the_database(
     ledger: Ledger, emulator: WeComEmulator, clock: list
 ):
     numbers = await dispatch(ledger, 4)
-    client = client_for(emulator, clock, webhook_limits=((4, 60.0),))
-    groups = {"group": GroupTransport(client)}
-    try:
+    async with posting(emulator, clock, webhook_limits=((4, 60.0),)) as groups:
         emulator.fail_next(3, status=502)  # the client's three attempts
         failed = await deliver_due(groups, now=T0, retry=FAST)
         assert (failed.digests, failed.retrying) == (0, 4)
@@ -130,11 +134,8 @@ async def test_a_failed_digest_is_retried_from_the_database(
         again = T0 + FAST.backoff
         clock[0] = again
         retried = await deliver_due(groups, now=again, retry=FAST)
-    finally:
-        await client.close()
     assert (retried.digests, retried.digested) == (1, 4)
-    [digest] = Delivery(None, emulator, {}).webhook_posts("hook-sh001")  # type: ignore[arg-type]
-    assert all(f"#{n}" in digest for n in numbers)
+    one_digest_naming(emulator, numbers)
     assert {n.status for n in await Notification.filter(medium="group")} == {DIGESTED}
 
 
@@ -143,9 +144,7 @@ async def test_a_group_the_app_created_is_paced_and_digested_too(
 ):
     await GroupChat.filter(chatid="wrGRP-SH001").update(webhook_key="", app_chat_id="wrAPPSH001")
     numbers = await dispatch(ledger, 5)
-    client = client_for(emulator, clock, appchat_limits=((4, 60.0),))
-    groups = {"group": GroupTransport(client)}
-    try:
+    async with posting(emulator, clock, appchat_limits=((4, 60.0),)) as groups:
         stats = await deliver_due(groups, now=T0, retry=FAST)
         assert (stats.digests, stats.digested) == (1, 5)
         more = await dispatch(ledger, 1, first=10)
@@ -154,8 +153,6 @@ async def test_a_group_the_app_created_is_paced_and_digested_too(
         await dispatch(ledger, 1, first=20)
         held = await deliver_due(groups, now=T0, retry=FAST)
         assert held.paced == 1, "the rest of the minute's 4 is kept for what comes"
-    finally:
-        await client.close()
     posts = emulator.appchats.posts("wrAPPSH001")
     assert len(posts) == 2 and all(f"#{n}" in posts[0] for n in numbers)
     assert f"#{more[0]}" in posts[1] and "汇总" not in posts[1]
