@@ -11,8 +11,9 @@ whose response deadline then passes (the sweep: each handler's e-mail, the
 group's nudge), and the call centre's `resolved` posts, 90 of them (its peak
 minute, against its webhook's 20 a minute).
 
-The emulator and the SMTP server run in a child process, so this process does
-the bot's work only. Phases, in one run: baseline, bot, baseline. The baseline
+The emulator and the SMTP server run in a child process (a fresh one for each
+phase), so this process does the bot's work only. Phases, in one run:
+baseline, bot, baseline. The baseline
 does what delivery must do at minimum: the same messages, rendered beforehand,
 sent over the same kind of connections with the same concurrency (raw HTTP,
 two kept SMTP connections), no database. The bot runs the scheduler's outbox

@@ -18,10 +18,11 @@ renders only the parts each medium sends. Each recipient's rows go out in
 order, many recipients at once (OUTBOX_CONCURRENCY per medium). Before
 anything is rendered, a recipient with send limits (WeChat Work's) is asked
 for room: rows it has no room for wait their turn without using a try, their
-wake-up spread a little. A group with more notices waiting than its limit
-lets through gets them merged into one digest post (bot/render/digest.py);
-its rows are marked "digested", and if the digest fails they are retried
-from the database like any row.
+wake-up spread a little. A busy group (its waiting notices would use more
+than half of what its limit lets through in a minute) gets them merged into
+one digest post (bot/render/digest.py), at most one every few seconds, so
+its limit lasts the minute; the rows are marked "digested", and if the
+digest fails they are retried from the database like any row.
 """
 
 from __future__ import annotations
