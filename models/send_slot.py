@@ -5,10 +5,10 @@ from tortoise.models import Model
 
 
 class SendSlot(Model):
-    """One message to one app member, through one group webhook or into one
-    app chat (`key`), taken at `at`. WeChat Work silently drops app messages
-    past 30 a minute or 1,000 an hour per member; the replicas count their
-    sends here, so together they keep under the limits (bot/wecom/pacing.py). Rows older than the
+    """One message to one app member, or through one group webhook (`key`),
+    taken at `at`. WeChat Work silently drops app messages past 30 a minute or
+    1,000 an hour per member; the replicas count their sends here, so together
+    they keep under the limits (bot/wecom/pacing.py). Rows older than the
     longest window are deleted as new ones are taken."""
 
     id = fields.BigIntField(primary_key=True)
