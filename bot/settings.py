@@ -116,6 +116,9 @@ class Settings(BaseSettings):
         False, description="Connect with implicit TLS (port 465) instead of STARTTLS"
     )
     smtp_timeout_seconds: float = Field(30, gt=0, description="SMTP connect and send timeout")
+    smtp_connections: int = Field(
+        2, ge=1, le=32, description="SMTP connections kept open, each sending one e-mail at a time"
+    )
 
     sms_provider: Literal["log", "tencent", "aliyun"] = Field(
         "log", description="log (development), tencent or aliyun"
@@ -168,6 +171,10 @@ class Settings(BaseSettings):
     )
     outbox_interval_seconds: float = Field(
         2, gt=0, description="How often the outbox worker delivers due notifications"
+    )
+    outbox_concurrency: int = Field(
+        8, ge=1, le=64, description="Recipients of one medium the outbox sends to at once "
+        "(each recipient's notifications stay in order)",
     )
     outbox_max_tries: int = Field(
         8, ge=1, description="Delivery attempts before a notification may be marked dead"

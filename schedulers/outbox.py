@@ -10,15 +10,26 @@ backoff, or "dead" once it has had OUTBOX_MAX_TRIES tries and been queued for
 OUTBOX_GIVE_UP_AFTER_SECONDS (a day: a WeChat Work outage of hours must not
 leave notices for a person to revive), or at once for an error that says
 retrying cannot help. Dead rows show on /healthz, /metrics and /outbox. A
-send a rate limit holds back (`retry_after`) waits its turn without using a
-try. A worker that dies mid-send leaves its rows "sending"; when the
-lease lapses they are claimed again.
+worker that dies mid-send leaves its rows "sending"; when the lease lapses
+they are claimed again.
+
+A round reads what its rows' messages need in one query per table and
+renders only the parts each medium sends. Each recipient's rows go out in
+order, many recipients at once (OUTBOX_CONCURRENCY per medium). Before
+anything is rendered, a recipient with send limits (WeChat Work's) is asked
+for room: rows it has no room for wait their turn without using a try, their
+wake-up spread a little. A busy group (its waiting notices would use more
+than half of what its limit lets through in a minute) gets them merged into
+one digest post (bot/render/digest.py), at most one every few seconds, so
+its limit lasts the minute; the rows are marked "digested", and if the
+digest fails they are retried from the database like any row.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -28,15 +39,26 @@ from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from bot.metrics import OUTBOX_FAILURES
-from bot.notify import Transport
-from bot.render.notices import SHANGHAI, render
+from bot.notify import DigestTransport, Transport
+from bot.render.digest import digest_posts
+from bot.render.notices import SHANGHAI, Prefetched, parts_for, render
 from bot.settings import Settings
+from bot.wecom.pacing import Room
 from models import Notification
 
 log = structlog.get_logger(__name__)
 
 # What `complaintbot outbox list` shows: everything not yet delivered or given up.
 UNDELIVERED = ("pending", "sending", "dead")
+# A row delivered as a line of a group's digest post, not as a post of its own.
+DIGESTED = "digested"
+# Rows claimed per round. Each round waits for its slowest recipient before
+# the next claims: a larger batch keeps more sends under way (200 drained
+# bench/outbox.py's backlog faster than 100).
+BATCH = 200
+# A held row waits at least this long, and up to this fraction longer (jitter).
+_HOLD_FLOOR_SECONDS = 1.0
+_JITTER = 0.2
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,8 @@ class DeliveryStats:
     retrying: int = 0
     paced: int = 0
     dead: int = 0
+    digested: int = 0
+    digests: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -103,92 +127,261 @@ async def _claim(
     return rows
 
 
+@dataclass
+class _Round:
+    """One delivery round's shared state: its clock and the rows' prefetched
+    context."""
+
+    stats: DeliveryStats
+    now: datetime
+    retry: RetryPolicy
+    zone: ZoneInfo
+    started: float
+    prefetched: Prefetched
+
+    async def record_sent(self, rows: list[Notification], status: str = "sent") -> None:
+        """Mark rows delivered, at once: a crash after a send and before its
+        record would send it again."""
+        await Notification.filter(id__in=[r.id for r in rows]).update(
+            status=status, sent_at=self.now, lease_until=None)
+
+
 async def deliver_due(
     transports: Mapping[str, Transport],
     *,
     now: datetime,
-    limit: int = 100,
+    limit: int = BATCH,
     retry: RetryPolicy = RetryPolicy(),
     zone: ZoneInfo = SHANGHAI,
+    concurrency: int = 8,
 ) -> DeliveryStats:
     """Deliver up to `limit` due notifications of the media that have a transport.
 
     Rows of a medium with no transport (e-mail without SMTP_HOST, say) stay
-    pending until one is configured."""
+    pending until one is configured. Each recipient's rows go out in order;
+    up to `concurrency` recipients of each medium are served at once."""
     stats = DeliveryStats()
     rows = await _claim(list(transports), now, limit, retry.lease)
     stats.claimed = len(rows)
-    by_medium: dict[str, list[Notification]] = {}
+    if not rows:
+        return stats
+    lanes: dict[tuple[str, str], list[Notification]] = {}
     for row in rows:
-        by_medium.setdefault(row.medium, []).append(row)
-    started = asyncio.get_running_loop().time()
-    # Each medium in its own turn, side by side: a WeChat Work outage that
+        lanes.setdefault((row.medium, row.recipient), []).append(row)
+    for medium, transport in transports.items():
+        prepare = getattr(transport, "prepare", None)
+        if prepare is not None:
+            await prepare({recipient for m, recipient in lanes if m == medium})
+    loop = asyncio.get_running_loop()
+    state = _Round(stats, now, retry, zone, loop.time(),
+                   await Prefetched.load([r for r in rows if r.payload is None]))
+    # Each medium in its own turns, side by side: a WeChat Work outage that
     # makes every call wait out its timeout does not hold back e-mail and SMS.
+    # A transport that can only send so many at once (SMTP connections) says
+    # so: rows wait here for a turn, where their lease is checked, not inside it.
+    turns = {medium: asyncio.Semaphore(min(concurrency, getattr(t, "concurrency", concurrency)))
+             for medium, t in transports.items()}
     await asyncio.gather(*(
-        _deliver_in_turn(batch, transports[medium], stats, now=now, started=started,
-                         retry=retry, zone=zone)
-        for medium, batch in by_medium.items()
+        _deliver_lane(batch, transports[medium], turns[medium], state)
+        for (medium, _), batch in lanes.items()
     ))
     return stats
 
 
-async def _deliver_in_turn(
-    rows: list[Notification], transport: Transport, stats: DeliveryStats, *, now: datetime,
-    started: float, retry: RetryPolicy, zone: ZoneInfo,
-) -> None:
-    """Send rows of one medium one after another, recording each result."""
-    loop = asyncio.get_running_loop()
+async def deliver_backlog(
+    transports: Mapping[str, Transport], *, clock: Callable[[], datetime], limit: int = BATCH,
+    retry: RetryPolicy = RetryPolicy(), zone: ZoneInfo = SHANGHAI, concurrency: int = 8,
+    rounds: int = 50,
+) -> DeliveryStats:
+    """Rounds back to back while each finds a full batch (at most `rounds`):
+    a backlog drains at the speed of the sends, not one batch per tick."""
+    total = DeliveryStats()
+    for _ in range(rounds):
+        stats = await deliver_due(transports, now=clock(), limit=limit, retry=retry, zone=zone,
+                                  concurrency=concurrency)
+        for name in ("claimed", "sent", "retrying", "paced", "dead", "digested", "digests"):
+            setattr(total, name, getattr(total, name) + getattr(stats, name))
+        total.errors.extend(stats.errors)
+        if stats.claimed < limit:
+            break
+    return total
+
+
+async def _deliver_lane(rows: list[Notification], transport: Transport,
+                        turn: asyncio.Semaphore, state: _Round) -> None:
+    """One recipient's rows, in order: those its limits hold back are put back
+    unrendered; a busy group gets its waiting notices as one digest."""
+    async with turn:
+        rows = await _keep_lease(rows, state)
+        if not rows:
+            return
+        paced = getattr(transport, "room", None)
+        room = await paced(rows[0].recipient) if paced is not None else None
+        if room is not None and room.free == 0:
+            await _hold(rows, room.wait, state, spread=True)
+            return
+        if room is not None and hasattr(transport, "post_digest"):
+            digestible = [r for r in rows
+                          if r.payload is None and r.ticket_id is not None]  # type: ignore[attr-defined]
+            if digestible and room.free - len(rows) < room.count / 2:
+                if await _digest_in_turn(digestible, room, transport, state):  # type: ignore[arg-type]
+                    rows = [r for r in rows if r not in digestible]
+                    if not rows:
+                        return
+                    room = await paced(rows[0].recipient)  # type: ignore[misc]
+        free = len(rows) if room is None else room.free
+        for index, row in enumerate(rows):
+            if index >= free:  # the room is used up: how long until the next
+                wait = (await paced(row.recipient)).wait  # type: ignore[misc]
+            elif index and not await _keep_lease([row], state):
+                continue  # the send before was slow enough for another replica to take it
+            else:
+                wait = await _deliver_one(row, transport, state)
+            if wait is not None:
+                # The limit is reached, or the send was paced: this row and the rest wait.
+                await _hold(rows[index:], wait, state, spread=True)
+                return
+
+
+async def _digest_in_turn(rows: list[Notification], room: Room, transport: DigestTransport,
+                          state: _Round) -> bool:
+    """A busy group: its posts as they are would leave less than half of its
+    shortest window's limit. Its notices go out at most once every
+    2 × window / limit (6 s for a webhook's 20 a minute), so the half left
+    lasts the window and a post never waits for the window's end; when more
+    than one waits, as one digest. Rows that come before their group's turn
+    wait for it, all until the same moment, so they go out together. False
+    when there is a single row whose turn it is (sent as it is)."""
+    spacing = 2 * room.seconds / room.count
+    if room.since_last is not None and room.since_last < spacing:
+        await _hold(rows, spacing - room.since_last, state, spread=False)
+        return True
+    if len(rows) == 1:
+        return False
+    await _deliver_digest(rows, transport, state)
+    return True
+
+
+async def _keep_lease(rows: list[Notification], state: _Round) -> list[Notification]:
+    """The rows still this worker's, read in one query as their turn comes: a
+    round slow enough for their lease to lapse (an SMTP server that hangs) may
+    have let another replica take them, and it sends them, not this one. Past
+    half the lease, the rows left are renewed."""
+    lease = state.now + state.retry.lease
+    ours = Notification.filter(id__in=[r.id for r in rows], status="sending", lease_until=lease)
+    kept = set(await ours.values_list("id", flat=True))
+    elapsed = timedelta(seconds=asyncio.get_running_loop().time() - state.started)
+    if kept and elapsed >= state.retry.lease / 2:
+        await Notification.filter(id__in=kept, status="sending", lease_until=lease).update(
+            lease_until=state.now + elapsed + state.retry.lease)
     for row in rows:
-        # The claim's lease counts from the claim: renew it as each row's turn
-        # comes, so a slow round never lets another replica take, and send
-        # again, rows still queued here. A row it took already is left to it.
-        elapsed = timedelta(seconds=loop.time() - started)
-        if not await Notification.filter(id=row.id, status="sending", tries=row.tries).update(
-            lease_until=now + elapsed + retry.lease
-        ):
+        if row.id not in kept:
             log.warning("notification_lease_lost", id=row.id, kind=row.kind, medium=row.medium)
-            continue
+    return [row for row in rows if row.id in kept]
+
+
+async def _hold(rows: list[Notification], wait: float, state: _Round, *, spread: bool) -> None:
+    """Put rows a limit holds back in the queue again, not counting the try,
+    until the limit has room. With `spread`, their wake-up is a little later
+    at random, so the rows of many recipients held at once do not all wake
+    together."""
+    if not rows:
+        return
+    if spread:
+        wait = max(wait, _HOLD_FLOOR_SECONDS)
+        wait += random.uniform(0, wait * _JITTER)
+    state.stats.paced += len(rows)
+    await Notification.filter(id__in=[r.id for r in rows]).update(
+        status="pending", next_attempt_at=state.now + timedelta(seconds=wait),
+        lease_until=None, tries=F("tries") - 1,
+    )
+    log.info("notification_paced", ids=[r.id for r in rows], medium=rows[0].medium,
+             retry_after=round(wait, 1))
+
+
+async def _deliver_one(row: Notification, transport: Transport,
+                       state: _Round) -> float | None:
+    """Render and send one row and record what happened; when a rate limit
+    held it back, the seconds to wait (the caller puts it and the rest back)."""
+    try:
+        message = await render(row, zone=state.zone, now=state.now, prefetched=state.prefetched,
+                               parts=parts_for(row.medium))
+        await transport.deliver(row, message)
+    except Exception as exc:  # any failure of any adapter is recorded on the row
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        await _failed([row], exc, state)
+        return None
+    state.stats.sent += 1
+    await state.record_sent([row])
+    log.info("notification_sent", id=row.id, ticket=row.ticket_id,  # type: ignore[attr-defined]
+             kind=row.kind, medium=row.medium, tries=row.tries)
+    return None
+
+
+async def _deliver_digest(rows: list[Notification], transport: DigestTransport,
+                          state: _Round) -> None:
+    """Merge a group's waiting notices into digest posts (as few as the
+    markdown limit allows). A post that goes out marks its rows "digested";
+    one that fails leaves its rows to be retried from the database, merged
+    again with whatever waits then."""
+    rendered: list[tuple[Notification, str]] = []
+    for row in rows:
         try:
-            message = await render(row, zone=zone, now=now)
-            await transport.deliver(row, message)
-        except Exception as exc:  # any failure of any adapter is recorded on the row
+            message = await render(row, zone=state.zone, now=state.now,
+                                   prefetched=state.prefetched, parts=parts_for(row.medium))
+        except Exception as exc:  # a row that cannot be rendered fails alone
+            await _failed([row], exc, state)
+            continue
+        rendered.append((row, message.markdown))
+    posts = digest_posts([(row.ticket_id, markdown)  # type: ignore[attr-defined]
+                          for row, markdown in rendered], transport.DIGEST_BYTES)
+    for number, post in enumerate(posts):
+        carried = [rendered[i][0] for i in post.carries]
+        try:
+            await transport.post_digest(carried[0].recipient, post.markdown)
+        except Exception as exc:
             retry_after = getattr(exc, "retry_after", None)
             if retry_after is not None:
-                # A rate limit's turn to wait (bot/wecom/pacing.py): back in the
-                # queue until then, and not counted as a try.
-                stats.paced += 1
-                await Notification.filter(id=row.id).update(
-                    status="pending", next_attempt_at=now + timedelta(seconds=retry_after),
-                    lease_until=None, tries=F("tries") - 1,
-                )
-                log.info("notification_paced", id=row.id, kind=row.kind, medium=row.medium,
-                         retry_after=round(retry_after, 1))
-                continue
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            stats.errors.append(error)
-            OUTBOX_FAILURES.labels(medium=row.medium).inc()
-            if getattr(exc, "retryable", True) and not retry.exhausted(
-                row.tries, row.created_at, now
-            ):
-                stats.retrying += 1
-                await Notification.filter(id=row.id).update(
-                    status="pending", next_attempt_at=now + retry.delay(row.tries),
-                    lease_until=None, last_error=error,
-                )
-                log.warning("notification_retry", id=row.id, kind=row.kind, medium=row.medium,
-                            tries=row.tries, error=error)
-            else:
-                stats.dead += 1
-                await Notification.filter(id=row.id).update(
-                    status="dead", lease_until=None, last_error=error
-                )
-                log.error("notification_dead", id=row.id, kind=row.kind, medium=row.medium,
-                          tries=row.tries, error=error)
+                rest = [rendered[i][0] for later in posts[number:] for i in later.carries]
+                await _hold(rest, retry_after, state, spread=True)
+                return
+            await _failed(carried, exc, state)
             continue
-        stats.sent += 1
-        await Notification.filter(id=row.id).update(status="sent", sent_at=now, lease_until=None)
-        log.info("notification_sent", id=row.id, ticket=row.ticket_id,  # type: ignore[attr-defined]
-                 kind=row.kind, medium=row.medium, tries=row.tries)
+        state.stats.digests += 1
+        state.stats.digested += len(carried)
+        await state.record_sent(carried, status=DIGESTED)
+        log.info("notification_digest_sent", recipient=carried[0].recipient,
+                 ids=[r.id for r in carried],
+                 tickets=[r.ticket_id for r in carried])  # type: ignore[attr-defined]
+
+
+async def _failed(rows: list[Notification], exc: Exception, state: _Round) -> None:
+    """Record a failed try: back in the queue with backoff, or dead once
+    retrying is used up or cannot help."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    stats, retry, now = state.stats, state.retry, state.now
+    stats.errors.append(error)
+    for row in rows:
+        OUTBOX_FAILURES.labels(medium=row.medium).inc()
+        if getattr(exc, "retryable", True) and not retry.exhausted(
+            row.tries, row.created_at, now
+        ):
+            stats.retrying += 1
+            await Notification.filter(id=row.id).update(
+                status="pending", next_attempt_at=now + retry.delay(row.tries),
+                lease_until=None, last_error=error,
+            )
+            log.warning("notification_retry", id=row.id, kind=row.kind, medium=row.medium,
+                        tries=row.tries, error=error)
+        else:
+            stats.dead += 1
+            await Notification.filter(id=row.id).update(
+                status="dead", lease_until=None, last_error=error
+            )
+            log.error("notification_dead", id=row.id, kind=row.kind, medium=row.medium,
+                      tries=row.tries, error=error)
 
 
 async def undelivered(limit: int = 200) -> list[Notification]:

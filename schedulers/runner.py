@@ -41,7 +41,7 @@ from bot.settings import Settings
 from bot.storage import Storage
 from bot.survey import SurveyLinks
 from bot.wecom.client import WeComClient
-from schedulers.outbox import RetryPolicy, deliver_due
+from schedulers.outbox import RetryPolicy, deliver_backlog
 from schedulers.reports import deliver_reports, due_period, first_day, report_trigger
 from schedulers.sweeper import sweep
 from webhooks.callback import forget_callbacks
@@ -113,7 +113,8 @@ def start_scheduler(
         await sweep(ledger, now=clock())
 
     async def outbox_round() -> None:
-        await deliver_due(transports, now=clock(), retry=retry, zone=settings.zone)
+        await deliver_backlog(transports, clock=clock, retry=retry, zone=settings.zone,
+                              concurrency=settings.outbox_concurrency)
 
     async def forget_round() -> None:
         keep = timedelta(days=settings.callback_retention_days)
@@ -204,3 +205,7 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
         scheduler.shutdown(wait=False)
         if running:
             await asyncio.wait(running, timeout=_SHUTDOWN_GRACE_SECONDS)
+        for transport in transports.values():
+            close = getattr(transport, "close", None)
+            if close is not None:  # the SMTP connections kept open
+                await close()

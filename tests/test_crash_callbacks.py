@@ -16,8 +16,11 @@ tickets are at their second follow-up: the third escalates them to the region
 
 A group post or card the API accepted just before the kill, whose row the bot
 could not yet mark sent, goes out again after the restart: WeChat Work's
-appchat/send and webhook/send have no idempotency key, so that one send in
-flight is the only duplicate allowed, and the test checks it is exactly that.
+appchat/send and webhook/send have no idempotency key, so the sends in flight
+(a few per medium at once; a digest carries many notices) are the only
+duplicates allowed, and the test checks they are exactly those. The call
+centre's group gets its notices as digests once they come faster than its
+limit lets through: each digest line counts as that notice's post.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ CONNECTIONS = 24
 KILL_AT = 0.4  # the share acknowledged when the bot is killed
 CC_APP_CHAT = "wrAPPCHAT-CC"
 TICKET_NUMBER = re.compile(r"#(\d+)")
+DIGEST_LINE = re.compile(r"^- #(\d+)", re.MULTILINE)
 
 
 def org_with_app_chat(tmp_path: Path) -> Path:
@@ -179,7 +183,10 @@ def received_posts(emulator: WeComEmulator) -> list[tuple[str, str, int]]:
         body, path = r["json"], r["path"].removeprefix("/cgi-bin/")
         if path in ("appchat/send", "webhook/send"):
             where = body["chatid"] if path == "appchat/send" else r["query"]["key"]
-            posts.append((path, where, int(TICKET_NUMBER.search(body["markdown"]["content"])[1])))
+            content = body["markdown"]["content"]
+            # A digest (a busy group's notices in one post) carries one per line.
+            numbers = DIGEST_LINE.findall(content) or [TICKET_NUMBER.search(content)[1]]
+            posts.extend((path, where, int(number)) for number in numbers)
         elif path == "message/send":
             posts.append((path, body["touser"], ticket_of_task(body["template_card"]["task_id"])))
     return posts
@@ -286,7 +293,7 @@ async def burst_kill_redeliver(database_url: str, tmp_path: Path, policy: Policy
 
     # Each notice sent; WeChat Work and the mail server got each once (but see above).
     rows = await Notification.all()
-    assert {r.status for r in rows} == {"sent"}
+    assert {r.status for r in rows} <= {"sent", "digested"}
     assert Counter(r.kind for r in rows) == {"resolved": PLAIN, "escalated": 4 * ESCALATING}
     posts = received_posts(emulator)
     got = Counter(posts)
@@ -307,8 +314,8 @@ async def burst_kill_redeliver(database_url: str, tmp_path: Path, policy: Policy
     for rcpt, number in twice_mailed:
         assert mailed[(rcpt, number)] == 2 and mailed_before_kill
         assert (number, "email", rcpt) in in_flight
-    # One outbox worker sends one message at a time: one at most was in flight.
-    assert len(twice) + len(twice_mailed) <= 1, f"doubled: {twice} {twice_mailed}"
+    # Only what was in flight (a few messages per medium at once) went twice.
+    assert len(twice) + len(twice_mailed) <= len(in_flight), f"doubled: {twice} {twice_mailed}"
     print(f"sent twice (in flight at the kill): {twice} {twice_mailed}")
 
 

@@ -245,16 +245,20 @@ async def test_rows_another_worker_took_after_the_lease_lapsed_are_not_sent_agai
     retry = RetryPolicy(lease=timedelta(minutes=1))
     box = StallingMailbox(free_port())
     box.start()
+    # Two workers (replicas), each with its own SMTP connection.
+    email = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10, smtp_connections=1))}
+    other = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10))}
     try:
-        email = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10))}
         first = asyncio.create_task(deliver_due(email, now=due, retry=retry))
         # Worker 1 holds the 4 rows and is stuck on the first.
         assert await asyncio.to_thread(box.stalled.wait, 10)
-        taken = await deliver_due(email, now=due + 2 * retry.lease, retry=retry)
+        taken = await deliver_due(other, now=due + 2 * retry.lease, retry=retry)
         assert taken.sent == 4, "worker 2 takes the rows whose lease lapsed"
         box.release.set()
         stats = await first
     finally:
+        for transport in (*email.values(), *other.values()):
+            await transport.close()  # type: ignore[attr-defined]
         box.stop()
     assert (stats.claimed, stats.sent) == (4, 1), "worker 1 leaves the rows it lost alone"
     # Only the send already under way when the lease lapsed arrives twice.

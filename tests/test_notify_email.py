@@ -3,6 +3,7 @@ MIME shape, the encoded Chinese subject, and which failures are retried."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -31,12 +32,13 @@ def free_port() -> int:
 
 
 class Mailbox:
-    """What a local SMTP server received, parsed; `refuse` lists recipients it
-    answers 550 to."""
+    """What a local SMTP server received, parsed, and over how many connections
+    (the clients' addresses); `refuse` lists recipients it answers 550 to."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.received: list[tuple[list[str], EmailMessage, bytes]] = []
+        self.connections: set[tuple[str, int]] = set()
         self.refuse: set[str] = set()
         self._controller: Controller | None = None
 
@@ -50,6 +52,7 @@ class Mailbox:
         raw = envelope.original_content or envelope.content
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         self.received.append((list(envelope.rcpt_tos), parsed, raw))  # type: ignore[arg-type]
+        self.connections.add(session.peer)
         return "250 Message accepted"
 
     def start(self) -> None:
@@ -104,8 +107,8 @@ def notification(recipient: str) -> Notification:
 
 
 async def test_email_is_multipart_with_an_encoded_chinese_subject(mailbox: Mailbox) -> None:
-    await EmailTransport(mailbox.settings()).deliver(notification("sh.zhang@sh001.example"),
-                                                     MESSAGE)
+    async with EmailTransport(mailbox.settings()) as transport:
+        await transport.deliver(notification("sh.zhang@sh001.example"), MESSAGE)
     [message] = mailbox.to("sh.zhang@sh001.example")
     _, _, raw = mailbox.received[0]
     subject_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"Subject:"))
@@ -129,16 +132,16 @@ def test_build_email_keeps_the_recipient_exact() -> None:
 async def test_a_refused_recipient_is_not_retried(mailbox: Mailbox) -> None:
     mailbox.refuse.add("gone@sh001.example")
     with pytest.raises(DeliveryError) as caught:
-        await EmailTransport(mailbox.settings()).deliver(notification("gone@sh001.example"),
-                                                         MESSAGE)
+        async with EmailTransport(mailbox.settings()) as transport:
+            await transport.deliver(notification("gone@sh001.example"), MESSAGE)
     assert caught.value.retryable is False
     assert mailbox.received == []
 
 
 async def test_a_malformed_address_is_not_retried(mailbox: Mailbox) -> None:
     with pytest.raises(DeliveryError) as caught:
-        await EmailTransport(mailbox.settings()).deliver(notification("not an address\n"),
-                                                         MESSAGE)
+        async with EmailTransport(mailbox.settings()) as transport:
+            await transport.deliver(notification("not an address\n"), MESSAGE)
     assert caught.value.retryable is False
 
 
@@ -146,5 +149,25 @@ async def test_a_server_that_is_down_is_retried_later() -> None:
     settings = load_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False,
                              smtp_timeout_seconds=2)
     with pytest.raises(aiosmtplib.SMTPConnectError) as caught:
-        await EmailTransport(settings).deliver(notification("sh.zhang@sh001.example"), MESSAGE)
+        async with EmailTransport(settings) as transport:
+            await transport.deliver(notification("sh.zhang@sh001.example"), MESSAGE)
     assert getattr(caught.value, "retryable", True) is True
+
+
+async def test_e_mails_share_kept_connections_and_a_dropped_one_is_reopened(
+    mailbox: Mailbox,
+) -> None:
+    """Ten e-mails at once over SMTP_CONNECTIONS=2: two connections, kept
+    between e-mails; when the server restarts (its connections gone), the
+    next e-mail opens a new one and arrives."""
+    async with EmailTransport(mailbox.settings(smtp_connections=2)) as transport:
+        await asyncio.gather(*(transport.deliver(notification(f"u{n}@sh001.example"), MESSAGE)
+                               for n in range(10)))
+        assert len(mailbox.received) == 10 and len(mailbox.connections) == 2
+        await transport.deliver(notification("later@sh001.example"), MESSAGE)
+        assert len(mailbox.connections) == 2, "the kept connection carried it"
+        mailbox.stop()
+        mailbox.start()
+        await transport.deliver(notification("after@sh001.example"), MESSAGE)
+    assert [m["To"] for m in mailbox.to("after@sh001.example")] == ["after@sh001.example"]
+    assert len(mailbox.received) == 12 and len(mailbox.connections) == 3

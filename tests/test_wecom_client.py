@@ -217,3 +217,32 @@ async def test_sends_to_one_member_are_paced_across_replicas(
         await second.close()
     sent = [r["json"]["markdown"]["content"] for r in emulator.sent("message/send")]
     assert sent == ["#1 one", "#1 two", "#1 other member", "#1 three"]
+
+
+async def test_posts_into_an_app_chat_are_paced_across_replicas(
+    db: str, emulator: WeComEmulator, clock: list
+) -> None:
+    """appchat/send drops what a group's members get past their limit without
+    an error: two replicas count each group's posts together, and a post with
+    no room is not made. Another group is not held back."""
+    first, second = (make_client(emulator, clock, appchat_limits=((2, 60.0),)) for _ in "12")
+    try:
+        await first.send_appchat_markdown("wrAPPCHAT1", "#1 one")
+        assert (await second.appchat_room("wrAPPCHAT1")).free == 1
+        clock[0] += timedelta(seconds=10)
+        await second.send_appchat_markdown("wrAPPCHAT1", "#2 two")
+        await second.send_appchat_markdown("wrAPPCHAT2", "#3 other group")
+        full = await first.appchat_room("wrAPPCHAT1")
+        assert (full.free, full.wait, full.since_last) == (0, 50.0, 0.0)
+        with pytest.raises(RateLimited) as paced:
+            await first.send_appchat_markdown("wrAPPCHAT1", "#4 three")
+        assert paced.value.retry_after == pytest.approx(50.0)
+        clock[0] += timedelta(seconds=50)
+        await first.send_appchat_markdown("wrAPPCHAT1", "#4 three")
+    finally:
+        await first.close()
+        await second.close()
+    posted = [(r["json"]["chatid"], r["json"]["markdown"]["content"])
+              for r in emulator.sent("appchat/send")]
+    assert posted == [("wrAPPCHAT1", "#1 one"), ("wrAPPCHAT1", "#2 two"),
+                      ("wrAPPCHAT2", "#3 other group"), ("wrAPPCHAT1", "#4 three")]

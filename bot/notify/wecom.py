@@ -25,6 +25,7 @@ from bot.render.cards import load_view, member_card, new_task_id, robot_card, ti
 from bot.render.chat import render_ticket
 from bot.render.notices import SHANGHAI, RenderedMessage
 from bot.wecom.client import WeComError
+from bot.wecom.pacing import Room
 from models import GroupChat, Notification, SentCard
 from models import Ticket as TicketRow
 
@@ -62,6 +63,12 @@ class WeComSender(Protocol):
 
     async def post_response_url(self, url: str, body: dict) -> Any: ...
 
+    async def webhook_room(self, key: str) -> Room: ...
+
+    async def appchat_room(self, chatid: str) -> Room: ...
+
+    async def member_room(self, userid: str) -> Room: ...
+
 
 class RobotPusher(Protocol):
     """The smart robot's long connection, able to push into a chat (bot/wecom/longconn.py)."""
@@ -73,7 +80,11 @@ class RobotPusher(Protocol):
 
 class GroupTransport:
     """Posts markdown, or a message's image (a report's chart), into the group
-    whose robot chatid is the recipient."""
+    whose robot chatid is the recipient; and digests of a busy group's notices."""
+
+    # Markdown in a group: 4,096 bytes through a webhook, 2,048 through
+    # appchat/send; a digest fits either.
+    DIGEST_BYTES = 2048
 
     def __init__(self, sender: WeComSender, *, pusher: RobotPusher | None = None,
                  zone: ZoneInfo = SHANGHAI, clock: Clock = utcnow) -> None:
@@ -81,15 +92,36 @@ class GroupTransport:
         self.pusher = pusher
         self.zone = zone
         self.clock = clock
+        self._groups: dict[str, GroupChat] = {}
+
+    async def prepare(self, recipients: set[str]) -> None:
+        """Read the bindings of a round's groups in one query (re-read each
+        round: a directory import may have changed them)."""
+        self._groups = {g.chatid: g for g in await GroupChat.filter(chatid__in=recipients)}
+
+    async def _group(self, chatid: str) -> GroupChat:
+        group = self._groups.get(chatid) or await GroupChat.get_or_none(chatid=chatid)
+        if group is None:
+            raise DeliveryError(f"unknown group {chatid!r}", retryable=False)
+        return group
+
+    async def room(self, recipient: str) -> Room:
+        """Room under the limit of the way the group is posted to: its
+        webhook's, else its app chat's. An unknown or unbound group has room
+        for the one try that records why it cannot be posted to."""
+        group = self._groups.get(recipient) or await GroupChat.get_or_none(chatid=recipient)
+        if group is not None and group.webhook_key:
+            return await self.sender.webhook_room(group.webhook_key)
+        if group is not None and group.app_chat_id:
+            return await self.sender.appchat_room(group.app_chat_id)
+        return Room(free=1)
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
         """Markdown by the robot's push where its long connection can (the chat
         open to pushes, within its limits), else through the group's webhook
         key if it has one, else its app chat id (an image there is uploaded as
         media first)."""
-        group = await GroupChat.get_or_none(chatid=notification.recipient)
-        if group is None:
-            raise DeliveryError(f"unknown group {notification.recipient!r}", retryable=False)
+        group = await self._group(notification.recipient)
         image = message.image
         if image is None and self.pusher is not None and await self.pusher.push_markdown(
             group.chatid, message.markdown
@@ -114,6 +146,10 @@ class GroupTransport:
                 f"group {group.chatid} has neither webhook_key nor app_chat_id", retryable=True
             )
 
+    async def post_digest(self, recipient: str, markdown: str) -> None:
+        """Post a digest into the group, the way a notice goes."""
+        await self.deliver(Notification(recipient=recipient, medium="group", kind="digest"),
+                           RenderedMessage(subject="", text="", html="", markdown=markdown))
 
     async def _push_card(self, notification: Notification, pusher: RobotPusher,
                          chatid: str) -> None:
@@ -158,6 +194,10 @@ class AppTransport:
         self.sender = sender
         self.zone = zone
         self.clock = clock
+
+    async def room(self, recipient: str) -> Room:
+        """Room under the member's app-message limits."""
+        return await self.sender.member_room(recipient)
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
         """One message to one member."""
@@ -214,6 +254,10 @@ class CrisisTransport:
     def __init__(self, sender: WeComSender, *, zone: ZoneInfo = SHANGHAI) -> None:
         self.sender = sender
         self.zone = zone
+
+    async def room(self, recipient: str) -> Room:
+        """Room under the limits of the app chat (its creation posts twice)."""
+        return await self.sender.appchat_room(recipient)
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
         """Create the group, or post into it."""

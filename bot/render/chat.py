@@ -39,13 +39,14 @@ def scrub(text: str, ticket: Ticket) -> str:
     """Free text (a complaint, a note) with the customer's phone and VIN masked
     wherever someone typed them into it, in whatever width or with whatever
     separators (see bot.render.privacy)."""
-    # The cheap test first: the patterns are built per ticket, and most text holds neither.
+    # The cheap test first: the patterns are built (and compiled: more tickets
+    # than the re module caches) per ticket, and most text holds neither.
     flat = plain(text).upper()
-    phone = phone_pattern(ticket.customer_phone)
-    if phone is not None and plain(ticket.customer_phone).lstrip("+")[-5:] in flat:
+    if plain(ticket.customer_phone).lstrip("+")[-5:] in flat and (
+            phone := phone_pattern(ticket.customer_phone)) is not None:
         text = phone.sub(mask_phone(ticket.customer_phone), text)
-    vin = vin_pattern(ticket.vin) if ticket.vin else None
-    if vin is not None and plain(ticket.vin).upper() in flat:
+    if ticket.vin and plain(ticket.vin).upper() in flat and (
+            vin := vin_pattern(ticket.vin)) is not None:
         text = vin.sub(mask_vin(ticket.vin), text)
     return text
 

@@ -126,18 +126,72 @@ def _block(template: jinja2.Template, name: str, context: dict[str, Any]) -> str
     return "".join(template.blocks[name](template.new_context(context))).strip()
 
 
-async def _context(notification: Notification, zone: ZoneInfo, now: datetime | None) -> dict:
-    row = await TicketRow.get(id=notification.ticket_id)  # type: ignore[attr-defined]
+MARKDOWN, EMAIL, SMS = "markdown", "email", "sms"
+ALL_PARTS = frozenset({MARKDOWN, EMAIL, SMS})
+_PARTS_OF_MEDIUM = {Medium.EMAIL.value: frozenset({EMAIL}), Medium.SMS.value: frozenset({SMS})}
+
+
+def parts_for(medium: str) -> frozenset[str]:
+    """The forms a medium's transport reads: an e-mail its subject, text and
+    HTML, an SMS its params, every chat medium its markdown."""
+    return _PARTS_OF_MEDIUM.get(medium, frozenset({MARKDOWN}))
+
+
+@dataclass
+class Prefetched:
+    """What the notices of a batch read, loaded with one query per table
+    rather than six queries per notice (schedulers/outbox.py renders a round's
+    rows from one)."""
+
+    tickets: dict[int, TicketRow]
+    events: dict[int, TicketEvent]
+    dealers: dict[str, str]
+    regions: dict[str, str]
+    names: dict[str, str]
+    pending: dict[int, list[Deadline]]
+
+    @classmethod
+    async def load(cls, notifications: list[Notification]) -> Prefetched:
+        """The tickets, events, dealer and region names, staff names and
+        pending deadlines of `notifications`."""
+        numbers = {n.ticket_id for n in notifications  # type: ignore[attr-defined]
+                   if n.ticket_id is not None}  # type: ignore[attr-defined]
+        event_ids = {n.event_id for n in notifications  # type: ignore[attr-defined]
+                     if n.event_id is not None}  # type: ignore[attr-defined]
+        tickets = {t.id: t for t in await TicketRow.filter(id__in=numbers)} if numbers else {}
+        events = {e.id: e for e in await TicketEvent.filter(id__in=event_ids)} \
+            if event_ids else {}
+        people = {u for t in tickets.values() for u in (t.assignee, t.about_staff) if u}
+        dealer_codes = {t.dealer_code for t in tickets.values() if t.dealer_code}
+        region_codes = {t.region_code for t in tickets.values() if t.region_code}
+        pending: dict[int, list[Deadline]] = {}
+        if tickets:
+            for deadline in await Deadline.filter(ticket_id__in=list(tickets),
+                                                  state="pending").order_by("due_at"):
+                pending.setdefault(deadline.ticket_id, []).append(  # type: ignore[attr-defined]
+                    deadline)
+        return cls(
+            tickets=tickets, events=events,
+            dealers=dict(await Dealer.filter(code__in=dealer_codes).values_list("code", "name"))
+            if dealer_codes else {},
+            regions=dict(await Region.filter(code__in=region_codes).values_list("code", "name"))
+            if region_codes else {},
+            names=dict(await Staff.filter(userid__in=people).values_list("userid", "name"))
+            if people else {},
+            pending=pending,
+        )
+
+
+async def _context(notification: Notification, zone: ZoneInfo, now: datetime | None,
+                   found: Prefetched) -> dict:
+    number = notification.ticket_id  # type: ignore[attr-defined]
+    row = found.tickets.get(number) or await TicketRow.get(id=number)
     ticket = snapshot(row)
-    event = await TicketEvent.get_or_none(id=notification.event_id)  # type: ignore[attr-defined]
+    event = found.events.get(notification.event_id)  # type: ignore[attr-defined]
     data = _Lenient(event.data if event else {})
     event_at = event.at if event else notification.created_at
-    dealer = await Dealer.get_or_none(code=ticket.dealer_code)
-    region = await Region.get_or_none(code=ticket.region_code)
-    names = dict(await Staff.filter(
-        userid__in=[u for u in (ticket.assignee, ticket.about_staff) if u]
-    ).values_list("userid", "name"))
-    pending = await Deadline.filter(ticket_id=row.id, state="pending").order_by("due_at")
+    names = found.names
+    pending = found.pending.get(row.id, [])
     deadline = None
     if "clock" in data and "due_at" in data:
         due_at = datetime.fromisoformat(data["due_at"])
@@ -164,8 +218,8 @@ async def _context(notification: Notification, zone: ZoneInfo, now: datetime | N
         "flags": "、".join(sorted(f.label for f in ticket.flags)),
         "phone": mask_phone(ticket.customer_phone),
         "vin": mask_vin(ticket.vin),
-        "dealer_name": dealer.name if dealer else ticket.dealer_code,
-        "region_name": region.name if region else ticket.region_code,
+        "dealer_name": found.dealers.get(ticket.dealer_code, ticket.dealer_code),
+        "region_name": found.regions.get(ticket.region_code, ticket.region_code),
         "assignee_name": names.get(ticket.assignee or "", ticket.assignee or ""),
         "data": data,
         "actor": (event.actor_name or event.actor) if event else "",
@@ -203,35 +257,44 @@ def _may(audience: str, ticket: Any) -> dict[str, bool]:
 
 
 async def render(
-    notification: Notification, *, zone: ZoneInfo = SHANGHAI, now: datetime | None = None
+    notification: Notification, *, zone: ZoneInfo = SHANGHAI, now: datetime | None = None,
+    prefetched: Prefetched | None = None, parts: frozenset[str] = ALL_PARTS,
 ) -> RenderedMessage:
     """Render a notification from its ticket and the event that caused it.
 
     Times are shown in `zone`; a deadline nudge says how late it is as of `now`
     (default: when the breach was recorded). A row written with ready content
     (`payload`, e.g. {"markdown": …} or a card) is passed through as it is; one
-    naming a report run renders that report's part."""
+    naming a report run renders that report's part. `prefetched` holds what a
+    batch of rows reads (loaded for this row alone without it); only the
+    `parts` asked for are rendered (parts_for a medium), the others are empty."""
     if notification.payload is not None and "report_run" in notification.payload:
         return await render_report(int(notification.payload["report_run"]),
                                    str(notification.payload.get("part", "markdown")))
     if notification.payload is not None:
         markdown = str(notification.payload.get("markdown", ""))
         return RenderedMessage(subject="", text=markdown, html="", markdown=markdown)
-    context = await _context(notification, zone, now)
+    context = await _context(notification, zone, now,
+                             prefetched or await Prefetched.load([notification]))
     kind = notification.kind
-    email = _template("email", kind, ".j2")
-    subject = " ".join(_block(email, "subject", context).split())
-    body = _block(email, "body", context)
-    layout = {**context, "subject": subject, "body": body}
-    sms = SMS_TEMPLATES.get(kind)
     ticket = context["ticket"]
+    subject = text = html = markdown = ""
+    sms_params: dict[str, str] = {}
     # Free text (the complaint, a note, a reason) may hold the phone or VIN as
     # someone typed it: mask them in everything a group, card or mailbox shows.
-    return RenderedMessage(
-        subject=scrub(subject, ticket),
-        text=scrub(_env.get_template("email/layout.txt.j2").render(layout).strip() + "\n",
-                   ticket),
-        html=scrub(_env.get_template("email/layout.html.j2").render(layout), ticket),
-        markdown=scrub(_template("markdown", kind, ".md.j2").render(context).strip(), ticket),
-        sms_params=sms.values(context) if sms else {},
-    )
+    if EMAIL in parts:
+        email = _template("email", kind, ".j2")
+        subject = " ".join(_block(email, "subject", context).split())
+        body = _block(email, "body", context)
+        layout = {**context, "subject": subject, "body": body}
+        subject = scrub(subject, ticket)
+        text = scrub(_env.get_template("email/layout.txt.j2").render(layout).strip() + "\n",
+                     ticket)
+        html = scrub(_env.get_template("email/layout.html.j2").render(layout), ticket)
+    if MARKDOWN in parts:
+        markdown = scrub(_template("markdown", kind, ".md.j2").render(context).strip(), ticket)
+    if SMS in parts:
+        sms = SMS_TEMPLATES.get(kind)
+        sms_params = sms.values(context) if sms else {}
+    return RenderedMessage(subject=subject, text=text, html=html, markdown=markdown,
+                           sms_params=sms_params)

@@ -8,7 +8,8 @@ errcode -1 and 45009) are retried a few times with exponential backoff inside
 a call; what is still failing is raised as `WeComError`, whose `retryable`
 tells the outbox whether to try the row again later. Sends are paced under
 the documented limits (30 messages a minute and 1000 an hour per app member,
-20 a minute per group webhook), counted across replicas (bot/wecom/pacing.py):
+20 a minute per group webhook, 200 a minute and 10,000 a day into a group the
+app created), counted across replicas (bot/wecom/pacing.py):
 a send with no room raises `RateLimited` and the outbox tries it later, so
 WeChat Work never drops one silently.
 """
@@ -28,7 +29,15 @@ import structlog
 from bot.clock import Clock, utcnow
 from bot.metrics import WECOM_API_ERRORS
 from bot.settings import Settings
-from bot.wecom.pacing import MEMBER_LIMITS, WEBHOOK_LIMITS, Limits, take_slot
+from bot.wecom.pacing import (
+    APPCHAT_LIMITS,
+    MEMBER_LIMITS,
+    WEBHOOK_LIMITS,
+    Limits,
+    Room,
+    room,
+    take_slot,
+)
 from models import AccessToken
 
 log = structlog.get_logger(__name__)
@@ -92,6 +101,7 @@ class WeComClient:
         backoff: float = 0.5,
         member_limits: Limits = MEMBER_LIMITS,
         webhook_limits: Limits = WEBHOOK_LIMITS,
+        appchat_limits: Limits = APPCHAT_LIMITS,
         clock: Clock = utcnow,
     ) -> None:
         self.api_base = api_base.rstrip("/")
@@ -103,6 +113,7 @@ class WeComClient:
         self._backoff = backoff
         self._member_limits = member_limits
         self._webhook_limits = webhook_limits
+        self._appchat_limits = appchat_limits
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._token_name = f"app:{corp_id}:{agent_id}"
@@ -167,6 +178,7 @@ class WeComClient:
 
     async def send_appchat_markdown(self, chatid: str, content: str) -> dict:
         """Post markdown into a group the app created (appchat/send)."""
+        await self._pace(f"appchat:{chatid}", self._appchat_limits)
         body = {"chatid": chatid, "msgtype": "markdown", "markdown": {"content": content}}
         return await self._with_token("appchat/send", body)
 
@@ -197,9 +209,22 @@ class WeComClient:
     async def send_appchat_image(self, chatid: str, image: bytes) -> dict:
         """Post an image into a group the app created: uploaded first, then sent
         by its media_id (appchat/send)."""
+        await self._pace(f"appchat:{chatid}", self._appchat_limits)
         media_id = await self.upload_image(image, "chart.png")
         body = {"chatid": chatid, "msgtype": "image", "image": {"media_id": media_id}}
         return await self._with_token("appchat/send", body)
+
+    async def webhook_room(self, key: str) -> Room:
+        """What the group webhook's limit lets through now (nothing taken)."""
+        return await room(f"webhook:{key}", self._webhook_limits, self._clock())
+
+    async def appchat_room(self, chatid: str) -> Room:
+        """What the app-created group's limits let through now (nothing taken)."""
+        return await room(f"appchat:{chatid}", self._appchat_limits, self._clock())
+
+    async def member_room(self, userid: str) -> Room:
+        """What the member's app-message limits let through now (nothing taken)."""
+        return await room(f"member:{userid}", self._member_limits, self._clock())
 
     async def post_response_url(self, url: str, body: dict) -> dict:
         """Answer a robot callback later through its `response_url` (single use: no retries)."""

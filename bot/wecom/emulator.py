@@ -3,7 +3,8 @@
 `WeComEmulator` serves the parts of the API complaintbot uses (gettoken,
 message/send, message/update_template_card, appchat/send, media/upload,
 webhook/send and the smart robot's response_url) under `/cgi-bin/`, checks
-access tokens and the documented limits it knows, and records every request
+access tokens and the documented limits it knows (a webhook's 20 posts a
+minute, markdown lengths), and records every request
 in `requests` (also readable as JSON at `GET /emulator/log`). It can be told to fail the next
 calls (`fail_next`), to fail every call for a while (`outage` until `restore`)
 or to expire its tokens (`expire_tokens`) for fault tests.
@@ -56,6 +57,9 @@ _RESPONSE_URL_LIFETIME = timedelta(hours=1)
 _CODE_LIFETIME = timedelta(hours=72)
 _MEDIA_LIFETIME = timedelta(days=3)
 _MEDIA_IMAGE_MAX_BYTES = 10 * 1024 * 1024
+# A group robot's webhook takes 20 messages a minute; more are refused (45009).
+_WEBHOOK_PER_MINUTE = 20
+_APPCHAT_MARKDOWN_MAX_BYTES = 2048
 
 
 _ANSWER_LATE = web.RequestKey("answer_late", float)
@@ -140,6 +144,8 @@ class WeComEmulator:
         self._media: dict[str, Any] = {}
         # The bytes of each uploaded image, by media_id: the chat page shows them.
         self.media: dict[str, bytes] = {}
+        # Each webhook key's accepted posts in the last minute, oldest first.
+        self._webhook_posts: dict[str, deque[Any]] = {}
         self._faults: deque[Fault] = deque()
         self._outage: deque[Fault] = deque()
         self._session: aiohttp.ClientSession | None = None
@@ -266,6 +272,9 @@ class WeComEmulator:
                                                 "errmsg": "chatid invalid"})
         if body.get("msgtype") not in _APPCHAT_MSGTYPES:
             return self._answer(request, body, {"errcode": 40008, "errmsg": "invalid message type"})
+        content = str((body.get("markdown") or {}).get("content", ""))
+        if body["msgtype"] == "markdown" and len(content.encode()) > _APPCHAT_MARKDOWN_MAX_BYTES:
+            return self._answer(request, body, {"errcode": 40058, "errmsg": "content too long"})
         if body["msgtype"] in ("image", "file"):
             media_id = str((body.get(body["msgtype"]) or {}).get("media_id", ""))
             if self._media.get(media_id, self._clock()) <= self._clock():
@@ -315,6 +324,13 @@ class WeComEmulator:
             return self._answer(request, body, {"errcode": 40058, "errmsg": "content too long"})
         if msgtype == "image" and (problem := self._image_problem(body["image"])):
             return self._answer(request, body, problem)
+        posts = self._webhook_posts.setdefault(request.query["key"], deque())
+        while posts and posts[0] <= self._clock() - timedelta(minutes=1):
+            posts.popleft()
+        if len(posts) >= _WEBHOOK_PER_MINUTE:
+            return self._answer(request, body, {"errcode": 45009,
+                                                "errmsg": "api freq out of limit"})
+        posts.append(self._clock())
         return self._answer(request, body, {"errcode": 0, "errmsg": "ok"})
 
     @staticmethod

@@ -1,18 +1,24 @@
 """WeChat Work's send limits, kept by all replicas together.
 
 App messages past 30 a minute or 1,000 an hour per member are dropped without
-an error; a group webhook refuses more than 20 a minute (45009). Each replica
-pacing on its own would let two of them send twice the limit, so a send first
-takes a slot in the database (models.SendSlot): under a per-key advisory lock
-on PostgreSQL (one process on SQLite), count the key's slots in each window
-and take one if every window has room. A send with no room is not made: the
-caller is told how long to wait, and the outbox puts the row back until then
-rather than holding up every other recipient's messages.
+an error; a group webhook refuses more than 20 a minute (45009); in a group
+the app created (`appchat/send`) each member takes at most 200 of the app's
+messages a minute and 10,000 a day, and the rest are dropped without an
+error. Each replica pacing on its own would let two of them send twice the
+limit, so a send first takes a slot in the database (models.SendSlot): under a
+per-key advisory lock on PostgreSQL (one process on SQLite), count the key's
+slots in each window and take one if every window has room. A send with no
+room is not made: the caller is told how long to wait, and the outbox puts
+the row back until then rather than holding up every other recipient's
+messages. The outbox asks `room` first, before it renders anything, and
+merges a group's posts into a digest when more wait than the limit lets
+through (schedulers/outbox.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise import connections
@@ -25,6 +31,49 @@ Limits = Sequence[tuple[int, float]]
 
 MEMBER_LIMITS: Limits = ((30, 60.0), (1000, 3600.0))
 WEBHOOK_LIMITS: Limits = ((20, 60.0),)
+# appchat/send's limits are per member, over all the app's groups; counted per
+# group, which every member of it receives (a member of two busy groups is the
+# one case this does not cover).
+APPCHAT_LIMITS: Limits = ((200, 60.0), (10000, 86400.0))
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a key's limits let through at one moment: `free` sends now, and
+    when none, `wait` seconds until the next. `count` in `seconds` is its
+    shortest window, `since_last` the seconds since its latest send in it
+    (None: none), for callers that spread their sends over the window."""
+
+    free: int
+    wait: float = 0.0
+    count: int = 1
+    seconds: float = 0.0
+    since_last: float | None = None
+
+
+async def room(key: str, limits: Limits, now: datetime) -> Room:
+    """How many sends `key` has room for at `now` (nothing taken): a look
+    before the work of a send, which still takes its slot."""
+    (count, seconds), *longer = sorted(limits, key=lambda limit: limit[1])
+    window = timedelta(seconds=seconds)
+    # The shortest window holds few sends: read them, not just count them.
+    recent = sorted(await SendSlot.filter(key=key, at__gt=now - window).values_list(
+        "at", flat=True))
+    free = count - len(recent)
+    # The send that frees first, for a send now to fit, is the (over + 1)-th oldest.
+    wait = (recent[-free] + window - now).total_seconds() if free <= 0 else 0.0
+    for longer_count, longer_seconds in longer:
+        span = timedelta(seconds=longer_seconds)
+        taken = SendSlot.filter(key=key, at__gt=now - span)
+        over = await taken.count() - longer_count
+        free = min(free, -over)
+        if over >= 0:
+            [oldest] = await taken.order_by("at").offset(over).limit(1).values_list(
+                "at", flat=True)
+            wait = max(wait, (oldest + span - now).total_seconds())
+    return Room(free=max(0, free), wait=wait if free <= 0 else 0.0, count=count,
+                seconds=seconds,
+                since_last=(now - recent[-1]).total_seconds() if recent else None)
 
 
 async def take_slot(key: str, limits: Limits, now: datetime) -> float:
@@ -36,19 +85,9 @@ async def take_slot(key: str, limits: Limits, now: datetime) -> float:
         if connection.capabilities.dialect == "postgres":
             # Serialises the replicas' counts of this key until commit.
             await connection.execute_query("SELECT pg_advisory_xact_lock(hashtext($1))", [key])
-        wait = 0.0
-        for count, seconds in limits:
-            window = timedelta(seconds=seconds)
-            taken = SendSlot.filter(key=key, at__gt=now - window)
-            over = await taken.count() - count
-            if over >= 0:
-                # The slot that frees first, for a send now to fit, is the
-                # (over + 1)-th oldest in the window.
-                [oldest] = await taken.order_by("at").offset(over).limit(1).values_list(
-                    "at", flat=True)
-                wait = max(wait, (oldest + window - now).total_seconds())
-        if wait > 0:
-            return wait
+        found = await room(key, limits, now)
+        if found.free == 0:
+            return found.wait
         await SendSlot.filter(key=key, at__lte=now - longest).delete()
         await SendSlot.create(key=key, at=now)
     return 0.0
