@@ -143,6 +143,7 @@ async def test_a_group_the_app_created_is_paced_and_digested_too(
     ledger: Ledger, emulator: WeComEmulator, clock: list
 ):
     await GroupChat.filter(chatid="wrGRP-SH001").update(webhook_key="", app_chat_id="wrAPPSH001")
+    emulator.appchats.adopt("wrAPPSH001", ["sh.zhang", "sh.li"])
     numbers = await dispatch(ledger, 5)
     async with posting(emulator, clock, appchat_limits=((4, 60.0),)) as groups:
         stats = await deliver_due(groups, now=T0, retry=FAST)
