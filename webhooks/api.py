@@ -1,19 +1,28 @@
-"""The intake API for the call-centre system: POST and GET /api/complaints."""
+"""The intake API for the call-centre system: POST and GET /api/complaints,
+and POST /api/complaints/{number}/attachments (photos and files: multipart,
+or base64 in JSON; see `add_attachments`)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
+from datetime import datetime
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
+from bot.attachments import attachments_of
+from bot.domain.attachments import FileFacts, FileRefused, accepted_type, size_text
 from bot.domain.enums import Role
-from bot.domain.ticket import Actor
+from bot.domain.policy import AttachmentRules
+from bot.domain.ticket import Actor, Refused
+from bot.filestore import FULL_MESSAGE, FileStoreUnavailable
 from bot.intake import INVALID, IntakeError, related_numbers, take_complaint
-from bot.keys import CLOCK, LEDGER, SETTINGS
-from models import Deadline, Notification, TicketEvent
+from bot.keys import ATTACHMENTS, CLOCK, LEDGER, SETTINGS
+from models import Attachment, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from webhooks.health import storage_guarded
 
@@ -87,7 +96,10 @@ async def get_complaint(request: web.Request) -> web.Response:
     row = await TicketRow.get_or_none(id=number) if 0 < number < 2**31 else None
     if row is None:
         return json_error(404, f"no ticket #{number}")
-    return web.json_response(await ticket_json(row, full=True))
+    body = await ticket_json(row, full=True)
+    now = request.app[CLOCK]()
+    body["attachments"] = [attachment_json(a, request, now) for a in await attachments_of(row.id)]
+    return web.json_response(body)
 
 
 def _iso(value: Any) -> Any:
@@ -144,6 +156,141 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
     return body
 
 
+# Files one request may carry.
+MAX_FILES = 10
+# JSON around the base64 of one file (names, brackets) fits in this much.
+_JSON_ROOM = 64 * 1024
+
+
+class _BadUpload(Exception):
+    """A request the attachment endpoint refuses: status and Chinese message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _ticket_number(request: web.Request) -> int | None:
+    """The ticket number in the path, None when it cannot be one (32-bit ids)."""
+    try:
+        number = int(request.match_info["number"].lstrip("#"))
+    except ValueError:
+        return None
+    return number if 0 < number < 2**31 else None
+
+
+async def _multipart_files(request: web.Request, rules: AttachmentRules) -> list[tuple[str, bytes]]:
+    """The file parts of a multipart body (name, bytes), each read only up to
+    the policy's limit: a larger one is refused (413) without reading it all."""
+    files: list[tuple[str, bytes]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.filename is None:
+            continue  # a form field, not a file
+        if len(files) == MAX_FILES:
+            raise _BadUpload(413, f"一次最多上传 {MAX_FILES} 个文件。")
+        chunks, size = [], 0
+        while chunk := await part.read_chunk(256 * 1024):
+            size += len(chunk)
+            if size > rules.max_bytes:
+                raise _BadUpload(413, f"“{part.filename}”超过单个附件上限 "
+                                      f"{size_text(rules.max_bytes)}，未保存。")
+            chunks.append(chunk)
+        files.append((part.filename, b"".join(chunks)))
+    return files
+
+
+async def _json_files(request: web.Request, rules: AttachmentRules) -> list[tuple[str, bytes]]:
+    """The files of a JSON body: `{"name", "content_base64"}` or
+    `{"files": [{"name", "content_base64"}, ...]}`, the body read only up to
+    what one file at the policy's limit needs in base64."""
+    limit = rules.max_bytes * 4 // 3 + _JSON_ROOM
+    raw = bytearray()
+    while chunk := await request.content.read(256 * 1024):
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise _BadUpload(413, f"请求过大：单个附件上限 {size_text(rules.max_bytes)}"
+                                  "（base64 编码后约大三分之一）。")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _BadUpload(400, "请求体不是有效的 JSON。") from None
+    items = body.get("files") if isinstance(body, dict) and "files" in body else [body]
+    if not isinstance(items, list) or not items or len(items) > MAX_FILES:
+        raise _BadUpload(422, f"请提供 1 至 {MAX_FILES} 个文件："
+                              '{"name": "文件名", "content_base64": "…"}。')
+    files = []
+    for index, item in enumerate(items, 1):
+        content = item.get("content_base64") if isinstance(item, dict) else None
+        name = item.get("name", "") if isinstance(item, dict) else ""
+        if not isinstance(content, str) or not isinstance(name, str):
+            raise _BadUpload(422, f"第 {index} 个文件缺少 content_base64（文件内容的 base64）"
+                                  "或 name 不是文字。")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise _BadUpload(422, f"第 {index} 个文件的 content_base64 不是有效的 base64。"
+                             ) from None
+        files.append((name, data))
+    return files
+
+
+@storage_guarded
+async def add_attachments(request: web.Request) -> web.Response:
+    """Attach photos and files to a ticket: multipart/form-data (every part
+    with a filename is a file) or JSON with base64. Each file is checked
+    (size, type by content) before any is stored; 201 lists the ticket's new
+    attachments with signed links."""
+    if (refusal := authorised(request)) is not None:
+        return refusal
+    number = _ticket_number(request)
+    if number is None:
+        return json_error(400, "投诉编号须是正整数。")
+    if not await TicketRow.exists(id=number):
+        return json_error(404, f"没有编号为 #{number} 的投诉。")
+    ledger, attachments, now = request.app[LEDGER], request.app[ATTACHMENTS], request.app[CLOCK]()
+    rules = ledger.policies.current.attachments
+    try:
+        if request.content_type == "multipart/form-data":
+            files = await _multipart_files(request, rules)
+        elif request.content_type == "application/json":
+            files = await _json_files(request, rules)
+        else:
+            raise _BadUpload(415, "请用 multipart/form-data 上传文件，或用 JSON 提交 base64 内容。")
+        if not files:
+            raise _BadUpload(422, "请求里没有文件。")
+        for name, data in files:  # every file checked before any is stored
+            accepted_type(data, rules, name)
+        facts: list[FileFacts] = [await attachments.accept(data, name, rules)
+                                  for name, data in files]
+        rows = await attachments.attach(ledger, number, facts, actor=API_ACTOR, source="api",
+                                        now=now)
+    except _BadUpload as exc:
+        log.info("api_attachment_refused", ticket=number, status=exc.status)
+        return json_error(exc.status, exc.message)
+    except FileRefused as exc:
+        log.info("api_attachment_refused", ticket=number, status=exc.status)
+        return json_error(exc.status, exc.reason)
+    except FileStoreUnavailable as exc:
+        return json_error(507 if exc.reason == FULL_MESSAGE else 503, exc.reason)
+    except Refused as exc:
+        return json_error(409, exc.reason)
+    body = {"number": number, "attachments": [attachment_json(r, request, now) for r in rows]}
+    return web.json_response(body, status=201)
+
+
+def attachment_json(row: Attachment, request: web.Request, now: datetime) -> dict[str, Any]:
+    """One attachment as the API shows it, with a signed link (null while
+    ATTACHMENTS_SECRET is unset) valid for the policy's link lifetime."""
+    rules = request.app[LEDGER].policies.current.attachments
+    return {"id": row.id, "name": row.name, "content_type": row.content_type, "size": row.size,
+            "sha256": row.sha256, "uploaded_by": row.uploaded_by, "source": row.source,
+            "uploaded_at": _iso(row.uploaded_at),
+            "url": request.app[ATTACHMENTS].link(row, now, rules)}
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/complaints", create_complaint)
     app.router.add_get("/api/complaints/{number}", get_complaint)
+    app.router.add_post("/api/complaints/{number}/attachments", add_attachments)
