@@ -9,7 +9,7 @@ bytes say what the file is. Accepted (docs/guide.zh-CN.md lists them too):
 | HEIC/HEIF photos (iPhone) | an ISO-BMFF `ftyp` box with a HEIF brand |
 | MP4 and MOV videos | an ISO-BMFF `ftyp` box with an MP4 or QuickTime brand |
 | PDF | `%PDF-` |
-| Word, Excel, PowerPoint (.docx, .xlsx, .pptx) | a zip with `[Content_Types].xml` and `word/`, `xl/` or `ppt/` |
+| .docx, .xlsx, .pptx | a zip with `[Content_Types].xml` and `word/`, `xl/` or `ppt/` |
 
 Anything else (other zips, old .doc/.xls, executables, scripts, HTML) is
 refused: they cannot be shown safely from a link, and a car complaint's
