@@ -10,6 +10,7 @@ import hmac
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 from aiohttp import BodyPartReader, web
@@ -197,7 +198,9 @@ async def _multipart_files(request: web.Request, rules: AttachmentRules) -> list
                 raise _BadUpload(413, f"“{part.filename}”超过单个附件上限 "
                                       f"{size_text(rules.max_bytes)}，未保存。")
             chunks.append(chunk)
-        files.append((part.filename, b"".join(chunks)))
+        # Some clients (aiohttp's FormData among them) percent-encode a
+        # non-ASCII filename instead of sending it as UTF-8.
+        files.append((unquote(part.filename), b"".join(chunks)))
     return files
 
 
