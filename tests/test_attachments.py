@@ -8,6 +8,7 @@ reply, the file a link serves, the rows stored."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import zipfile
@@ -258,15 +259,20 @@ async def test_a_signed_link_expires_and_a_forged_one_is_refused(
     clock[0] = T0 + timedelta(hours=24)
     expired = await world.bot.get(first)
     assert expired.status == 410
-    assert "链接已过期" in await expired.text() and f"/show" in await expired.text()
+    assert "链接已过期" in await expired.text() and "/show" in await expired.text()
+
+
+async def world_storing_in(folder: Path, database_url, emulator, aiohttp_client,
+                           clock) -> WeComWorld:
+    bot, settings = await start_bot(database_url, aiohttp_client, emulator, clock,
+                                    attachments_dir=folder, attachments_secret=SECRET)
+    return WeComWorld(emulator=emulator, bot=bot, settings=settings)
 
 
 async def test_a_full_store_refuses_with_a_clear_message_and_keeps_nothing(
     database_url, emulator, aiohttp_client, clock, tmpfs: Path,  # noqa: F811
 ) -> None:
-    bot, settings = await start_bot(database_url, aiohttp_client, emulator, clock,
-                                    attachments_dir=tmpfs / "files", attachments_secret=SECRET)
-    world = WeComWorld(emulator=emulator, bot=bot, settings=settings)
+    world = await world_storing_in(tmpfs / "files", database_url, emulator, aiohttp_client, clock)
     number = await open_ticket(world)
     (tmpfs / "files").mkdir()
     filler = fill(tmpfs)
@@ -282,13 +288,10 @@ async def test_a_full_store_refuses_with_a_clear_message_and_keeps_nothing(
 async def test_a_read_only_store_refuses_with_a_clear_message(
     database_url, emulator, aiohttp_client, clock, tmpfs: Path,  # noqa: F811
 ) -> None:
-    import subprocess
-
-    bot, settings = await start_bot(database_url, aiohttp_client, emulator, clock,
-                                    attachments_dir=tmpfs / "files", attachments_secret=SECRET)
-    world = WeComWorld(emulator=emulator, bot=bot, settings=settings)
+    world = await world_storing_in(tmpfs / "files", database_url, emulator, aiohttp_client, clock)
     number = await open_ticket(world)
-    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    remount = await asyncio.create_subprocess_exec("mount", "-o", "remount,ro", str(tmpfs))
+    assert await remount.wait() == 0
     response = await upload_multipart(world, number, ("a.jpg", JPEG_BYTES))
     assert response.status == 503
     assert (await response.json())["error"] == READ_ONLY_MESSAGE

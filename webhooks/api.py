@@ -163,15 +163,6 @@ MAX_FILES = 10
 _JSON_ROOM = 64 * 1024
 
 
-class _BadUpload(Exception):
-    """A request the attachment endpoint refuses: status and Chinese message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _ticket_number(request: web.Request) -> int | None:
     """The ticket number in the path, None when it cannot be one (32-bit ids)."""
     try:
@@ -190,12 +181,12 @@ async def _multipart_files(request: web.Request, rules: AttachmentRules) -> list
         if not isinstance(part, BodyPartReader) or part.filename is None:
             continue  # a form field, not a file
         if len(files) == MAX_FILES:
-            raise _BadUpload(413, f"一次最多上传 {MAX_FILES} 个文件。")
+            raise FileRefused(413, f"一次最多上传 {MAX_FILES} 个文件。")
         chunks, size = [], 0
         while chunk := await part.read_chunk(256 * 1024):
             size += len(chunk)
             if size > rules.max_bytes:
-                raise _BadUpload(413, f"“{part.filename}”超过单个附件上限 "
+                raise FileRefused(413, f"“{part.filename}”超过单个附件上限 "
                                       f"{size_text(rules.max_bytes)}，未保存。")
             chunks.append(chunk)
         # Some clients (aiohttp's FormData among them) percent-encode a
@@ -213,27 +204,27 @@ async def _json_files(request: web.Request, rules: AttachmentRules) -> list[tupl
     while chunk := await request.content.read(256 * 1024):
         raw.extend(chunk)
         if len(raw) > limit:
-            raise _BadUpload(413, f"请求过大：单个附件上限 {size_text(rules.max_bytes)}"
+            raise FileRefused(413, f"请求过大：单个附件上限 {size_text(rules.max_bytes)}"
                                   "（base64 编码后约大三分之一）。")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise _BadUpload(400, "请求体不是有效的 JSON。") from None
+        raise FileRefused(400, "请求体不是有效的 JSON。") from None
     items = body.get("files") if isinstance(body, dict) and "files" in body else [body]
     if not isinstance(items, list) or not items or len(items) > MAX_FILES:
-        raise _BadUpload(422, f"请提供 1 至 {MAX_FILES} 个文件："
+        raise FileRefused(422, f"请提供 1 至 {MAX_FILES} 个文件："
                               '{"name": "文件名", "content_base64": "…"}。')
     files = []
     for index, item in enumerate(items, 1):
         content = item.get("content_base64") if isinstance(item, dict) else None
         name = item.get("name", "") if isinstance(item, dict) else ""
         if not isinstance(content, str) or not isinstance(name, str):
-            raise _BadUpload(422, f"第 {index} 个文件缺少 content_base64（文件内容的 base64）"
+            raise FileRefused(422, f"第 {index} 个文件缺少 content_base64（文件内容的 base64）"
                                   "或 name 不是文字。")
         try:
             data = base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError):
-            raise _BadUpload(422, f"第 {index} 个文件的 content_base64 不是有效的 base64。"
+            raise FileRefused(422, f"第 {index} 个文件的 content_base64 不是有效的 base64。"
                              ) from None
         files.append((name, data))
     return files
@@ -260,18 +251,16 @@ async def add_attachments(request: web.Request) -> web.Response:
         elif request.content_type == "application/json":
             files = await _json_files(request, rules)
         else:
-            raise _BadUpload(415, "请用 multipart/form-data 上传文件，或用 JSON 提交 base64 内容。")
+            raise FileRefused(415, "请用 multipart/form-data 上传文件，"
+                                   "或用 JSON 提交 base64 内容。")
         if not files:
-            raise _BadUpload(422, "请求里没有文件。")
+            raise FileRefused(422, "请求里没有文件。")
         for name, data in files:  # every file checked before any is stored
             accepted_type(data, rules, name)
         facts: list[FileFacts] = [await attachments.accept(data, name, rules)
                                   for name, data in files]
         rows = await attachments.attach(ledger, number, facts, actor=API_ACTOR, source="api",
                                         now=now)
-    except _BadUpload as exc:
-        log.info("api_attachment_refused", ticket=number, status=exc.status)
-        return json_error(exc.status, exc.message)
     except FileRefused as exc:
         log.info("api_attachment_refused", ticket=number, status=exc.status)
         return json_error(exc.status, exc.reason)

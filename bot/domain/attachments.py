@@ -10,23 +10,12 @@ from dataclasses import dataclass
 
 from bot.domain.permissions import Action, check
 from bot.domain.policy import AttachmentRules
-from bot.domain.ticket import Actor, Outcome, Ticket
+from bot.domain.ticket import Actor, Outcome, Refused, Ticket
 from bot.filetypes import ACCEPTED_TEXT, FileType, sniff
 
 _NAME_LIMIT = 120
 # Path separators and characters that have no place in a file name people read.
 _UNSAFE = re.compile(r'[\\/:*?"<>|]+')
-
-
-class FileRefused(Exception):
-    """A file the ticket does not accept: `reason` in Chinese for the sender,
-    `status` the HTTP answer (413 too large, 415 not an accepted type, 422
-    empty or unreadable)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -46,6 +35,16 @@ def size_text(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.0f} KB"
     return f"{size / 1024 / 1024:.1f} MB"
+
+
+class FileRefused(Refused):
+    """A file (or an upload) the ticket does not take: `reason` in Chinese for
+    the sender, `status` the HTTP answer (413 too large, 415 not an accepted
+    type, 422 empty or unreadable, 400 not readable at all)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 def accepted_type(data: bytes, rules: AttachmentRules, name: str = "") -> FileType:
