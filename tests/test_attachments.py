@@ -31,6 +31,7 @@ from models import Attachment, PendingAttachment, TicketEvent
 from tests.conftest import T0, TOKEN, WeComWorld, start_bot
 from tests.factories import CALL_CENTRE
 from tests.test_storage_faults import fill, tmpfs  # noqa: F401 (a fixture)
+from tests.waiting import eventually
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GROUP = "wrGRP-SH001"
@@ -399,6 +400,29 @@ async def test_a_group_mixed_message_naming_the_ticket_attaches_its_photos_at_on
     assert [j["title"] for j in card["jump_list"]] == ["📎 附件-" + sha256_of(PNG_BYTES)[:8]
                                                        + ".png", "📎 附件-"
                                                        + sha256_of(JPEG_BYTES)[:8] + ".jpg"]
+
+
+async def test_a_photo_over_the_long_connection_is_decrypted_with_its_url_key(
+    database_url, emulator, aiohttp_client, clock, tmp_path,
+) -> None:
+    """Long-connection mode (doc 101463): the callback comes over the socket
+    and every media URL carries its own aeskey."""
+    bot, settings = await start_bot(
+        database_url, aiohttp_client, emulator, clock, attachments_dir=tmp_path / "files",
+        attachments_secret=SECRET, wecom_robot_mode="long_connection",
+        wecom_robot_ws_url=f"{emulator.url}/emulator/ws", wecom_robot_ping_seconds=0.2,
+        wecom_robot_reconnect_seconds=0.05)
+    await eventually(lambda: emulator.ws.connected, what="the bot subscribed")
+    world = WeComWorld(emulator=emulator, bot=bot, settings=settings)
+    number = await open_ticket(world)
+    heic = iso_media(b"heic", b"mif1", b"heic")
+    reply = await emulator.robot_media("sh.zhang", GROUP, [heic], text=f"@投诉助手 附件 {number}")
+    assert f"已为 #{number} 归档 1 个附件" in reply["stream"]["content"]
+    assert "HEIC 图片" in reply["stream"]["content"]
+    row = await Attachment.get(ticket_id=number)
+    assert (row.content_type, row.sha256) == ("image/heic", sha256_of(heic))
+    callback = [r for r in emulator.requests if r["path"] == "ws:/wecom/robot"][-1]
+    assert callback["json"]["mixed"]["msg_item"][1]["image"]["aeskey"]
 
 
 async def test_an_expired_robot_link_is_told_and_nothing_stored(
