@@ -347,9 +347,9 @@ async def test_an_app_photo_waits_only_the_pending_window(
     world: WeComWorld, clock: list,
 ) -> None:
     number = await open_ticket(world)
-    await world.emulator.app_media("sh.zhang", PDF_BYTES, filename="invoice.pdf",
+    await world.emulator.app_media("sh.zhang", PDF_BYTES, filename="维修发票.pdf",
                                    content_type="application/pdf", kind="file")
-    assert "invoice.pdf（PDF 文档）" in await app_reply(world, "sh.zhang")
+    assert "维修发票.pdf（PDF 文档）" in await app_reply(world, "sh.zhang")
     clock[0] = T0 + timedelta(minutes=10, seconds=1)
     await world.emulator.app_message("sh.zhang", f"/attach {number}")
     assert "没有等待归档" in await app_reply(world, "sh.zhang")

@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -335,9 +336,11 @@ class WeComEmulator:
             return self._answer(request, {"media_id": media_id},
                                 {"errcode": 40007, "errmsg": "invalid media_id"})
         self._record(request, {"media_id": media_id}, {"size": len(media["data"])})
+        name = media["filename"]
         return web.Response(body=media["data"], headers={
             "Content-Type": media["content_type"] or "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{media["filename"]}"'})
+            "Content-Disposition": f'attachment; filename="{quote(name)}"; '
+                                   f"filename*=UTF-8''{quote(name)}"})
 
     def robot_media_url(self, data: bytes, *, per_url_key: bool = True) -> tuple[str, str]:
         """Keep what a member sent the robot behind a URL valid five minutes,
