@@ -63,7 +63,8 @@ async def world(database_url, emulator, aiohttp_client, clock, tmp_path) -> WeCo
     links signed."""
     bot, settings = await start_bot(database_url, aiohttp_client, emulator, clock,
                                     attachments_dir=tmp_path / "files",
-                                    attachments_secret=SECRET, public_url="https://bot.example")
+                                    attachments_secret=SECRET,
+                                    public_base_url="https://bot.example")
     return WeComWorld(emulator=emulator, bot=bot, settings=settings)
 
 
@@ -84,7 +85,7 @@ def stored_files(world: WeComWorld) -> list[Path]:
 
 
 def path_of(url: str) -> str:
-    """The path of a signed link (its host is PUBLIC_URL, served here by the test client)."""
+    """The path of a signed link (its host is PUBLIC_BASE_URL, served here by the test client)."""
     assert url.startswith("https://bot.example/files/"), url
     return URL(url).path
 

@@ -76,7 +76,7 @@ def environment(migrated_sqlite: str, emulator: WeComEmulator, smtp_port: int) -
         "SMTP_USERNAME": SMTP_USER,
         "SMTP_PASSWORD": SMTP_PASSWORD,
         "SMS_PROVIDER": "log",
-        "ATTACHMENTS_SECRET": "check-secret",
+        "ATTACHMENTS_SECRET": "check-secret-0123456789",
     })
     return env
 
