@@ -28,6 +28,7 @@ from bot.intake import open_complaint, parse_complaint
 from bot.keys import LEDGER
 from bot.wecom.media import MediaDecryptError, decrypt_media, encrypt_media, new_aeskey
 from models import Attachment, PendingAttachment, TicketEvent
+from models import Ticket as TicketRow
 from tests.conftest import T0, TOKEN, WeComWorld, start_bot
 from tests.factories import CALL_CENTRE
 from tests.test_storage_faults import fill, tmpfs  # noqa: F401 (a fixture)
@@ -191,6 +192,29 @@ async def test_the_api_takes_base64_json_and_names_the_type_by_content(
     assert attached[1]["name"] == f"附件-{sha256_of(JPEG_BYTES)[:8]}.jpg"
     assert "attachment;" in (await world.bot.get(path_of(attached[0]["url"]))).headers[
         "Content-Disposition"]
+
+
+def complaint_body(**extra: Any) -> dict[str, Any]:
+    return {"customer_name": "李先生", "customer_phone": "13812345678", "car_model": "速腾",
+            "plate": "沪A12345", "vin": "LFV2A21K6A3012345", "channel": "phone",
+            "description": "变速箱顿挫，多次维修未解决", "dealer_code": "SH001", **extra}
+
+
+async def test_small_photos_may_come_with_the_complaint_or_it_opens_not_at_all(
+    world: WeComWorld,
+) -> None:
+    photo = {"name": "仪表盘.jpg", "content_base64": base64.b64encode(JPEG_BYTES).decode()}
+    response = await world.bot.post("/api/complaints", headers=AUTH,
+                                    json=complaint_body(attachments=[photo]))
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert [a["name"] for a in body["attachments"]] == ["仪表盘.jpg"]
+    assert (await Attachment.get(ticket_id=body["number"])).source == "api"
+    bad = {"name": "x.jpg", "content_base64": base64.b64encode(EXE_BYTES).decode()}
+    refused = await world.bot.post("/api/complaints", headers=AUTH,
+                                   json=complaint_body(attachments=[photo, bad]))
+    assert refused.status == 415 and "“x.jpg”" in (await refused.json())["error"]
+    assert await TicketRow.all().count() == 1 and await Attachment.all().count() == 1
 
 
 async def test_the_api_refuses_a_file_too_large_or_of_another_type_and_stores_nothing(

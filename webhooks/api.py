@@ -14,14 +14,15 @@ from urllib.parse import unquote
 
 import structlog
 from aiohttp import BodyPartReader, web
+from tortoise.transactions import in_transaction
 
-from bot.attachments import attachments_of
+from bot.attachments import Attachments, attachments_of
 from bot.domain.attachments import FileFacts, FileRefused, accepted_type, size_text
 from bot.domain.enums import Role
 from bot.domain.policy import AttachmentRules
 from bot.domain.ticket import Actor, Refused
 from bot.filestore import FULL_MESSAGE, FileStoreUnavailable
-from bot.intake import INVALID, IntakeError, related_numbers, take_complaint
+from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
 from bot.keys import ATTACHMENTS, CLOCK, LEDGER, SETTINGS
 from models import Attachment, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
@@ -68,20 +69,36 @@ async def create_complaint(request: web.Request) -> web.Response:
         return json_error(400, f"body is not valid JSON: {exc}")
     if not isinstance(body, dict):
         return json_error(400, "body must be a JSON object")
+    ledger, now, kit = request.app[LEDGER], request.app[CLOCK](), request.app[ATTACHMENTS]
+    # Small photos may come with the complaint (within MAX_BODY_BYTES; larger
+    # ones go to /attachments): checked and stored before the ticket opens,
+    # which opens with them or not at all.
+    items = body.pop("attachments", None)
     try:
-        outcome = await take_complaint(
-            body,
-            request.app[LEDGER],
-            actor=API_ACTOR,
-            source="api",
-            now=request.app[CLOCK](),
-        )
+        complaint = await check_complaint(body)
+        rules = ledger.policies.current.attachments
+        files = await _accept_all(kit, _base64_files(items) if items is not None else [],
+                                  rules)
+        async with in_transaction():
+            outcome = await open_complaint(complaint, ledger, actor=API_ACTOR, source="api",
+                                           now=now)
+            if files:
+                await kit.attach(ledger, outcome.ticket.number, files, actor=API_ACTOR,
+                                 source="api", now=now)
+    except FileRefused as exc:
+        log.info("api_complaint_attachment_refused", status=exc.status)
+        return json_error(exc.status, exc.reason)
+    except FileStoreUnavailable as exc:
+        return json_error(507 if exc.reason == FULL_MESSAGE else 503, exc.reason)
     except IntakeError as exc:
         log.info("api_complaint_rejected", fields=sorted(exc.fields))
         return json_error(422, INVALID, fields=exc.fields)
     ticket = outcome.ticket
     row = await TicketRow.get(id=ticket.number)
     body = await ticket_json(row)
+    if files:
+        body["attachments"] = [attachment_json(a, request, now)
+                               for a in await attachments_of(row.id)]
     return web.json_response(body, status=201, headers={"Location": f"/api/complaints/{row.id}"})
 
 
@@ -210,7 +227,12 @@ async def _json_files(request: web.Request, rules: AttachmentRules) -> list[tupl
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise FileRefused(400, "请求体不是有效的 JSON。") from None
-    items = body.get("files") if isinstance(body, dict) and "files" in body else [body]
+    return _base64_files(body.get("files") if isinstance(body, dict) and "files" in body
+                         else [body])
+
+
+def _base64_files(items: Any) -> list[tuple[str, bytes]]:
+    """The files of a JSON list `[{"name", "content_base64"}, ...]` (name, bytes)."""
     if not isinstance(items, list) or not items or len(items) > MAX_FILES:
         raise FileRefused(422, f"请提供 1 至 {MAX_FILES} 个文件："
                               '{"name": "文件名", "content_base64": "…"}。')
@@ -228,6 +250,15 @@ async def _json_files(request: web.Request, rules: AttachmentRules) -> list[tupl
                              ) from None
         files.append((name, data))
     return files
+
+
+async def _accept_all(kit: Attachments, files: list[tuple[str, bytes]],
+                      rules: AttachmentRules) -> list[FileFacts]:
+    """Check every file (size, type by content), then store them: one refused
+    file refuses them all before any is stored."""
+    for name, data in files:
+        accepted_type(data, rules, name)
+    return [await kit.accept(data, name, rules) for name, data in files]
 
 
 @storage_guarded
@@ -255,10 +286,7 @@ async def add_attachments(request: web.Request) -> web.Response:
                                    "或用 JSON 提交 base64 内容。")
         if not files:
             raise FileRefused(422, "请求里没有文件。")
-        for name, data in files:  # every file checked before any is stored
-            accepted_type(data, rules, name)
-        facts: list[FileFacts] = [await attachments.accept(data, name, rules)
-                                  for name, data in files]
+        facts = await _accept_all(attachments, files, rules)
         rows = await attachments.attach(ledger, number, facts, actor=API_ACTOR, source="api",
                                         now=now)
     except FileRefused as exc:
