@@ -25,7 +25,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels
 COPY examples /app/examples
 WORKDIR /app
-RUN mkdir -p /app/data && chown complaintbot /app/data
+# data/attachments exists in the image so a volume mounted there is the user's.
+RUN mkdir -p /app/data/attachments && chown -R complaintbot /app/data
 USER complaintbot
 ENV HTTP_HOST=0.0.0.0 \
     HTTP_PORT=8080 \

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from bot.attachments import Attachments
 from bot.clock import Clock, utcnow
 from bot.db import open_database
-from bot.keys import CLOCK, LEDGER, SETTINGS, STORAGE, WECOM
+from bot.keys import ATTACHMENTS, CLOCK, LEDGER, SETTINGS, STORAGE, WECOM
 from bot.ledger import Ledger
 from bot.policy import load_policy
 from bot.policy_book import PolicyBook
@@ -27,7 +28,7 @@ def create_app(
     """Build the bot's web application. The database opens (and migrates) on startup;
     then, unless `scheduler` is False, the deadline sweep and the outbox run."""
     from schedulers.runner import scheduler_context
-    from webhooks import api, health, metrics, reports, robot, survey
+    from webhooks import api, files, health, metrics, reports, robot, survey
     from webhooks import app as app_callbacks
 
     app = web.Application(client_max_size=settings.max_body_bytes)
@@ -35,6 +36,7 @@ def create_app(
     app[CLOCK] = clock
     app[STORAGE] = Storage(settings.database_url,
                            write_timeout=settings.health_write_timeout_seconds)
+    app[ATTACHMENTS] = Attachments.from_settings(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_wecom)
     if scheduler:
@@ -46,6 +48,7 @@ def create_app(
     app_callbacks.setup(app)
     reports.setup(app)
     survey.setup(app)
+    files.setup(app)
     return app
 
 

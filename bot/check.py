@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +301,30 @@ async def check_sms(settings: Settings) -> Finding:
                      "(credentials are tried on the first send)")
 
 
+def _probe_folder(folder: Path) -> None:
+    """Create the folder if missing, write a small file into it and remove it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".check-{os.getpid()}"
+    try:
+        probe.write_bytes(b"complaintbot check")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+async def check_attachments(settings: Settings) -> Finding:
+    """The attachment store (ATTACHMENTS_DIR) takes a file, and download
+    links can be signed (ATTACHMENTS_SECRET)."""
+    item, folder = "attachments", settings.attachments_dir
+    try:
+        await asyncio.to_thread(_probe_folder, folder)
+    except OSError as exc:
+        return _fail(item, f"ATTACHMENTS_DIR {folder} cannot be written ({_describe(exc)}): "
+                           "photos and files sent to tickets will be refused")
+    if settings.attachments_secret is None:
+        return _warn(item, "ATTACHMENTS_SECRET 未设置：附件只列出名称，没有下载链接")
+    return _ok(item, f"{folder} writable; download links point to {settings.base_url}/files/")
+
+
 async def check_chart_font(_settings: Settings) -> Finding:
     """A font with Chinese glyphs for the report charts is installed."""
     from bot.reports.fonts import INSTALL_HINT, cjk_font
@@ -319,6 +344,7 @@ CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding | None]]], ...] 
     ("robot callback key", check_robot_callback),
     ("robot long connection", check_robot_connection),
     ("SMS", check_sms),
+    ("attachments", check_attachments),
     ("chart font", check_chart_font),
 )
 

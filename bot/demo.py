@@ -27,6 +27,7 @@ out the API token, so `--public` must ask for more, with a warning.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,17 @@ def demo_settings(settings: Settings, *, database: Path = DEFAULT_DATABASE) -> S
     """The demo's own settings: of `settings` only the harmless ones
     (`_FROM_ENVIRONMENT`), then the SQLite file `database`, API_TOKEN
     "demo-token", the demo's WeChat Work credentials with the API base at the
-    mounted emulator, and the defaults for the rest (create_demo_app adds the
-    SMS and SMTP settings of its local catchers)."""
+    mounted emulator, attachments kept beside the database with links signed
+    by a key of this run, and the defaults for the rest (create_demo_app adds
+    the SMS and SMTP settings of its local catchers)."""
     kept = {name: getattr(settings, name) for name in _FROM_ENVIRONMENT}
     base = Settings.model_construct(**kept)  # the defaults, not the environment's
     return base.model_copy(update={
         **DEMO_WECOM,
         "database_url": f"sqlite://{database}",
         "api_token": SecretStr(DEMO_API_TOKEN),
+        "attachments_dir": database.parent / "attachments",
+        "attachments_secret": SecretStr(secrets.token_urlsafe(32)),
         "wecom_api_base": f"{local_url(base)}{DEV_PREFIX}/cgi-bin",
         # Used with WECOM_ROBOT_MODE=long_connection: the emulator's socket.
         "wecom_robot_ws_url": f"{local_url(base)}{DEV_PREFIX}/emulator/ws",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.attachments import Attachments
 from bot.clock import Clock
 from bot.ledger import Ledger
 from bot.settings import Settings
@@ -18,5 +19,6 @@ LEDGER = web.AppKey("ledger", Ledger)
 CLOCK = web.AppKey("clock", Clock)
 WECOM = web.AppKey("wecom", WeComClient)
 STORAGE = web.AppKey("storage", Storage)
+ATTACHMENTS = web.AppKey("attachments", Attachments)
 # Only in long-connection mode: the robot's WebSocket (webhooks/robot.py sets it).
 ROBOT_CONNECTION = web.AppKey("robot_connection", RobotConnection)

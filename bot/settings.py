@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest request body accepted, in bytes"
     )
+    attachments_dir: Path = Field(
+        Path("data/attachments"), description="Folder of the attachment store (photos and "
+        "files on tickets, kept once per content under their sha256); created when missing",
+    )
+    attachments_secret: SecretStr | None = Field(
+        None, description="Key that signs attachment download links (/files/...); the same on "
+        "every replica; unset: attachments are listed without links",
+    )
     log_format: Literal["console", "json"] = Field(
         "console", description="console (readable) or json (one object per line)"
     )
@@ -157,9 +165,10 @@ class Settings(BaseSettings):
     )
 
     public_base_url: str = Field(
-        "", description="The bot's address as a customer's phone reaches it (e.g. "
-        "https://bot.example.com): the survey links in the closing SMS start with it; "
-        "empty: the SMS carries no survey link",
+        "", description="The bot's address as a customer's phone or a colleague's browser "
+        "reaches it (e.g. https://bot.example.com): the survey links in the closing SMS and "
+        "the attachment download links start with it; empty: the SMS carries no survey link "
+        "and attachment links use http://HTTP_HOST:HTTP_PORT",
     )
     survey_secret: SecretStr | None = Field(
         None, description="Key that signs the survey links (HMAC-SHA256; 32+ random "
@@ -252,7 +261,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with https:// (or http://)")
         return value.strip().rstrip("/")
 
-    @field_validator("survey_secret")
+    @field_validator("survey_secret", "attachments_secret")
     @classmethod
     def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
         # A short key could be found by trying: every link it signs would be forgeable.
@@ -280,6 +289,11 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The zone in which times are shown to people."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def base_url(self) -> str:
+        """Where people's browsers reach the bot, without a trailing slash."""
+        return self.public_base_url or f"http://{self.http_host}:{self.http_port}"
 
     @property
     def wecom_configured(self) -> bool:

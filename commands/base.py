@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from bot.attachments import Attachments
+from bot.domain.attachments import FileFacts
 from bot.domain.ticket import Actor
 from bot.ledger import Ledger
 
@@ -20,13 +22,18 @@ Channel = Literal["robot", "app"]
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """A command typed by a person: in a group (@robot) or one-to-one."""
+    """A command typed by a person: in a group (@robot) or one-to-one. A photo
+    or file sent with it is already accepted and stored (`files`); one that
+    could not be (too large, not an accepted type, its download failed) is
+    told in `file_problems` (Chinese, for the reply)."""
 
     userid: str
     text: str
     channel: Channel
     chatid: str | None = None
     msgid: str = ""
+    files: tuple[FileFacts, ...] = ()
+    file_problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Context:
     ledger: Ledger
     now: datetime
     zone: ZoneInfo
+    attachments: Attachments | None = None
 
 
 @dataclass(frozen=True)

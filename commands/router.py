@@ -18,6 +18,7 @@ from commands import (
     ack,
     approve,
     assign,
+    attach,
     attempt,
     bind,
     close,
@@ -108,6 +109,10 @@ class Router:
             log.info("chat_unknown_user", userid=msg.userid, chatid=msg.chatid)
             return unknown_user(msg.userid)
         found = self.match(msg.text)
+        if (msg.files or msg.file_problems) and (found is None or found[0] is not attach.COMMAND):
+            # Photos and files go to /attach whatever the words with them say:
+            # a bare ticket number attaches them, anything else holds them.
+            found = attach.COMMAND, msg.text.strip()
         if found is None:
             word = msg.text.strip().split(" ", 1)[0]
             if word.startswith(_SLASHES):
@@ -196,6 +201,7 @@ ROUTER = Router(
         bind.COMMAND,
         outbox.COMMAND,
         report.COMMAND,
+        attach.COMMAND,
     ]
 )
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from bot.approvals import approved_compensations
+from bot.attachments import attachments_of
 from bot.domain.approvals import yuan
-from bot.domain.permissions import Action, check, may_see_customer
+from bot.domain.permissions import Action, check, group_may_see_details, may_see_customer
 from bot.domain.ticket import Refused
 from bot.intake import related_numbers
 from bot.render.approvals import staff_names
+from bot.render.attachments import attachments_markdown, card_links
 from bot.render.cards import load_view, new_task_id
 from bot.render.chat import render_ticket, short_time, subject_text
+from bot.render.notices import duration_text
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, split_number
+from models import Attachment
 
 
 async def _show(call: Call) -> Reply:
@@ -48,7 +52,26 @@ async def _show(call: Call) -> Reply:
         numbers = "、".join(f"#{n}" for n in related)
         markdown += f"\n> 关联投诉（同一车辆的其他问题）：{numbers}"
         card["sub_title_text"] = f"关联 {numbers}｜" + card["sub_title_text"]
+    # R22: a group never sees a complaint about an employee's files, not even their names.
+    if not call.in_group or group_may_see_details(ticket):
+        rows = await attachments_of(number)
+        if rows:
+            markdown += _with_attachments(call, number, rows, card)
     return Reply(markdown=markdown, card=card)
+
+
+def _with_attachments(call: Call, number: int, rows: list[Attachment], card: dict) -> str:
+    """The attachments block of the markdown, with signed links; the card
+    gets their count and links to the newest three."""
+    kit = call.ctx.attachments
+    rules = call.ctx.ledger.policies.current.attachments
+    links = {row.id: kit.link(row, call.ctx.now, rules) if kit else None for row in rows}
+    card["sub_title_text"] = f"附件 {len(rows)} 个｜" + card["sub_title_text"]
+    jumps = card_links(rows, links)
+    if jumps:
+        card["jump_list"] = jumps
+    return attachments_markdown(number, rows, links, call.ctx.zone,
+                                lifetime_text=duration_text(rules.link_lifetime))
 
 
 COMMAND = Command(

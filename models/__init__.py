@@ -3,6 +3,7 @@
 tortoise discovers models in the modules listed here (see `bot.db`)."""
 
 from models.approval import ApprovalRequest
+from models.attachment import Attachment, PendingAttachment
 from models.callback import ProcessedCallback
 from models.card import SentCard
 from models.delegation import Delegation
@@ -20,6 +21,7 @@ from models.token import AccessToken
 __all__ = [
     "AccessToken",
     "ApprovalRequest",
+    "Attachment",
     "Deadline",
     "Dealer",
     "Delegation",
@@ -28,6 +30,7 @@ __all__ = [
     "Heartbeat",
     "Lease",
     "Notification",
+    "PendingAttachment",
     "PolicyVersion",
     "ProcessedCallback",
     "ReportRun",

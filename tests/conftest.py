@@ -168,12 +168,15 @@ WECOM_SECRETS = {
 }
 
 
-def wecom_settings(database_url: str, api_base: str = "http://127.0.0.1:9/cgi-bin") -> Settings:
-    """Settings with WeChat Work credentials the emulator shares. The zone is
-    pinned: Tortoise.init writes TIMEZONE=UTC into os.environ, which settings
-    read after a first init (the PostgreSQL runs) would pick up."""
-    return load_settings(database_url=database_url, api_token=TOKEN, max_body_bytes=16384,
-                         wecom_api_base=api_base, timezone="Asia/Shanghai", **WECOM_SECRETS)
+def wecom_settings(database_url: str, api_base: str = "http://127.0.0.1:9/cgi-bin",
+                   **overrides: object) -> Settings:
+    """Settings with WeChat Work credentials the emulator shares (and any
+    `overrides`). The zone is pinned: Tortoise.init writes TIMEZONE=UTC into
+    os.environ, which settings read after a first init (the PostgreSQL runs)
+    would pick up."""
+    return load_settings(**{"database_url": database_url, "api_token": TOKEN,
+                            "max_body_bytes": 16384, "wecom_api_base": api_base,
+                            "timezone": "Asia/Shanghai", **WECOM_SECRETS, **overrides})
 
 
 @dataclass
@@ -205,14 +208,15 @@ async def wecom(
 
 
 async def start_bot(
-    database_url: str, aiohttp_client, emulator: WeComEmulator, clock
+    database_url: str, aiohttp_client, emulator: WeComEmulator, clock, **overrides: object
 ) -> tuple[TestClient, Settings]:
     """The bot (no scheduler) on `database_url`, talking to the emulator, its
-    database migrated and the example directory loaded; and its settings."""
+    database migrated and the example directory loaded; and its settings
+    (with any `overrides`)."""
     if database_url.startswith("postgres"):
         async with open_database(database_url):
             await _truncate_postgres()
-    settings = wecom_settings(database_url, api_base=f"{emulator.url}/cgi-bin")
+    settings = wecom_settings(database_url, api_base=f"{emulator.url}/cgi-bin", **overrides)
     bot = await aiohttp_client(create_app(settings, clock=lambda: clock[0], scheduler=False))
     await import_directory(ORG)
     emulator.connect(own_url=emulator.url, bot_url=str(bot.make_url("")))

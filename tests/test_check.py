@@ -76,6 +76,7 @@ def environment(migrated_sqlite: str, emulator: WeComEmulator, smtp_port: int) -
         "SMTP_USERNAME": SMTP_USER,
         "SMTP_PASSWORD": SMTP_PASSWORD,
         "SMS_PROVIDER": "log",
+        "ATTACHMENTS_SECRET": "check-secret-0123456789",
     })
     return env
 
@@ -100,8 +101,9 @@ async def test_everything_configured_and_working_is_all_green(environment, tmp_p
     code, lines = await _check(environment, tmp_path)
     assert code == 0, lines
     for item in ("database", "SMTP", "WeChat Work app", "app callback key",
-                 "robot callback key", "chart font"):
+                 "robot callback key", "attachments", "chart font"):
         assert _line(lines, item).startswith("✓"), lines
+    assert (tmp_path / "data" / "attachments").is_dir()
     assert "logged in as bot@brand.example" in _line(lines, "SMTP")
     assert _line(lines, "chart font") == (
         "✓ chart font: WenQuanYi Micro Hei (report charts draw Chinese)")
@@ -125,8 +127,10 @@ async def test_r10_unset_integrations_are_warnings_that_say_what_will_not_happen
     assert _line(lines, "robot callback key").startswith(
         "! robot callback key: 智能机器人回调未配置：群里 @机器人 的指令和卡片点击不会到达")
     assert _line(lines, "SMS").startswith("! SMS: SMS_PROVIDER=log")
+    assert _line(lines, "attachments") == (
+        "! attachments: ATTACHMENTS_SECRET 未设置：附件只列出名称，没有下载链接")
     assert "all checks passed" not in "\n".join(lines)
-    assert lines[-1] == "no check failed; 5 warning(s): the items marked ! are not configured"
+    assert lines[-1] == "no check failed; 6 warning(s): the items marked ! are not configured"
 
 
 def test_r8_check_fails_when_no_font_draws_chinese(monkeypatch):
@@ -181,3 +185,15 @@ async def test_a_missing_sqlite_file_is_reported_not_created(environment, tmp_pa
     assert code == 1
     assert f"no SQLite file at {missing}" in _line(lines, "database")
     assert not missing.parent.exists()
+
+
+async def test_an_attachment_folder_that_cannot_be_written_fails_the_check(
+        migrated_sqlite, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SMTP_", "SMS_"))}
+    code, lines = await _check({**env, "DATABASE_URL": migrated_sqlite,
+                                "ATTACHMENTS_DIR": str(blocker / "attachments")}, tmp_path)
+    assert code == 1, lines
+    assert _line(lines, "attachments").startswith(
+        f"✗ attachments: ATTACHMENTS_DIR {blocker}/attachments cannot be written")

@@ -82,8 +82,8 @@ async def test_help_lists_every_command_with_its_alias(say):
     reply = await say("sh.zhang", "/help")
     for command in ROUTER.commands:
         assert f"/{command.name}（{command.alias}）" in reply.markdown
-    # /legal and /outbox (issues 12 and 13), /new and /confirm (issue 15)
-    assert len(ROUTER.commands) == 27
+    # /legal and /outbox (issues 12 and 13), /new, /confirm and /attach (issue 15)
+    assert len(ROUTER.commands) == 28
     one = await say("sh.zhang", "帮助 响应")
     assert "/respond（响应）" in one.markdown and "用法：/respond 编号 [说明]" in one.markdown
     assert "用法：/plan 编号 诉求=" in (await say("sh.zhang", "/help /plan")).markdown

@@ -17,7 +17,7 @@ from bot.app import create_app
 from bot.intake import open_complaint, parse_complaint
 from bot.keys import LEDGER, WECOM
 from bot.wecom.crypto import CallbackCipher, signature
-from models import Notification, ProcessedCallback, Ticket, TicketEvent
+from models import Notification, PendingAttachment, ProcessedCallback, Ticket, TicketEvent
 from tests.conftest import T0, WeComWorld, wecom_settings
 from tests.factories import CALL_CENTRE
 
@@ -166,12 +166,19 @@ async def test_an_unknown_member_is_told_so(wecom: WeComWorld) -> None:
     assert await TicketEvent.filter(kind="responded").count() == 0
 
 
-async def test_an_image_is_ignored_with_an_empty_answer(wecom: WeComWorld) -> None:
+async def test_an_image_that_cannot_be_downloaded_is_told_and_changes_no_ticket(
+    wecom: WeComWorld,
+) -> None:
+    """Images are attachments now (tests/test_attachments.py); one whose URL
+    no longer works is answered in Chinese and nothing of it is kept."""
     before = await counts()
-    image = {**message(""), "msgtype": "image", "image": {"url": "https://x"}}
+    image = {**message(""), "msgtype": "image", "image": {"url": "http://127.0.0.1:9/gone"}}
     del image["text"]
-    assert await wecom.emulator.deliver_robot(image) == {}
-    assert await counts() == before
+    reply = await wecom.emulator.deliver_robot(image)
+    assert "下载失败" in reply["stream"]["content"]
+    after = await counts()
+    assert (after["events"], after["notifications"]) == (before["events"], before["notifications"])
+    assert await PendingAttachment.all().count() == 0
 
 
 def _post_args(world: WeComWorld, case: str) -> tuple[dict[str, str], bytes]:

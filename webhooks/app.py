@@ -14,6 +14,7 @@ changes the ticket updates every copy of its card, this one included.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from webhooks.callback import (
     verify_url,
 )
 from webhooks.health import storage_refusal
+from webhooks.media import MediaRef, with_files
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +57,12 @@ _TEXT_LIMIT = 10000
 @dataclass(frozen=True)
 class AppCallback:
     """A decrypted app callback: `key` identifies it for deduplication;
-    `event` is None for what the bot ignores (images, entering the app)."""
+    `event` is None for what the bot ignores (voice, entering the app);
+    `media` the photo or file an image or file message carries."""
 
     key: str
     event: ChatMessage | CardClick | None
+    media: tuple[MediaRef, ...] = ()
 
 
 def parse_app(plaintext: str) -> AppCallback:
@@ -80,6 +84,13 @@ def parse_app(plaintext: str) -> AppCallback:
             raise CallbackRefused(400, "malformed text content")
         text = ChatMessage(userid=userid, text=content.strip(), channel="app", msgid=msgid)
         return AppCallback(key=f"msg:{msgid}", event=text)
+    if msgtype in ("image", "file"):
+        msgid = clean_text(data.get("MsgId"), limit=64)
+        name = data.get("FileName") or data.get("Title") or ""
+        ref = MediaRef(kind=msgtype, media_id=clean_text(data.get("MediaId"), limit=256),
+                       name=name if isinstance(name, str) else "")
+        sent = ChatMessage(userid=userid, text="", channel="app", msgid=msgid)
+        return AppCallback(key=f"msg:{msgid}", event=sent, media=(ref,))
     if msgtype == "event" and data.get("Event") == "template_card_event":
         created = clean_text(data.get("CreateTime"), limit=20)
         click = CardClick(
@@ -148,6 +159,11 @@ async def receive(request: web.Request) -> web.Response:
     problem = await storage_problem(request.app)
     if problem is None:
         try:
+            if callback.media:
+                assert isinstance(event, ChatMessage)
+                event = await with_files(request.app, ENDPOINT, callback.key, event,
+                                         callback.media)
+                callback = dataclasses.replace(callback, event=event)
             _, duplicate = await run_once(
                 ENDPOINT, callback.key, now, lambda: _apply(request.app, callback, now)
             )

@@ -29,7 +29,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bot.directory import actor_for
-from bot.keys import LEDGER, SETTINGS, STORAGE
+from bot.keys import ATTACHMENTS, LEDGER, SETTINGS, STORAGE
 from bot.metrics import CALLBACK_REFUSALS, CALLBACKS
 from bot.settings import Settings, SettingsError
 from bot.storage import storage_fault
@@ -155,7 +155,7 @@ _TRAILING_MENTION = re.compile(r"[ \t\u2005]*@[^\s\u2005]+[ \t\u2005]*$")
 async def context_for(app: web.Application, userid: str, now: datetime) -> Context:
     """The handler's context; `actor` is None when the directory does not know `userid`."""
     return Context(actor=await actor_for(userid), ledger=app[LEDGER], now=now,
-                   zone=app[SETTINGS].zone)
+                   zone=app[SETTINGS].zone, attachments=app[ATTACHMENTS])
 
 
 async def run_once(

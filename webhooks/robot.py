@@ -11,6 +11,7 @@ through the callback's `response_url`, which goes through the outbox.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -53,6 +54,7 @@ from webhooks.callback import (
     verify_url,
 )
 from webhooks.health import storage_refusal
+from webhooks.media import MediaRef, with_files
 
 log = structlog.get_logger(__name__)
 
@@ -66,11 +68,13 @@ _TEXT_LIMIT = 10000
 @dataclass(frozen=True)
 class RobotCallback:
     """A decrypted robot callback: `event` is None for what the bot ignores
-    (images, stream refreshes, entering the chat)."""
+    (stream refreshes, entering the chat); `media` the photos and files an
+    image, file or mixed message carries."""
 
     msgid: str
     response_url: str
     event: ChatMessage | CardClick | None
+    media: tuple[MediaRef, ...] = ()
 
 
 def parse_robot(plaintext: str, robot_name: str) -> RobotCallback:
@@ -92,13 +96,35 @@ def parse_robot(plaintext: str, robot_name: str) -> RobotCallback:
         raise CallbackRefused(400, "malformed response_url")
     msgtype = data.get("msgtype")
     event: ChatMessage | CardClick | None = None
+    media: tuple[MediaRef, ...] = ()
     if msgtype in ("text", "mixed"):
         text = strip_mention(_text_of(data, msgtype), robot_name,
                              any_name=data.get("chattype") == "group")
         event = ChatMessage(userid=userid, text=text, channel="robot", chatid=chatid, msgid=msgid)
+        if msgtype == "mixed":
+            media = tuple(_media_of(item["image"], "image") for item in data["mixed"]["msg_item"]
+                          if isinstance(item, dict) and item.get("msgtype") == "image")
+    elif msgtype in ("image", "file"):
+        event = ChatMessage(userid=userid, text="", channel="robot", chatid=chatid, msgid=msgid)
+        media = (_media_of(data.get(msgtype), msgtype),)
     elif msgtype == "event":
         event = _click_of(data.get("event"), userid, chatid)
-    return RobotCallback(msgid=msgid, response_url=response_url, event=event)
+    return RobotCallback(msgid=msgid, response_url=response_url, event=event, media=media)
+
+
+def _media_of(item: Any, kind: str) -> MediaRef:
+    """The download URL and per-URL aeskey of an image or file."""
+    if not isinstance(item, dict):
+        raise CallbackRefused(400, f"malformed {kind}")
+    url = clean_text(item.get("url"), limit=4096)
+    if not url.startswith(("https://", "http://")):
+        raise CallbackRefused(400, f"malformed {kind} url")
+    aeskey = item.get("aeskey") or ""
+    if not isinstance(aeskey, str) or len(aeskey) > 64:
+        raise CallbackRefused(400, f"malformed {kind} aeskey")
+    name = item.get("filename") or item.get("file_name") or ""
+    return MediaRef(kind=kind, url=url, aeskey=aeskey,
+                    name=name if isinstance(name, str) else "")
 
 
 def _text_of(data: dict[str, Any], msgtype: str) -> str:
@@ -226,6 +252,10 @@ async def answer_callback(app: web.Application, callback: RobotCallback,
     problem = await storage_problem(app)
     if problem is None:
         try:
+            if callback.media:
+                assert isinstance(event, ChatMessage)
+                event = await with_files(app, ENDPOINT, callback.msgid, event, callback.media)
+                callback = dataclasses.replace(callback, event=event)
             stored, duplicate = await run_once(
                 ENDPOINT, callback.msgid, now, lambda: _apply(app, callback, now)
             )

@@ -30,6 +30,7 @@ class Action(StrEnum):
     MARK_MAJOR = "mark_major"
     FLAG_LEGAL = "flag_legal"
     CONFIRM = "confirm"
+    ATTACH = "attach"
 
 
 _CALL_CENTRE_ONLY = {Action.CLOSE, Action.DISPUTE_DECIDE, Action.CONFIRM}

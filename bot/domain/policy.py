@@ -196,6 +196,16 @@ class Survey(_Frozen):
     low_score_reopens: bool = False
 
 
+class AttachmentRules(_Frozen):
+    """Photos and files on a ticket: the largest accepted (bytes, each), how
+    long a signed download link works, and how long a photo sent without a
+    ticket number waits for `/attach 编号` from the same person in the same chat."""
+
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    link_lifetime: PositiveDuration = timedelta(hours=24)
+    pending_window: PositiveDuration = timedelta(minutes=10)
+
+
 class QuietHours(_Frozen):
     """The nightly window in which e-mails and group nudges wait (local times)."""
 
@@ -276,6 +286,7 @@ class Policy(_Frozen):
     limits: CommandLimits = CommandLimits()
     leavers: Leavers = Leavers()
     survey: Survey = Survey()
+    attachments: AttachmentRules = AttachmentRules()
 
     def document(self) -> dict[str, Any]:
         """The policy as plain JSON-able data, the form in which it is stored."""

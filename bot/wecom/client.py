@@ -19,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import structlog
@@ -73,6 +76,24 @@ class WeComError(Exception):
         if self._retryable is not None:
             return self._retryable
         return self.errcode in RETRYABLE_ERRCODES
+
+
+@dataclass(frozen=True)
+class Media:
+    """A file downloaded from WeChat Work: its bytes, and the name and type
+    its headers gave (empty when they gave none)."""
+
+    data: bytes
+    filename: str = ""
+    content_type: str = ""
+
+
+class MediaTooLarge(Exception):
+    """A download was stopped at `limit` bytes: the file is larger."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than {limit} bytes")
+        self.limit = limit
 
 
 class RateLimited(Exception):
@@ -226,6 +247,18 @@ class WeComClient:
         """What the member's app-message limits let through now (nothing taken)."""
         return await room(f"member:{userid}", self._member_limits, self._clock())
 
+    async def get_media(self, media_id: str, *, max_bytes: int) -> Media:
+        """Download temporary media an app member sent (media/get, kept 3 days):
+        MediaTooLarge past `max_bytes`, WeComError for an errcode (40007: an
+        unknown or expired media_id)."""
+        return await self._with_token("media/get", None, query={"media_id": media_id},
+                                      method="GET", max_bytes=max_bytes)
+
+    async def download(self, url: str, *, max_bytes: int) -> Media:
+        """Download a file the smart robot was sent (its URL, valid 5 minutes,
+        holds the file encrypted; bot/wecom/media.py decrypts it)."""
+        return await self._call(url, None, method="GET", max_bytes=max_bytes)
+
     async def post_response_url(self, url: str, body: dict) -> dict:
         """Answer a robot callback later through its `response_url` (single use: no retries)."""
         return await self._call(url, body, attempts=1)
@@ -266,18 +299,19 @@ class WeComClient:
             raise RateLimited(key, wait)
 
     async def _with_token(self, path: str, body: Body, *,
-                          query: dict[str, str] | None = None, method: str = "POST") -> dict:
+                          query: dict[str, str] | None = None, method: str = "POST",
+                          max_bytes: int | None = None) -> Any:
         token = await self._access_token()
         try:
             return await self._call(path, body, params={**(query or {}), "access_token": token},
-                                    method=method)
+                                    method=method, max_bytes=max_bytes)
         except WeComError as exc:
             if exc.errcode not in TOKEN_ERRCODES:
                 raise
             log.info("wecom_token_rejected", path=path, errcode=exc.errcode)
         token = await self._access_token(rejected=token)
         return await self._call(path, body, params={**(query or {}), "access_token": token},
-                                method=method)
+                                method=method, max_bytes=max_bytes)
 
     async def _access_token(self, *, rejected: str | None = None) -> str:
         """A token valid for a while yet: from memory, else from the database
@@ -319,16 +353,18 @@ class WeComClient:
         params: dict[str, str] | None = None,
         method: str = "POST",
         attempts: int | None = None,
-    ) -> dict:
-        """One API call, retried on transient failures; the answer when errcode is 0."""
+        max_bytes: int | None = None,
+    ) -> Any:
+        """One API call, retried on transient failures; the answer when errcode
+        is 0, or with `max_bytes` the file it answers (a `Media`)."""
         url = path if "://" in path else f"{self.api_base}/{path}"
         # Log the path only: the query holds the token or a webhook key, the body customer data.
-        where = path if "://" not in path else "response_url"
+        where = path if "://" not in path else ("download" if max_bytes else "response_url")
         attempts = attempts or self._attempts
         attempt = 1
         while True:
-            result = await self._attempt(method, url, body, params)
-            if isinstance(result, dict):
+            result = await self._attempt(method, url, body, params, max_bytes)
+            if not isinstance(result, WeComError):
                 return result
             WECOM_API_ERRORS.labels(errcode=str(result.errcode)).inc()
             log.warning("wecom_api_error", path=where, errcode=result.errcode,
@@ -339,9 +375,11 @@ class WeComClient:
             attempt += 1
 
     async def _attempt(
-        self, method: str, url: str, body: Body, params: dict[str, str] | None
-    ) -> dict | WeComError:
-        """The answer of one request, or the error it ended in."""
+        self, method: str, url: str, body: Body, params: dict[str, str] | None,
+        max_bytes: int | None = None,
+    ) -> dict | Media | WeComError:
+        """The answer of one request (a file when `max_bytes` is given and the
+        answer is not JSON), or the error it ended in."""
         payload = {"data": body()} if callable(body) else {"json": body}
         try:
             async with self._session_open().request(method, url, params=params,
@@ -350,6 +388,8 @@ class WeComClient:
                     return WeComError(-1, f"HTTP {resp.status}")
                 if resp.status != 200:
                     return WeComError(-1, f"HTTP {resp.status}", retryable=False)
+                if max_bytes is not None and not _is_json(resp):
+                    return await _read_media(resp, max_bytes)
                 answer = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return WeComError(-1, f"{type(exc).__name__}: {exc}".rstrip(": "))
@@ -364,3 +404,30 @@ class WeComClient:
         if errcode != 0:
             return WeComError(errcode, str(answer.get("errmsg", "")))
         return answer
+
+
+def _is_json(resp: aiohttp.ClientResponse) -> bool:
+    """media/get answers the file, or JSON (or text/plain JSON) with an errcode."""
+    return resp.content_type in ("application/json", "text/plain")
+
+
+async def _read_media(resp: aiohttp.ClientResponse, max_bytes: int) -> Media:
+    """The file in a download's answer, read no further than `max_bytes`."""
+    if (resp.content_length or 0) > max_bytes:
+        raise MediaTooLarge(max_bytes)
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(256 * 1024):
+        data.extend(chunk)
+        if len(data) > max_bytes:
+            raise MediaTooLarge(max_bytes)
+    return Media(bytes(data), filename=_filename(resp), content_type=resp.content_type)
+
+
+def _filename(resp: aiohttp.ClientResponse) -> str:
+    """The name in Content-Disposition: filename*=UTF-8''... (RFC 5987) or filename="..."."""
+    header = resp.headers.get("Content-Disposition", "")
+    match = re.search(r"filename\*=UTF-8''([^;\s]+)", header, re.IGNORECASE)
+    if match:
+        return unquote(match.group(1))
+    match = re.search(r'filename="?([^";]+)"?', header, re.IGNORECASE)
+    return unquote(match.group(1).strip()) if match else ""

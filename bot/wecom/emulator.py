@@ -2,16 +2,21 @@
 
 `WeComEmulator` serves the parts of the API complaintbot uses (gettoken,
 message/send, message/update_template_card, appchat/send, media/upload,
-webhook/send and the smart robot's response_url) under `/cgi-bin/`, checks
+media/get, webhook/send and the smart robot's response_url) under `/cgi-bin/`,
+and the robot's encrypted media downloads (`robot_media_url`), checks
 access tokens and the documented limits it knows (a webhook's 20 posts a
 minute, markdown lengths), and records every request
 in `requests` (also readable as JSON at `GET /emulator/log`). It can be told to fail the next
 calls (`fail_next`), to fail every call for a while (`outage` until `restore`)
 or to expire its tokens (`expire_tokens`) for fault tests.
 
-Its `robot_message`, `robot_click`, `app_message` and `app_click` deliver
-callbacks to the bot exactly as WeChat Work does: encrypted and signed with
-the real crypto, over real HTTP, and they read the bot's passive reply.
+Its `robot_message`, `robot_click`, `robot_media`, `app_message`, `app_media`
+and `app_click` deliver callbacks to the bot exactly as WeChat Work does:
+encrypted and signed with the real crypto, over real HTTP, and they read the
+bot's passive reply. A photo or file a member sends is kept as WeChat Work
+keeps it: for the app as temporary media behind media/get (3 days), for the
+robot behind a URL valid five minutes, AES-256-CBC encrypted with a key of
+its own (bot/wecom/media.py).
 
 Every passive reply, card and card update is checked against the documented
 schema of its surface (bot/wecom/schemas.py: the robot's or the app's card
@@ -36,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -46,6 +52,7 @@ from bot.wecom import emulator_ws, schemas
 from bot.wecom.crypto import CallbackCipher, cdata
 from bot.wecom.emulator_appchat import INVALID_CHATID, AppChats
 from bot.wecom.emulator_directory import EmulatedDirectory
+from bot.wecom.media import encrypt_media, new_aeskey
 
 _TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
 _APP_MSGTYPES = {"text", "markdown", "textcard", "news", "template_card"}
@@ -60,6 +67,8 @@ _MEDIA_IMAGE_MAX_BYTES = 10 * 1024 * 1024
 # A group robot's webhook takes 20 messages a minute; more are refused (45009).
 _WEBHOOK_PER_MINUTE = 20
 _APPCHAT_MARKDOWN_MAX_BYTES = 2048
+# A robot's media URL works five minutes (the SDK's types/message.ts).
+_ROBOT_MEDIA_LIFETIME = timedelta(minutes=5)
 
 
 _ANSWER_LATE = web.RequestKey("answer_late", float)
@@ -129,6 +138,7 @@ class WeComEmulator:
             max_skew=settings.wecom_callback_max_skew,
         )
         self.aibotid = "aib-emulated"
+        self._robot_aes_key = settings.wecom_robot_aes_key
         self._clock = clock
         self.url = ""
         self.bot_url = ""
@@ -146,6 +156,9 @@ class WeComEmulator:
         self.media: dict[str, bytes] = {}
         # Each webhook key's accepted posts in the last minute, oldest first.
         self._webhook_posts: dict[str, deque[Any]] = {}
+        # What members sent: app media (media_id) and robot downloads (id).
+        self._sent_media: dict[str, dict[str, Any]] = {}
+        self._robot_files: dict[str, dict[str, Any]] = {}
         self._faults: deque[Fault] = deque()
         self._outage: deque[Fault] = deque()
         self._session: aiohttp.ClientSession | None = None
@@ -157,6 +170,8 @@ class WeComEmulator:
         self.app.router.add_post("/cgi-bin/message/update_template_card", self._update_card)
         self.app.router.add_post("/cgi-bin/appchat/send", self._appchat_send)
         self.app.router.add_post("/cgi-bin/media/upload", self._media_upload)
+        self.app.router.add_get("/cgi-bin/media/get", self._media_get)
+        self.app.router.add_get("/emulator/robot_media/{id}", self._robot_media)
         self.app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         self.app.router.add_post("/emulator/response_url/{id}", self._response_url)
         self.app.router.add_get("/emulator/log", self._log)
@@ -309,6 +324,53 @@ class WeComEmulator:
         return self._answer(request, body, {
             "errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
             "created_at": str(int(self._clock().timestamp()))})
+
+    def add_media(self, data: bytes, filename: str, content_type: str) -> str:
+        """Keep what a member sent the app, as temporary media for 3 days; its media_id."""
+        media_id = f"sent-{secrets.token_urlsafe(16)}"
+        self._sent_media[media_id] = {"data": data, "filename": filename,
+                                      "content_type": content_type,
+                                      "expires_at": self._clock() + _MEDIA_LIFETIME}
+        return media_id
+
+    async def _media_get(self, request: web.Request) -> web.StreamResponse:
+        """media/get: the file with its type and name in the headers, as an
+        HTTP download; an unknown or expired media_id answers errcode 40007."""
+        media_id = request.query.get("media_id", "")
+        _, refusal = await self._checked(request, body={"media_id": media_id})
+        if refusal is not None:
+            return refusal
+        media = self._sent_media.get(media_id)
+        if media is None or media["expires_at"] <= self._clock():
+            return self._answer(request, {"media_id": media_id},
+                                {"errcode": 40007, "errmsg": "invalid media_id"})
+        self._record(request, {"media_id": media_id}, {"size": len(media["data"])})
+        name = media["filename"]
+        return web.Response(body=media["data"], headers={
+            "Content-Type": media["content_type"] or "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{quote(name)}"; '
+                                   f"filename*=UTF-8''{quote(name)}"})
+
+    def robot_media_url(self, data: bytes, *, per_url_key: bool = True) -> tuple[str, str]:
+        """Keep what a member sent the robot behind a URL valid five minutes,
+        encrypted with a new key of its own (as the long connection sends it)
+        or, without `per_url_key`, with the robot's EncodingAESKey; the URL
+        and the key given with it ("" for the EncodingAESKey)."""
+        aeskey = new_aeskey() if per_url_key else ""
+        ident = secrets.token_urlsafe(16)
+        self._robot_files[ident] = {
+            "data": encrypt_media(data, aeskey or self._robot_aes_key),
+            "expires_at": self._clock() + _ROBOT_MEDIA_LIFETIME}
+        return f"{self.url}/emulator/robot_media/{ident}", aeskey
+
+    async def _robot_media(self, request: web.Request) -> web.Response:
+        """A robot media download: the encrypted bytes, or 404 once expired."""
+        stored = self._robot_files.get(request.match_info["id"])
+        if stored is None or stored["expires_at"] <= self._clock():
+            self._record(request, None, {"http_status": 404})
+            return web.Response(status=404, text="expired")
+        self._record(request, None, {"size": len(stored["data"])})
+        return web.Response(body=stored["data"], content_type="application/octet-stream")
 
     async def _webhook_send(self, request: web.Request) -> web.Response:
         body, refusal = await self._checked(request, token=False)
@@ -482,6 +544,33 @@ class WeComEmulator:
             message["chatid"] = chatid
         return await self.deliver_robot(message)
 
+    async def robot_media(
+        self, userid: str, chatid: str | None, files: list[bytes], *, text: str = "",
+        kind: str = "image", per_url_key: bool = True,
+    ) -> dict[str, Any]:
+        """A member sends photos to the robot: one to one an `image` (or, with
+        kind "file", a `file`) message; in group `chatid` a `mixed` message of
+        `text` (which must @-mention the robot) and the images. Each is behind
+        its own encrypted URL (`robot_media_url`). The bot's decrypted reply."""
+        chattype = "group" if chatid else "single"
+        items = []
+        for data in files:
+            url, aeskey = self.robot_media_url(data, per_url_key=per_url_key)
+            items.append({"url": url, **({"aeskey": aeskey} if aeskey else {})})
+        message: dict[str, Any] = {
+            "msgid": secrets.token_hex(16), "aibotid": self.aibotid, "chattype": chattype,
+            "from": {"userid": userid}, "response_url": self._new_response_url(chattype),
+        }
+        if chatid or text or len(items) > 1:
+            parts = [{"msgtype": "text", "text": {"content": text}}] if text else []
+            parts += [{"msgtype": "image", "image": item} for item in items]
+            message.update(msgtype="mixed", mixed={"msg_item": parts})
+        else:
+            message.update(msgtype=kind, **{kind: items[0]})
+        if chatid:
+            message["chatid"] = chatid
+        return await self.deliver_robot(message)
+
     async def deliver_robot(self, message: dict[str, Any]) -> dict[str, Any]:
         """Post one robot callback as WeChat Work does; the decrypted reply."""
         if self.ws.connected:  # long-connection mode: the callback goes by the socket
@@ -512,6 +601,21 @@ class WeComEmulator:
             "CreateTime": int(self._clock().timestamp()), "MsgType": "text", "Content": text,
             "MsgId": msgid or secrets.randbelow(10**18), "AgentID": self.agent_id,
         }
+        return await self.deliver_app(fields)
+
+    async def app_media(self, userid: str, data: bytes, *, filename: str = "photo.jpg",
+                        content_type: str = "image/jpeg", kind: str = "image") -> str:
+        """A member sends a photo (kind "image") or a file ("file") to the app:
+        kept as temporary media, the callback carries its MediaId. The bot's
+        raw answer (normally "")."""
+        media_id = self.add_media(data, filename, content_type)
+        fields: dict[str, Any] = {
+            "ToUserName": self.corp_id, "FromUserName": userid,
+            "CreateTime": int(self._clock().timestamp()), "MsgType": kind,
+            "MediaId": media_id, "MsgId": secrets.randbelow(10**18), "AgentID": self.agent_id,
+        }
+        if kind == "image":
+            fields["PicUrl"] = f"{self.url}/emulator/pic/{media_id}"
         return await self.deliver_app(fields)
 
     async def app_click(
