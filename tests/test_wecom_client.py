@@ -226,6 +226,8 @@ async def test_posts_into_an_app_chat_are_paced_across_replicas(
     an error: two replicas count each group's posts together, and a post with
     no room is not made. Another group is not held back."""
     first, second = (make_client(emulator, clock, appchat_limits=((2, 60.0),)) for _ in "12")
+    for chatid in ("wrAPPCHAT1", "wrAPPCHAT2"):
+        emulator.appchats.adopt(chatid, ["sh.zhang", "sh.li"])
     try:
         await first.send_appchat_markdown("wrAPPCHAT1", "#1 one")
         assert (await second.appchat_room("wrAPPCHAT1")).free == 1
