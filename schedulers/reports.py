@@ -26,7 +26,9 @@ import contextvars
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Coroutine
+import resource
+import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -142,6 +144,7 @@ class ReportStats:
     already: int = 0
     lost: int = 0
     failed: list[str] = field(default_factory=list)
+    renderer_peak_mb: float | None = None  # the renderer process's peak memory
 
 
 # -- the renderer process ----------------------------------------------------
@@ -165,6 +168,7 @@ class _Session:
     database: AsyncExitStack
     period: Period
     zone: ZoneInfo
+    cpu_share: float = 1.0
     figures: PeriodFigures | None = None
     histories: dict[Scope, list[tuple[str, dict[str, int]]]] = field(default_factory=dict)
 
@@ -172,17 +176,24 @@ class _Session:
         """Run a coroutine on the session's loop, in its ORM context."""
         return self.loop.run_until_complete(self.loop.create_task(work, context=self.context))
 
+    def rest(self, since: float) -> None:
+        """Pause after the work begun at `since` (time.monotonic) so that the
+        run uses at most `cpu_share` of the time: on a machine whose cores
+        are all busy, even a niced process slows the bot's callbacks."""
+        if self.cpu_share < 1:
+            time.sleep((time.monotonic() - since) * (1 / self.cpu_share - 1))
+
 
 _session: _Session | None = None  # in the renderer process: the run under way
 
 
 def _open_session(database_url: str, period: Period, limits: Limits, zone: ZoneInfo,
-                  now: datetime) -> None:
+                  now: datetime, cpu_share: float) -> None:
     """(Renderer process.) Open the database and compute every unit's figures
     of `period` and its history, in a fixed number of grouped queries."""
     global _session
     session = _Session(asyncio.new_event_loop(), contextvars.copy_context(), AsyncExitStack(),
-                       period, zone)
+                       period, zone, cpu_share)
 
     async def start() -> None:
         await session.database.enter_async_context(open_database(database_url, migrate=False))
@@ -190,7 +201,9 @@ def _open_session(database_url: str, period: Period, limits: Limits, zone: ZoneI
         session.histories = await volume_histories(period, zone, Reach.everything())
 
     _session = session
+    since = time.monotonic()
     session.run(start())
+    session.rest(since)
 
 
 def _render_scope(scope: Scope) -> tuple[str, str, bytes, bytes]:
@@ -204,20 +217,27 @@ def _render_scope(scope: Scope) -> tuple[str, str, bytes, bytes]:
     async def workbook() -> bytes:
         book = ReportBook(figures, session.zone)
         async for page in ticket_pages(session.period, scope):
+            since = time.monotonic()
             book.add_tickets(page)
+            session.rest(since)
         return book.finish()
 
-    return (figures.scope_name, markdown_summary(figures, max_bytes=MARKDOWN_MAX_BYTES),
-            chart(figures, history), session.run(workbook()))
+    since = time.monotonic()
+    png = chart(figures, history)
+    session.rest(since)
+    return (figures.scope_name, markdown_summary(figures, max_bytes=MARKDOWN_MAX_BYTES), png,
+            session.run(workbook()))
 
 
-def _close_session() -> None:
-    """(Renderer process.) Close the run's database connection and loop."""
+def _close_session() -> float:
+    """(Renderer process.) Close the run's database connection and loop;
+    return the process's peak resident memory in MB (for the log)."""
     global _session
     session, _session = _session, None
     if session is not None:
         session.run(session.database.aclose())
         session.loop.close()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
 
 
 def _renderer() -> ProcessPoolExecutor:
@@ -225,6 +245,14 @@ def _renderer() -> ProcessPoolExecutor:
     bot has threads."""
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                initializer=os.nice, initargs=(_RENDERER_NICENESS,))
+
+
+async def _in_renderer(renderer: ProcessPoolExecutor, work: Callable[..., _T], *args: Any
+                       ) -> _T:
+    """Run `work(*args)` in the renderer process. Submitted from a thread: the
+    first submission starts the process, which takes the caller ~0.2 s."""
+    future = await asyncio.to_thread(renderer.submit, work, *args)
+    return await asyncio.wrap_future(future)
 
 
 def _dedupe_key(run: str, part: str, medium: str, recipient: str) -> str:
@@ -281,10 +309,11 @@ async def first_day(now: datetime, zone: ZoneInfo) -> date:
     return (await Deployment.get(id=1)).first_day
 
 
-async def deliver_reports(period: Period, *, now: datetime, policy: Policy, zone: ZoneInfo
-                          ) -> ReportStats:
+async def deliver_reports(period: Period, *, now: datetime, policy: Policy, zone: ZoneInfo,
+                          cpu_share: float = 1.0) -> ReportStats:
     """Store, for the outbox to send, every report of `period` not stored yet;
-    none for a period that ended before the deployment's first day."""
+    none for a period that ended before the deployment's first day. The
+    renderer uses at most `cpu_share` of one CPU (REPORT_RENDERER_CPU_SHARE)."""
     stats = ReportStats()
     if period.last_day < await first_day(now, zone):
         return stats
@@ -296,32 +325,32 @@ async def deliver_reports(period: Period, *, now: datetime, policy: Policy, zone
     stats.already = len(scopes) - len(todo)
     if not todo:
         return stats
-    loop = asyncio.get_running_loop()
-    with _renderer() as renderer:
+    renderer = _renderer()
+    try:
+        await _in_renderer(renderer, _open_session, current_database_url(), period,
+                           Limits.of(policy), zone, now, cpu_share)
+    except Exception:
+        log.exception("report_failed", kind=period.kind, period=period.label, scope="*")
+        stats.failed.extend(str(scope) for scope, _ in todo)
+    else:
         try:
-            await loop.run_in_executor(renderer, _open_session, current_database_url(), period,
-                                       Limits.of(policy), zone, now)
-        except Exception:
-            log.exception("report_failed", kind=period.kind, period=period.label, scope="*")
-            stats.failed.extend(str(scope) for scope, _ in todo)
-        else:
-            try:
-                await _deliver_each(todo, period, now=now, stats=stats, renderer=renderer)
-            finally:
-                await loop.run_in_executor(renderer, _close_session)
+            await _deliver_each(todo, period, now=now, stats=stats, renderer=renderer)
+        finally:
+            stats.renderer_peak_mb = round(await _in_renderer(renderer, _close_session), 1)
+    finally:
+        await asyncio.to_thread(renderer.shutdown)  # joins the process: not on the loop
     if stats.delivered or stats.failed:
         log.info("reports_stored", kind=period.kind, period=period.label,
-                 delivered=stats.delivered, already=stats.already, lost=stats.lost,
-                 failed=stats.failed)
+                 delivered=len(stats.delivered), already=stats.already, lost=stats.lost,
+                 failed=stats.failed, renderer_peak_mb=stats.renderer_peak_mb)
     return stats
 
 
 async def _deliver_each(todo: list[tuple[Scope, Audience]], period: Period, *, now: datetime,
                         stats: ReportStats, renderer: ProcessPoolExecutor) -> None:
-    loop = asyncio.get_running_loop()
     for scope, audience in todo:
         try:
-            name, *parts = await loop.run_in_executor(renderer, _render_scope, scope)
+            name, *parts = await _in_renderer(renderer, _render_scope, scope)
         except Exception:  # one scope's failure must not hold back the others
             log.exception("report_failed", kind=period.kind, period=period.label,
                           scope=str(scope))
