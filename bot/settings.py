@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         "0 9 1 * *", description="When the monthly reports go out (crontab, as above)"
     )
     report_renderer_cpu_share: float = Field(
-        0.5, gt=0, le=1, description="Share of one CPU a report run may use: the report "
+        1.0, gt=0, le=1, description="Share of one CPU a report run may use: the report "
         "renderer pauses to stay under it, so that on a machine whose cores are all busy "
         "callbacks keep their pace (1: as fast as it can)",
     )
