@@ -428,7 +428,12 @@ _COHORT = "t.dispatched_at >= ? AND t.dispatched_at < ? AND t.status <> 'cancell
 
 
 async def _period_sums(period: Period, limits: Limits, reach: Reach, as_of: datetime) -> _Sums:
-    """Every figure's ingredients of `period` for every unit `reach` reports."""
+    """Every figure's ingredients of `period` for every unit `reach` reports.
+
+    A new figure that adds up (a count, a sum; a mean as sum and count) is a
+    column of one of these queries or one more `add`, read in `_figures_of`;
+    every dealer, region and the brand get it, and a ranking row can take it
+    from its unit's figures."""
     found = _Sums()
     bounds = [period.start, period.end]
     responded, p1 = _in_time("t.responded_at", limits.response)
