@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ import asyncpg
 
 from bot.domain.enums import Category, Channel, Clock, OwnerLevel, Status
 from bot.wecom.crypto import CallbackCipher
-from models import Deadline, Ticket
+from models import Deadline, Dealer, GroupChat, Region, Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = ROOT / "examples" / "org.yaml"
@@ -32,17 +32,20 @@ _BATCH = 5000
 
 
 async def fill_tickets(count: int, *, dispatched_at: datetime, policy_digest: str,
-                       first_id: int = 1) -> list[int]:
+                       first_id: int = 1,
+                       dealers: Sequence[tuple[str, str]] = DEALERS) -> list[int]:
     """Insert `count` dispatched general complaints with their two pending
-    clocks; returns their numbers."""
+    clocks, taking turns over `dealers` ((dealer, region) codes); returns
+    their numbers."""
     numbers: list[int] = []
     for start in range(first_id, first_id + count, _BATCH):
         ids = range(start, min(start + _BATCH, first_id + count))
         await Ticket.bulk_create([
             Ticket(id=i, customer_name="李先生", customer_phone=f"139{i:08d}", car_model="速腾",
                    plate=f"沪A{i % 100000:05d}", vin=f"LFV2A21K6A{i:07d}", channel=Channel.PHONE,
-                   description="变速箱顿挫，多次维修未解决", dealer_code=DEALERS[i % 4][0],
-                   region_code=DEALERS[i % 4][1], category=Category.GENERAL,
+                   description="变速箱顿挫，多次维修未解决",
+                   dealer_code=dealers[i % len(dealers)][0],
+                   region_code=dealers[i % len(dealers)][1], category=Category.GENERAL,
                    owner_level=OwnerLevel.DEALER, status=Status.DISPATCHED,
                    policy_id=policy_digest, dispatched_at=dispatched_at,
                    owner_since=dispatched_at)
@@ -57,6 +60,26 @@ async def fill_tickets(count: int, *, dispatched_at: datetime, policy_digest: st
         numbers.extend(ids)
     await _advance_sequence(first_id + count)
     return numbers
+
+
+async def add_dealers(count: int, regions: int) -> list[tuple[str, str]]:
+    """A national network on top of examples/org.yaml: `count` dealers (D0000…)
+    in `regions` regions (R00…), each with a bound group, as report audiences.
+    Returns their (dealer, region) codes."""
+    made = [Region(code=f"R{r:02d}", name=f"第{r}区域") for r in range(regions)]
+    await Region.bulk_create(made)
+    by_code = {r.code: r for r in await Region.filter(code__in=[m.code for m in made])}
+    codes = [(f"D{d:04d}", f"R{d % regions:02d}") for d in range(count)]
+    await Dealer.bulk_create([Dealer(code=d, name=f"第{d[1:]}号经销商", region=by_code[r])
+                              for d, r in codes])
+    dealer_ids = dict(await Dealer.filter(code__in=[d for d, _ in codes]).values_list(
+        "code", "id"))
+    await GroupChat.bulk_create(
+        [GroupChat(chatid=f"wrGRP-{d}", name=d, kind="dealer", dealer_id=dealer_ids[d],
+                   webhook_key=f"hook-{d.lower()}") for d, _ in codes]
+        + [GroupChat(chatid=f"wrGRP-{r.code}", name=r.code, kind="region", region=r,
+                     webhook_key=f"hook-{r.code.lower()}") for r in by_code.values()])
+    return codes
 
 
 async def _advance_sequence(next_id: int) -> None:

@@ -1,39 +1,39 @@
-"""Peak memory of the bot serving with 100,000 tickets stored.
+"""Peak memory of the bot serving with 100,000 tickets stored, through a
+monthly report run.
 
     python bench/rss.py [--tickets 100000]
 
-Stores the tickets (bulk inserts, SQLite file), starts `complaintbot serve` on
-it with the robot configured, sends it a few hundred callbacks (/list in every
-dealer group, /show and /respond on tickets across the range), lets one sweep
-and outbox round pass, and reads the process's VmHWM from /proc. Prints
-`rss_peak_<n>_tickets_mb <value> MB`. Target (issue 7): under 250 MB.
+After the calibration line: stores the tickets (bulk inserts, SQLite file),
+all dispatched in the month whose report is due, over the example dealers,
+starts `complaintbot serve` on it with the robot configured, sends it a few
+hundred callbacks (/list in every dealer group, /show and /respond on
+tickets across the range), lets a sweep pass, then lets its start-up
+catch-up run the monthly reports (the brand's workbook lists all the
+tickets). Reads from /proc the server's memory when idle and its peak
+(VmHWM), and the report renderer process's peak, each printed with its ratio
+to the server's idle memory. Targets (issue 16): the server under 250 MB;
+the renderer bounded (the workbook streams to its file).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.callbacks import EXE, ROBOT_KEY, ROBOT_TOKEN, free_port, prepare, wait_ready
+from bench.calibration import calibration_line
+from bench.callbacks import EXE, ROBOT_KEY, ROBOT_TOKEN, free_port, wait_ready
 from bench.fill import DEALERS, HANDLER
+from bench.report import ReportRunSeen, fill, line, proc_memory, server_env, watch_report_run
 from bot.wecom.crypto import CallbackCipher
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of the process: its peak resident set, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc status")
 
 
 async def exercise(port: int, count: int) -> None:
@@ -60,24 +60,32 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=100_000)
     args = parser.parse_args()
+    calibration_line()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite://{tmp}/bench.sqlite3"
-        await prepare(url, args.tickets)
+        network = await fill(url, dealers=0, regions=0, tickets=args.tickets, callbacks=0,
+                             now=datetime.now(UTC))
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "HTTP_PORT": str(port),
-               "WECOM_ROBOT_TOKEN": ROBOT_TOKEN, "WECOM_ROBOT_AES_KEY": ROBOT_KEY,
-               "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"}
-        bot = await asyncio.create_subprocess_exec(str(EXE), "serve", env=env,
-                                                   stdout=asyncio.subprocess.DEVNULL)
+        bot = await asyncio.create_subprocess_exec(
+            str(EXE), "serve", env=server_env(url, port, catchup_seconds=20),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        seen = ReportRunSeen()
         try:
             await wait_ready(port)
+            seen.server_idle_mb = proc_memory(bot.pid)["VmRSS"]
             await exercise(port, args.tickets)
-            await asyncio.sleep(12)  # a sweep and an outbox round run meanwhile
-            print(f"rss_peak_{args.tickets}_tickets_mb {peak_rss_mb(bot.pid):.0f} MB",
-                  flush=True)
+            await asyncio.sleep(6)  # a sweep runs meanwhile
+            await watch_report_run(url, bot.pid, network.reports, seen, asyncio.Event())
         finally:
             bot.terminate()
             await bot.wait()
+    labels = f"tickets={args.tickets} backend=sqlite"
+    line(f"server_rss_idle_mb {labels}", seen.server_idle_mb, "MB", fmt=".0f")
+    line(f"server_rss_peak_mb {labels} (callbacks, sweep, monthly reports)",
+         seen.server_peak_mb, "MB", baseline=seen.server_idle_mb, fmt=".0f")
+    line(f"renderer_rss_peak_mb {labels}", seen.renderer_peak_mb, "MB",
+         baseline=seen.server_idle_mb, fmt=".0f")
+    line(f"report_monthly_run_seconds {labels} reports={seen.stored}", seen.seconds, "s")
 
 
 if __name__ == "__main__":

@@ -161,3 +161,9 @@ async def fetch_rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
         sql = re.sub(r"\?", lambda _: f"${next(count)}", sql)
     _, rows = await connection.execute_query(sql, params)
     return [dict(row) for row in rows]
+
+
+def current_database_url() -> str:
+    """The URL the open ORM context was opened with, for a process of our own
+    (the report renderer) to open the same database."""
+    return connections.db_config["default"]

@@ -209,6 +209,11 @@ class Settings(BaseSettings):
     report_monthly_cron: str = Field(
         "0 9 1 * *", description="When the monthly reports go out (crontab, as above)"
     )
+    report_renderer_cpu_share: float = Field(
+        1.0, gt=0, le=1, description="Share of one CPU a report run may use: the report "
+        "renderer pauses to stay under it, so that on a machine whose cores are all busy "
+        "callbacks keep their pace (1: as fast as it can)",
+    )
     report_catchup_delay_seconds: float = Field(
         60, ge=0, description="After start-up, wait this long before delivering any report "
         "missed while down (then checked hourly)",

@@ -74,6 +74,9 @@ class Ticket(Model):
 
     class Meta:
         table = "ticket"
+        # A dealer's period (R24 reports, the workbook's ticket list) without
+        # walking the whole brand's period.
+        indexes = (("dealer_code", "dispatched_at"),)
 
 
 class TicketEvent(Model):

@@ -149,7 +149,8 @@ def _add_report_jobs(scheduler: AsyncIOScheduler, settings: Settings, ledger: Le
         if period is not None:
             async with locks[kind]:
                 await deliver_reports(period, now=now, policy=ledger.policies.current,
-                                      zone=settings.zone)
+                                      zone=settings.zone,
+                                      cpu_share=settings.report_renderer_cpu_share)
 
     async def catch_up() -> None:
         for kind in triggers:
