@@ -97,6 +97,14 @@ async def sms_row(number: int, kind: str = "accepted") -> Notification:
     return await Notification.get(ticket_id=number, medium="sms", kind=kind)
 
 
+async def responded_and_closed(ledger: Ledger, number: int, at) -> None:
+    """The dealer responds and the call centre closes: the closing SMS is due."""
+    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系客户", at),
+                       actor=SH_STAFF, source="chat", now=at)
+    await ledger.apply(number, lambda t: close(t, CALL_CENTRE, 5, "客户满意", at),
+                       actor=CALL_CENTRE, source="chat", now=at)
+
+
 async def deliver(settings: Settings, now=T0):
     transport = SmsTransport(sms_provider(settings), SurveyLinks.from_settings(settings))
     return await deliver_due({"sms": transport}, now=now, retry=RETRY)
@@ -120,10 +128,7 @@ async def test_the_customer_receives_the_accepted_and_closed_sms(
     assert (await sms_row(number)).status == "sent"
 
     later = T0 + timedelta(hours=2)
-    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系客户", later),
-                       actor=SH_STAFF, source="chat", now=later)
-    await ledger.apply(number, lambda t: close(t, CALL_CENTRE, 5, "客户满意", later),
-                       actor=CALL_CENTRE, source="chat", now=later)
+    await responded_and_closed(ledger, number, later)
     await deliver(settings, later)
     assert service.received[-1].text == (
         f"【{SIGN}】您的投诉（编号{number}）已处理完毕，感谢您的耐心与支持。")
@@ -142,10 +147,7 @@ async def test_r23_with_the_survey_on_the_closing_sms_is_its_template_with_the_l
     out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
     number = out.ticket.number
     later = T0 + timedelta(hours=2)
-    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系客户", later),
-                       actor=SH_STAFF, source="chat", now=later)
-    await ledger.apply(number, lambda t: close(t, CALL_CENTRE, 5, "客户满意", later),
-                       actor=CALL_CENTRE, source="chat", now=later)
+    await responded_and_closed(ledger, number, later)
     await deliver(settings, later)
     closing = service.received[-1]
     assert closing.template_id == IDS[provider]["closed_survey"]
