@@ -31,11 +31,11 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
     "intake": (26, 26),
-    "respond": (19, 18),
-    "show": (14, 14),
-    "card_click": (25, 24),
-    "plan": (16, 16),
-    "list": (11, 12),
+    "respond": (18, 17),
+    "show": (13, 13),
+    "card_click": (24, 23),
+    "plan": (15, 15),
+    "list": (10, 11),
 }
 
 
