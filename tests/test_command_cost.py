@@ -30,11 +30,11 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (26, 26),
-    "respond": (18, 17),
+    "intake": (25, 25),
+    "respond": (17, 16),
     "show": (13, 13),
-    "card_click": (24, 23),
-    "plan": (15, 15),
+    "card_click": (23, 22),
+    "plan": (14, 14),
     "list": (10, 11),
 }
 
