@@ -236,9 +236,10 @@ class Ledger:
         if update:
             # The stored clocks are those of the snapshot before: a change that
             # leaves its clocks as they were has none to reconcile.
-            await self._reconcile_deadlines({
-                number: deadlines for (number, deadlines), done in zip(wanted.items(), applied)
-                if deadlines != pending_deadlines(done.before, done.policy)}, now)
+            moved = {d.row.id for d in applied
+                     if wanted[d.row.id] != pending_deadlines(d.before, d.policy)}
+            await self._reconcile_deadlines(
+                {number: deadlines for number, deadlines in wanted.items() if number in moved}, now)
             await self._end_requests(applied, actor=actor, now=now)
         else:
             await Deadline.bulk_create([

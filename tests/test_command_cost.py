@@ -17,13 +17,17 @@ insert is one; the pool's reset of a released connection is one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from bot.keys import WECOM
 from models import Ticket, TicketEvent
+from schedulers.runner import transports_for
+from tests.conftest import WeComWorld
 from tests.statements import Statements, count_statements
-from tests.test_conversation import Conversation, cards, talk  # noqa: F401
+from tests.test_conversation import Conversation, cards
 
 SH = "wrGRP-SH001"
 PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并延保一年 接受=是 回访=是"
@@ -54,6 +58,13 @@ class Measured:
             f"COST says {expected}:\n{self.statements.listing()}")
 
 
+@pytest.fixture
+def conversation(wecom: WeComWorld, clock: list[datetime]) -> Conversation:
+    """The call centre, the outbox and the people, driven as in tests/test_conversation.py."""
+    return Conversation(wecom, clock, transports_for(wecom.settings, wecom.bot.app[WECOM],
+                                                     clock=lambda: clock[0]))
+
+
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgres"
 
@@ -67,53 +78,54 @@ async def dispatched(talk: Conversation, **overrides: Any) -> tuple[int, dict[st
     return number, card
 
 
-async def test_intake(talk: Conversation, database_url: str) -> None:
+async def test_intake(conversation: Conversation, database_url: str) -> None:
     async with count_statements() as counted:
-        number = await talk.complaint()
+        number = await conversation.complaint()
     assert await Ticket.filter(id=number).exists()
     Measured(counted, backend(database_url)).assert_cost("intake")
 
 
-async def test_respond_in_the_group(talk: Conversation, database_url: str) -> None:
-    number, _ = await dispatched(talk)
+async def test_respond_in_the_group(conversation: Conversation, database_url: str) -> None:
+    number, _ = await dispatched(conversation)
     async with count_statements() as counted:
-        answer = await talk.says("sh.zhang", SH, f"/respond {number} 已联系客户")
+        answer = await conversation.says("sh.zhang", SH, f"/respond {number} 已联系客户")
     assert f"#{number}" in answer
     assert (await Ticket.get(id=number)).status.value == "responded"
     Measured(counted, backend(database_url)).assert_cost("respond")
 
 
-async def test_show_in_the_group(talk: Conversation, database_url: str) -> None:
-    number, _ = await dispatched(talk)
+async def test_show_in_the_group(conversation: Conversation, database_url: str) -> None:
+    number, _ = await dispatched(conversation)
     async with count_statements() as counted:
-        reply = await talk.say("sh.zhang", SH, f"/show {number}")
+        reply = await conversation.say("sh.zhang", SH, f"/show {number}")
     assert reply["template_card"]["main_title"]["title"].startswith(f"#{number} ")
     Measured(counted, backend(database_url)).assert_cost("show")
 
 
-async def test_a_click_on_the_handlers_card(talk: Conversation, database_url: str) -> None:
-    number, card = await dispatched(talk)
+async def test_a_click_on_the_handlers_card(conversation: Conversation, database_url: str) -> None:
+    number, card = await dispatched(conversation)
     async with count_statements() as counted:
-        answer = await talk.emulator.app_click("sh.zhang", card["task_id"], f"respond:{number}")
+        answer = await conversation.emulator.app_click("sh.zhang", card["task_id"],
+                                                       f"respond:{number}")
     assert answer == ""
     assert (await Ticket.get(id=number)).assignee == "sh.zhang"
     Measured(counted, backend(database_url)).assert_cost("card_click")
 
 
-async def test_plan_in_the_group(talk: Conversation, database_url: str) -> None:
-    number, _ = await dispatched(talk)
-    await talk.says("sh.zhang", SH, f"/respond {number}")
+async def test_plan_in_the_group(conversation: Conversation, database_url: str) -> None:
+    number, _ = await dispatched(conversation)
+    await conversation.says("sh.zhang", SH, f"/respond {number}")
     async with count_statements() as counted:
-        answer = await talk.says("sh.zhang", SH, f"/plan {number} {PLAN}")
+        answer = await conversation.says("sh.zhang", SH, f"/plan {number} {PLAN}")
     assert f"#{number}" in answer
     assert await TicketEvent.filter(ticket_id=number, kind="first_solution").exists()
     Measured(counted, backend(database_url)).assert_cost("plan")
 
 
-async def test_list_in_the_group(talk: Conversation, database_url: str) -> None:
-    number, _ = await dispatched(talk)
+async def test_list_in_the_group(conversation: Conversation, database_url: str) -> None:
+    number, _ = await dispatched(conversation)
     async with count_statements() as counted:
-        answer = await talk.says("sh.zhang", SH, "/list")
+        answer = await conversation.says("sh.zhang", SH, "/list")
     assert f"#{number}" in answer
     Measured(counted, backend(database_url)).assert_cost("list")
 
