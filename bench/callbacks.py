@@ -387,8 +387,8 @@ def report(prefix: str, bot: Tally, base: Tally) -> None:
 
 
 async def count_per_command(url: str, slots: list[tuple[str, int]], db: str) -> None:
-    """The SQL statements of each kind of request, counted on an in-process
-    copy of the bot over the same database."""
+    """The SQL statements (and CPU) of each kind of request, counted on an
+    in-process copy of the bot over the same database."""
     configure_logging("json", "WARNING")  # its lines would mix with the figures
     settings = load_settings(database_url=url, api_token=API_TOKEN,
                              wecom_robot_token=ROBOT_TOKEN, wecom_robot_aes_key=ROBOT_KEY)
@@ -396,14 +396,17 @@ async def count_per_command(url: str, slots: list[tuple[str, int]], db: str) -> 
     await server.start_server()
     cipher = CallbackCipher(ROBOT_TOKEN, ROBOT_KEY, "")
     statements: dict[str, list[int]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     try:
         async with aiohttp.ClientSession() as session:
             for request in build_requests(slots):
                 async with count_statements() as counted:
+                    started = time.process_time()
                     async with session.post(server.make_url(request.path),
                                             params=request.params, data=request.body,
                                             headers=request.headers) as resp:
                         ok = check(request, resp.status, await resp.text(), cipher)
+                    cpu[request.kind].append(time.process_time() - started)
                 if not ok:
                     raise RuntimeError(f"wrong answer to {request.kind} {request.number}")
                 statements[request.kind].append(counted.total)
@@ -416,6 +419,11 @@ async def count_per_command(url: str, slots: list[tuple[str, int]], db: str) -> 
               f"per request")
     mix = [statistics.mean(statements[kind]) for kind in MIX]
     print(f"callbacks_{db}_statements_mix {statistics.mean(mix):.1f} per request")
+    # One request at a time, the client's side (encrypting, checking) included:
+    # which kinds cost what, not a figure to compare with the load phases'.
+    for kind in sorted(cpu):
+        print(f"callbacks_{db}_inprocess_cpu_ms_{kind} {1000 * statistics.median(cpu[kind]):.2f}"
+              " ms")
     sys.stdout.flush()
 
 
