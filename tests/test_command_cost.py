@@ -37,7 +37,7 @@ COST = {
     "intake": (25, 25),
     "respond": (17, 16),
     "show": (12, 12),
-    "card_click": (23, 22),
+    "card_click": (20, 19),
     "plan": (14, 14),
     "list": (10, 11),
 }
