@@ -56,7 +56,7 @@ from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.calibration import print_calibration
+from bench.calibration import calibration_line
 from bench.fill import DEALERS, HANDLER, ORG, fill_tickets, scratch_postgres
 from bot.app import create_app
 from bot.db import open_database
@@ -441,7 +441,7 @@ async def main() -> None:
     parser.add_argument("--bot-code", type=Path, default=None,
                         help="serve the bot from this checkout (to compare versions)")
     args = parser.parse_args()
-    print_calibration()
+    calibration_line()
     fixed = int(args.rate * args.seconds)
     counted = args.counted * len(MIX)
     async with AsyncExitStack() as stack:

@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.calibration import print_calibration
 from bench.fill import ADMIN_URL, ORG, fill_tickets, scratch_postgres
 from bot.db import open_database
 from bot.directory_import import import_directory
@@ -122,7 +121,6 @@ async def main() -> None:
     parser.add_argument("--render", action="store_true",
                         help="also time the ticket list, the workbook and the chart")
     args = parser.parse_args()
-    print_calibration()
     configure_logging("json", "WARNING")
     for backend in ["sqlite", "postgres"] if args.postgres else ["sqlite"]:
         for size in (int(s) for s in args.sizes.split(",")):

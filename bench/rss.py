@@ -23,7 +23,6 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.calibration import print_calibration
 from bench.callbacks import EXE, ROBOT_KEY, ROBOT_TOKEN, free_port, prepare, wait_ready
 from bench.fill import DEALERS, HANDLER
 from bot.wecom.crypto import CallbackCipher
@@ -61,7 +60,6 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=100_000)
     args = parser.parse_args()
-    print_calibration()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite://{tmp}/bench.sqlite3"
         await prepare(url, args.tickets)

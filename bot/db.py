@@ -154,10 +154,10 @@ async def open_database(
 async def fetch_rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
     """Run raw SQL written with `?` placeholders on either backend; rows as
     dicts. For hot or aggregate queries that the ORM's query builder would
-    make slow (the roster of every change, the report figures), and for
-    writes whose RETURNING rows are wanted (asyncpg's execute_query drops them)."""
+    make slow (the roster of every change, the report figures)."""
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
         count = iter(range(1, sql.count("?") + 1))
         sql = re.sub(r"\?", lambda _: f"${next(count)}", sql)
-    return await connection.execute_query_dict(sql, params)
+    rows = await connection.execute_query_dict(sql, params)  # RETURNING rows too, on asyncpg
+    return [dict(row) for row in rows]

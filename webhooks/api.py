@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from bot.domain.deadlines import Deadline as DomainDeadline
-from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Role
-from bot.domain.ticket import Actor, Ticket
+from bot.domain.ticket import Actor
 from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
 from bot.keys import CLOCK, LEDGER, SETTINGS
-from bot.ledger import snapshot
 from models import Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from webhooks.health import storage_guarded
@@ -63,7 +58,6 @@ async def create_complaint(request: web.Request) -> web.Response:
         return json_error(400, f"body is not valid JSON: {exc}")
     if not isinstance(body, dict):
         return json_error(400, "body must be a JSON object")
-    now = request.app[CLOCK]()
     try:
         complaint = await check_complaint(body)
         outcome = await open_complaint(
@@ -71,19 +65,15 @@ async def create_complaint(request: web.Request) -> web.Response:
             request.app[LEDGER],
             actor=API_ACTOR,
             source="api",
-            now=now,
+            now=request.app[CLOCK](),
         )
     except IntakeError as exc:
         log.info("api_complaint_rejected", fields=sorted(exc.fields))
         return json_error(422, INVALID, fields=exc.fields)
-    # The answer from what was just stored, not read back: the clocks the
-    # ledger stores for it, its first event now, and no ticket links to it yet.
     ticket = outcome.ticket
-    policy = await request.app[LEDGER].policies.get(ticket.policy_version)
-    body = _summary(ticket, pending_deadlines(ticket, policy), created_at=now,
-                    related=[ticket.related_to] if ticket.related_to else [])
-    return web.json_response(body, status=201,
-                             headers={"Location": f"/api/complaints/{ticket.number}"})
+    row = await TicketRow.get(id=ticket.number)
+    body = await ticket_json(row)
+    return web.json_response(body, status=201, headers={"Location": f"/api/complaints/{row.id}"})
 
 
 async def get_complaint(request: web.Request) -> web.Response:
@@ -110,8 +100,23 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
     deadlines = await Deadline.filter(ticket_id=row.id, state="pending").order_by("due_at")
     # The ticket was created by its first event (intake dispatches at once, the same moment).
     created = await TicketEvent.filter(ticket_id=row.id).order_by("id").first()
-    body = _summary(snapshot(row), deadlines, created_at=created.at if created else None,
-                    related=await related_numbers(row.id, row.related_to))
+    body: dict[str, Any] = {
+        "number": row.id,
+        "display": f"#{row.id}",
+        "category": row.category.value,
+        "owner": row.owner_level.value,
+        "status": row.status.value,
+        "dealer_code": row.dealer_code,
+        "region_code": row.region_code,
+        "major": row.major,
+        "legal": row.legal,
+        "repeat_of": row.repeat_of,
+        "related": await related_numbers(row.id, row.related_to),
+        "created_at": _iso(created.at if created else None),
+        "dispatched_at": _iso(row.dispatched_at),
+        "policy_version": row.policy_id,  # type: ignore[attr-defined]
+        "deadlines": [{"clock": d.clock.value, "due_at": _iso(d.due_at)} for d in deadlines],
+    }
     if not full:
         return body
     fields = (
@@ -135,28 +140,6 @@ async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
         for n in notes
     ]
     return body
-
-
-def _summary(ticket: Ticket, deadlines: Iterable[Deadline | DomainDeadline], *,
-             created_at: datetime | None, related: list[int]) -> dict[str, Any]:
-    """The API's short view of a ticket: its state and its pending clocks."""
-    return {
-        "number": ticket.number,
-        "display": f"#{ticket.number}",
-        "category": ticket.category.value,
-        "owner": ticket.owner_level.value,
-        "status": ticket.status.value,
-        "dealer_code": ticket.dealer_code,
-        "region_code": ticket.region_code,
-        "major": ticket.major,
-        "legal": ticket.legal,
-        "repeat_of": ticket.repeat_of,
-        "related": related,
-        "created_at": _iso(created_at),
-        "dispatched_at": _iso(ticket.dispatched_at),
-        "policy_version": ticket.policy_version,
-        "deadlines": [{"clock": d.clock.value, "due_at": _iso(d.due_at)} for d in deadlines],
-    }
 
 
 def setup(app: web.Application) -> None:
