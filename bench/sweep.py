@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.calibration import calibration_line
 from bench.fill import ADMIN_URL, ORG, fill_tickets, scratch_postgres
 from bot.db import open_database
 from bot.directory_import import import_directory
@@ -65,6 +66,7 @@ async def main() -> None:
                         help=f"also run on PostgreSQL (scratch database via {ADMIN_URL})")
     parser.add_argument("--sizes", default="10000,100000", help="open tickets per run")
     args = parser.parse_args()
+    calibration_line()
     configure_logging("json", "WARNING")  # a log line per action would time the terminal
     sizes = [int(s) for s in args.sizes.split(",")]
     databases = ["sqlite", "postgres"] if args.postgres else ["sqlite"]

@@ -22,10 +22,11 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
+from bot.db import fetch_rows
 from models import Notification, SentCard, TicketEvent
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,8 @@ async def take_code(task_id: str, userid: str, now: datetime) -> str | None:
 
 
 async def refresh_copies(
-    events: Mapping[int, int], *, now: datetime, task_prefix: str = ""
+    events: Mapping[int, int], *, now: datetime, task_prefix: str = "",
+    kinds: Mapping[int, str] | None = None,
 ) -> int:
     """Queue a card_update for every app copy of the tickets in `events`
     (ticket number → the event that changed it) that can still be updated,
@@ -91,11 +93,13 @@ async def refresh_copies(
     ticket cards are all stale (see FRESH_ON); the number queued. Call it in the transaction
     of the change, so the update goes out if and only if the change is stored.
     `task_prefix` limits it to the copies of one card (an approval request's,
-    bot/approvals.py)."""
+    bot/approvals.py); `kinds` (ticket number → the event's kind), when the
+    caller knows them, saves reading the events back."""
     query = SentCard.filter(ticket_id__in=list(events), channel="app")
     if task_prefix:
         query = query.filter(task_id__startswith=task_prefix)
     copies = await query.order_by("id")
+    taken = await _take_all(copies, now)
     rows = []
     # (ticket, member) of ticket cards: True once one of them is brought up to date.
     current: dict[tuple[int, str], bool] = {}
@@ -104,7 +108,7 @@ async def refresh_copies(
         ticket_card = not _APPROVAL_TASK.match(copy.task_id)
         if ticket_card:
             current.setdefault((number, copy.userid), False)
-        if not await _take(copy, now):
+        if copy.id not in taken:
             continue
         if ticket_card:
             current[(number, copy.userid)] = True
@@ -117,17 +121,20 @@ async def refresh_copies(
         ))
     if not task_prefix:
         rows += await _fresh_cards([key for key, done in current.items() if not done], events,
-                                   now)
+                                   now, kinds)
     if rows:
         await Notification.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
 
 async def _fresh_cards(
-    stale: list[tuple[int, str]], events: Mapping[int, int], now: datetime
+    stale: list[tuple[int, str]], events: Mapping[int, int], now: datetime,
+    kinds: Mapping[int, str] | None,
 ) -> list[Notification]:
     """A card_fresh row for each (ticket, member) in `stale` whose change is
     one of FRESH_ON and was not made by that member."""
+    if kinds is not None:
+        stale = [(number, userid) for number, userid in stale if kinds[number] in FRESH_ON]
     if not stale:
         return []
     changes = {number: (kind, actor) for number, kind, actor in await TicketEvent.filter(
@@ -148,16 +155,31 @@ async def _fresh_cards(
 
 
 async def _take(copy: SentCard, now: datetime) -> bool:
-    """Mark the copy's code used; False when it is expired (it is dropped, so
-    it is looked at once) or another change or click used it first (the
-    conditional update decides races)."""
-    if not copy.response_code:
-        return False
-    expired = now - copy.code_at >= CODE_LIFETIME
-    if expired:
-        log.info("card_code_expired", ticket=copy.ticket_id,  # type: ignore[attr-defined]
-                 userid=copy.userid, code_at=copy.code_at)
-    taken = await SentCard.filter(id=copy.id, response_code=copy.response_code).update(
-        response_code="", updated_at=now
-    )
-    return taken > 0 and not expired
+    """Mark the copy's code used; False when it is expired or another change
+    or click used it first (see `_take_all`)."""
+    return copy.id in await _take_all([copy], now)
+
+
+async def _take_all(copies: list[SentCard], now: datetime) -> set[int]:
+    """Mark the copies' codes used, in one statement; the ids of those whose
+    code can still update them. An expired code is dropped too (so it is
+    looked at once) but not returned; a code another change or click used
+    or replaced first is left alone (the condition on each code decides races)."""
+    held = [copy for copy in copies if copy.response_code]
+    if not held:
+        return set()
+    condition = " OR ".join(["(id = ? AND response_code = ?)"] * len(held))
+    params: list[Any] = [now]
+    for copy in held:
+        params += [copy.id, copy.response_code]
+    taken = {row["id"] for row in await fetch_rows(
+        f"UPDATE sent_card SET response_code = '', updated_at = ? WHERE {condition} "
+        "RETURNING id", params)}
+    fresh = set()
+    for copy in held:
+        if now - copy.code_at >= CODE_LIFETIME:
+            log.info("card_code_expired", ticket=copy.ticket_id,  # type: ignore[attr-defined]
+                     userid=copy.userid, code_at=copy.code_at)
+        elif copy.id in taken:
+            fresh.add(copy.id)
+    return fresh

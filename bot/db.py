@@ -159,7 +159,7 @@ async def fetch_rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
     if connection.capabilities.dialect == "postgres":
         count = iter(range(1, sql.count("?") + 1))
         sql = re.sub(r"\?", lambda _: f"${next(count)}", sql)
-    _, rows = await connection.execute_query(sql, params)
+    rows = await connection.execute_query_dict(sql, params)  # RETURNING rows too, on asyncpg
     return [dict(row) for row in rows]
 
 

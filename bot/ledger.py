@@ -232,17 +232,26 @@ class Ledger:
                 ticket=done.row, at=now, kind=done.outcome.event, actor=actor.userid,
                 actor_name=actor.name, source=source, data=done.outcome.data,
             )
-        await self._reconcile_deadlines(
-            {d.row.id: pending_deadlines(d.outcome.ticket, d.policy) for d in applied}, now
-        )
+        wanted = {d.row.id: pending_deadlines(d.outcome.ticket, d.policy) for d in applied}
         if update:
+            # The stored clocks are those of the snapshot before: a change that
+            # leaves its clocks as they were has none to reconcile.
+            moved = {d.row.id for d in applied
+                     if wanted[d.row.id] != pending_deadlines(d.before, d.policy)}
+            await self._reconcile_deadlines(
+                {number: deadlines for number, deadlines in wanted.items() if number in moved}, now)
             await self._end_requests(applied, actor=actor, now=now)
+        else:
+            await Deadline.bulk_create([
+                Deadline(ticket_id=number, clock=d.clock, due_at=d.due_at)
+                for number, deadlines in wanted.items() for d in deadlines])
         await self._enqueue(applied, events, now, opened=not update)
         # Cards already sent for a changed ticket show the change (bot/card_copies.py).
-        changed = {d.row.id: events[d.row.id].id for d in applied
+        changed = {d.row.id: events[d.row.id] for d in applied
                    if update and d.outcome.ticket != d.before}
         if changed:
-            await refresh_copies(changed, now=now)
+            await refresh_copies({number: e.id for number, e in changed.items()}, now=now,
+                                 kinds={number: e.kind for number, e in changed.items()})
 
     async def _reconcile_deadlines(
         self, wanted: dict[int, Iterable[DomainDeadline]], now: datetime
@@ -251,6 +260,8 @@ class Ledger:
         re-arm the cancelled that are wanted again (a staged closure rejected:
         the clocks it held run on), keep the rest (applied or refused, so
         nothing due fires twice)."""
+        if not wanted:
+            return
         keys = {number: {(w.clock, w.due_at) for w in deadlines}
                 for number, deadlines in wanted.items()}
         have: dict[int, set[tuple[Clock, datetime]]] = {number: set() for number in wanted}

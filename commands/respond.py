@@ -3,10 +3,11 @@ contacted the customer and confirmed the demand (R12, R17)."""
 
 from __future__ import annotations
 
+from bot.domain.deadlines import pending_deadlines
 from bot.domain.permissions import Action, check, may_see_customer
 from bot.domain.ticket import Actor, Refused
 from bot.domain.transitions import respond
-from bot.render.cards import load_view
+from bot.render.cards import load_view, view_of
 from bot.render.chat import render_outcome
 from commands.base import CardClick, Context, Reply
 from commands.command import Command, text_command
@@ -33,8 +34,10 @@ async def _click(click: CardClick, ctx: Context, actor: Actor, number: int) -> R
                          show_customer=may_see_customer(actor, view.ticket),
                          in_group=click.chatid is not None)
         return Reply(markdown=f"ℹ️ {exc.reason}", card=card)
-    view = await load_view(number)
-    assert view is not None  # it was just changed
+    # The card from the change itself: the ledger stored these clocks, and the responder.
+    ticket = outcome.ticket
+    policy = await ctx.ledger.policies.get(ticket.policy_version)
+    view = await view_of(ticket, pending_deadlines(ticket, policy), actor.name or actor.userid)
     card = view.card(ctx.zone, task_id=click.task_id, show_customer=True,
                      in_group=click.chatid is not None)
     return Reply(markdown=render_outcome(outcome, actor, ctx.zone, now=ctx.now), card=card)

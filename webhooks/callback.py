@@ -25,9 +25,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from bot.db import fetch_rows
 from bot.directory import actor_for
 from bot.keys import ATTACHMENTS, LEDGER, SETTINGS, STORAGE
 from bot.metrics import CALLBACK_REFUSALS, CALLBACKS
@@ -176,26 +176,24 @@ async def _run_once(
 ) -> tuple[str, bool]:
     if len(key) > _KEY_LIMIT:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)
-    if stored is not None:
-        CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
-        return stored.response, True
     try:
         async with in_transaction():
+            # The claim comes first, in the transaction of the command: a copy
+            # of the callback that arrives meanwhile waits for this one (the
+            # key is unique) and then finds it claimed, so nothing is applied
+            # twice, and a duplicate costs one statement, not a whole command.
+            claimed = await fetch_rows(
+                "INSERT INTO processed_callback (endpoint, key, received_at, response) "
+                "VALUES (?, ?, ?, '') ON CONFLICT (endpoint, key) DO NOTHING RETURNING id",
+                [endpoint, key, now])
+            if not claimed:
+                [stored] = await fetch_rows(
+                    "SELECT response FROM processed_callback WHERE endpoint = ? AND key = ?",
+                    [endpoint, key])
+                CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
+                return stored["response"], True
             response = await apply()
-            # The claim is written last, with the reply: a copy of the callback
-            # applied meanwhile (a retry racing the original) makes this insert
-            # fail, and the rollback takes this copy's change back with it.
-            await ProcessedCallback.create(endpoint=endpoint, key=key, received_at=now,
-                                           response=response)
-    except IntegrityError:
-        # A concurrent copy of the same callback claimed the key first.
-        stored = await ProcessedCallback.get_or_none(endpoint=endpoint, key=key)
-        if stored is None:
-            CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
-            raise
-        CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
-        return stored.response, True
+            await ProcessedCallback.filter(id=claimed[0]["id"]).update(response=response)
     except Exception:
         CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
         raise

@@ -143,6 +143,8 @@ def approval_card(
 async def staff_names(userids: list[str | None]) -> dict[str, str]:
     """userid to name for the people a request mentions."""
     wanted = [u for u in userids if u]
+    if not wanted:  # most tickets are about no one: no query
+        return {}
     return dict(await Staff.filter(userid__in=wanted).values_list("userid", "name"))
 
 

@@ -181,11 +181,18 @@ async def load_view(number: int) -> TicketView | None:
         return None
     ticket = snapshot(row)
     deadlines = (await pending_deadlines_of([number]))[number]
-    dealer = await Dealer.get_or_none(code=ticket.dealer_code)
     responder = ""
     if ticket.owner_responded_at is not None:
         event = await TicketEvent.filter(ticket_id=number, kind="responded").order_by("-id").first()
         responder = (event.actor_name or event.actor) if event else ""
+    return await view_of(ticket, deadlines, responder)
+
+
+async def view_of(ticket: Ticket, deadlines: Sequence[Deadline], responder: str) -> TicketView:
+    """The view of a ticket in hand with its pending deadlines and responder
+    (a change just stored them: no need to read them back); only the dealer's
+    name and the subject's are read."""
+    dealer = await Dealer.get_or_none(code=ticket.dealer_code)
     names = dict(await Staff.filter(userid=ticket.about_staff).values_list("userid", "name")
                  if ticket.about_staff else [])
     return TicketView(ticket, tuple(deadlines), dealer.name if dealer else "", responder,
