@@ -34,9 +34,9 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (25, 25),
+    "intake": (27, 24),
     "respond": (17, 16),
-    "show": (12, 12),
+    "show": (13, 13),
     "card_click": (20, 19),
     "plan": (14, 14),
     "list": (10, 11),
