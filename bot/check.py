@@ -325,6 +325,22 @@ async def check_attachments(settings: Settings) -> Finding:
     return _ok(item, f"{folder} writable; download links point to {settings.base_url}/files/")
 
 
+async def check_survey(settings: Settings) -> Finding:
+    """R23: the closing SMS carries the survey link only with both settings."""
+    item = "survey"
+    given = {"PUBLIC_BASE_URL": bool(settings.public_base_url),
+             "SURVEY_SECRET": settings.survey_secret is not None}
+    if not any(given.values()):
+        return _warn(item, "满意度评价未开通：结案短信不带评价链接，满意度只有客服评分；"
+                           "设置 PUBLIC_BASE_URL、SURVEY_SECRET 以启用")
+    missing = [name for name, set_ in given.items() if not set_]
+    if missing:
+        return _fail(item, f"{' and '.join(missing)} not set: the closing SMS goes without "
+                           "the survey link until both PUBLIC_BASE_URL and SURVEY_SECRET are set")
+    return _ok(item, f"closing SMS links to {settings.public_base_url}/s/… "
+                     "(the page must be reachable from customers' phones)")
+
+
 async def check_chart_font(_settings: Settings) -> Finding:
     """A font with Chinese glyphs for the report charts is installed."""
     from bot.reports.fonts import INSTALL_HINT, cjk_font
@@ -345,6 +361,7 @@ CHECKS: tuple[tuple[str, Callable[[Settings], Awaitable[Finding | None]]], ...] 
     ("robot long connection", check_robot_connection),
     ("SMS", check_sms),
     ("attachments", check_attachments),
+    ("survey", check_survey),
     ("chart font", check_chart_font),
 )
 

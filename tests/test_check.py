@@ -77,6 +77,8 @@ def environment(migrated_sqlite: str, emulator: WeComEmulator, smtp_port: int) -
         "SMTP_PASSWORD": SMTP_PASSWORD,
         "SMS_PROVIDER": "log",
         "ATTACHMENTS_SECRET": "check-secret-0123456789",
+        "PUBLIC_BASE_URL": "https://bot.example.com",
+        "SURVEY_SECRET": "survey-secret-0123456789",
     })
     return env
 
@@ -130,7 +132,8 @@ async def test_r10_unset_integrations_are_warnings_that_say_what_will_not_happen
     assert _line(lines, "attachments") == (
         "! attachments: ATTACHMENTS_SECRET 未设置：附件只列出名称，没有下载链接")
     assert "all checks passed" not in "\n".join(lines)
-    assert lines[-1] == "no check failed; 6 warning(s): the items marked ! are not configured"
+    assert _line(lines, "survey").startswith("! survey: 满意度评价未开通：结案短信不带评价链接")
+    assert lines[-1] == "no check failed; 7 warning(s): the items marked ! are not configured"
 
 
 def test_r8_check_fails_when_no_font_draws_chinese(monkeypatch):
@@ -157,6 +160,7 @@ def test_r8_check_fails_when_no_font_draws_chinese(monkeypatch):
         ({"DATABASE_URL": "postgres://postgres@127.0.0.1:9/none"}, "database",
          "check DATABASE_URL and that the server is running"),
         ({"WECOM_ROBOT_AES_KEY": "too-short"}, "robot callback key", "43 characters"),
+        ({"PUBLIC_BASE_URL": ""}, "survey", "PUBLIC_BASE_URL not set"),
     ],
 )
 async def test_one_fault_is_named_in_one_line_and_fails_the_exit_code(
