@@ -46,12 +46,10 @@ from bench.fill import ADMIN_URL, fill_tickets, scratch_postgres
 from bench.outbox import (
     CALL_CENTRE,
     DEALERS,
+    baseline_bot_baseline,
     baseline_messages,
     cpu,
     network,
-    peers,
-    run_baseline,
-    run_bot,
 )
 from bot.db import open_database
 from bot.directory_import import import_directory
@@ -136,21 +134,7 @@ async def one_size(url: str, name: str, open_tickets: int, per_cohort: int) -> d
         messages = await baseline_messages(now)
 
         # Rows → sent, between two baselines, each phase against fresh peers.
-        seconds: dict[str, list[float]] = {"baseline": [], "bot": []}
-        cpus: dict[str, list[float]] = {"baseline": [], "bot": []}
-        received = {}
-        statements = 0
-        for phase in ("baseline", "bot", "baseline"):
-            with peers() as (pipe, api, smtp):
-                before = cpu()
-                if phase == "baseline":
-                    seconds[phase].append(await run_baseline(api, smtp, messages, hooks))
-                else:
-                    elapsed, statements = await run_bot(api, smtp)
-                    seconds[phase].append(elapsed)
-                cpus[phase].append(cpu() - before)
-                pipe.send("counts")
-                received[phase] = pipe.recv()
+        seconds, cpus, received, statements = await baseline_bot_baseline(messages, hooks)
         undelivered = Notification.filter(status__not_in=("sent", "digested"))
         assert not await undelivered.exists(), await undelivered.values_list("status", "medium")
 
