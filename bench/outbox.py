@@ -320,6 +320,30 @@ def peers() -> Iterator[tuple[Any, str, Settings]]:
         child.join(10)
 
 
+async def baseline_bot_baseline(messages: list, hooks: dict[str, str]) -> tuple[
+        dict[str, list[float]], dict[str, list[float]], dict[str, dict[str, int]], int]:
+    """The phases baseline, bot, baseline, each against fresh peers, sending
+    `messages` (the baseline) or every waiting row (the bot): the seconds and
+    the CPU seconds of each phase, what the peers received in each, and the
+    bot's SQL statements."""
+    counts = {}
+    phases: dict[str, list[float]] = {"baseline": [], "bot": []}
+    cpus: dict[str, list[float]] = {"baseline": [], "bot": []}
+    statements = 0
+    for phase in ("baseline", "bot", "baseline"):
+        with peers() as (pipe, url, smtp):
+            before = cpu()
+            if phase == "baseline":
+                phases[phase].append(await run_baseline(url, smtp, messages, hooks))
+            else:
+                elapsed, statements = await run_bot(url, smtp)
+                phases[phase].append(elapsed)
+            cpus[phase].append(cpu() - before)
+            pipe.send("counts")
+            counts[phase] = pipe.recv()
+    return phases, cpus, counts, statements
+
+
 async def one_run(db_url: str, name: str) -> None:
     """Baseline, bot, baseline on one database, each against fresh peers."""
     async with open_database(db_url):
@@ -331,21 +355,7 @@ async def one_run(db_url: str, name: str) -> None:
         queued = await queue_notices(Ledger(book), now)
         hooks = dict(await GroupChat.all().values_list("chatid", "webhook_key"))
         messages = await baseline_messages(now)
-        counts = {}
-        phases: dict[str, list[float]] = {"baseline": [], "bot": []}
-        cpus: dict[str, list[float]] = {"baseline": [], "bot": []}
-        statements = 0
-        for phase in ("baseline", "bot", "baseline"):
-            with peers() as (pipe, url, smtp):
-                before = cpu()
-                if phase == "baseline":
-                    phases[phase].append(await run_baseline(url, smtp, messages, hooks))
-                else:
-                    elapsed, statements = await run_bot(url, smtp)
-                    phases[phase].append(elapsed)
-                cpus[phase].append(cpu() - before)
-                pipe.send("counts")
-                counts[phase] = pipe.recv()
+        phases, cpus, counts, statements = await baseline_bot_baseline(messages, hooks)
     base = sum(phases["baseline"]) / 2
     bot = phases["bot"][0]
     base_cpu = sum(cpus["baseline"]) / 2
