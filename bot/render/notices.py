@@ -166,10 +166,13 @@ class Prefetched:
         region_codes = {t.region_code for t in tickets.values() if t.region_code}
         pending: dict[int, list[Deadline]] = {}
         if tickets:
-            for deadline in await Deadline.filter(ticket_id__in=list(tickets),
-                                                  state="pending").order_by("due_at"):
-                pending.setdefault(deadline.ticket_id, []).append(  # type: ignore[attr-defined]
-                    deadline)
+            # By ticket alone (its unique index), the state checked here: with
+            # the state in SQL, SQLite walks every pending deadline by (state, due_at).
+            rows = await Deadline.filter(ticket_id__in=list(tickets))
+            for deadline in sorted(rows, key=lambda d: (d.due_at, d.id)):
+                if deadline.state == "pending":
+                    pending.setdefault(deadline.ticket_id,  # type: ignore[attr-defined]
+                                       []).append(deadline)
         return cls(
             tickets=tickets, events=events,
             dealers=dict(await Dealer.filter(code__in=dealer_codes).values_list("code", "name"))
