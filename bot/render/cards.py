@@ -169,9 +169,9 @@ async def pending_deadlines_of(numbers: list[int]) -> dict[int, list[Deadline]]:
     return found
 
 
-async def dealer_names() -> dict[str, str]:
-    """Dealer code to name, for every dealer."""
-    return dict(await Dealer.all().values_list("code", "name"))
+async def dealer_names(codes: Sequence[str]) -> dict[str, str]:
+    """Dealer code to name, for these dealers."""
+    return dict(await Dealer.filter(code__in=list(set(codes))).values_list("code", "name"))
 
 
 async def load_view(number: int) -> TicketView | None:
