@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q, RawSQL, Subquery
 
 from bot.directory import unroutable_by_ticket
 from bot.domain.enums import OwnerLevel, Status
 from bot.domain.permissions import view_bounds
 from bot.domain.ticket import Actor
-from bot.render.cards import dealer_names, pending_deadlines_of
+from bot.render.cards import pending_deadlines_of
 from bot.render.chat import TicketLine, render_ticket_line
 from commands.base import Reply
 from commands.command import Call, Command, UsageError
@@ -22,6 +22,9 @@ from models import Deadline, GroupChat
 from models import Ticket as TicketRow
 
 SHOWN = 20
+# The dealer's name in the same query (a ticket keeps its dealer's code, not a key).
+_DEALER_NAME = RawSQL('(SELECT "name" FROM "dealer"'
+                      ' WHERE "dealer"."code" = "ticket"."dealer_code")')
 _FINAL = [s for s in Status if s.is_final]
 _FILTERS = {"open": "open", "未结": "open", "mine": "mine", "我的": "mine",
             "overdue": "overdue", "逾期": "overdue"}
@@ -70,17 +73,18 @@ async def _list(call: Call) -> Reply:
         # Aware UTC bound: on SQLite a bound in another zone compares as text.
         due = Deadline.filter(state="pending", due_at__lte=ctx.now.astimezone(UTC))
         query = query.filter(id__in=Subquery(due.values("ticket_id")))
-    # Only the shown rows' shown columns are read; the total is counted apart,
-    # and only when more rows than shown may exist.
-    shown = [TicketLine(*row) for row in await query.order_by("id").limit(SHOWN).values_list(
-        "id", "category", "status", "dealer_code", "car_model")]
+    # Only the shown rows' shown columns (and their dealer's name) are read;
+    # the total is counted apart, and only when more rows than shown may exist.
+    rows = await query.annotate(dealer_name=_DEALER_NAME).order_by("id").limit(SHOWN).values_list(
+        "id", "category", "status", "dealer_code", "car_model", "dealer_name")
+    shown = [TicketLine(*row[:5]) for row in rows]
+    names = {row[3]: row[5] or "" for row in rows}
     total = len(shown) if len(shown) < SHOWN else await query.count()
     title = _TITLES[which]
     missed = await _unroutable_lines(scope, actor)
     if not shown:
         return Reply(markdown="\n".join([f"📋 {scope.label}：暂无{title}。", *missed]))
     deadlines = await pending_deadlines_of([t.number for t in shown])
-    names = await dealer_names([t.dealer_code for t in shown])
     lines = [f"📋 {scope.label}：{title} {total} 条"]
     for ticket in shown:
         pending = deadlines.get(ticket.number) or [None]
