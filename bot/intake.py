@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -197,15 +198,34 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 async def directory_problems(dealer_code: str, about_staff: str | None) -> dict[str, str]:
     """What the directory lacks for a complaint: the dealer, the staff member."""
+    return (await _directory(dealer_code, about_staff))[1]
+
+
+async def _directory(dealer_code: str,
+                     about_staff: str | None) -> tuple[Dealer | None, dict[str, str]]:
+    """The complaint's dealer (its region joined in one query) and what the
+    directory lacks: the dealer, the staff member."""
     problems: dict[str, str] = {}
-    if dealer_code and not await Dealer.exists(code=dealer_code):
-        problems["dealer_code"] = f"经销商代码“{dealer_code}”不存在"
+    dealer = None
+    if dealer_code:
+        dealer = await Dealer.filter(code=dealer_code).select_related("region").first()
+        if dealer is None:
+            problems["dealer_code"] = f"经销商代码“{dealer_code}”不存在"
     if about_staff and await actor_for(about_staff) is None:
         problems["about_staff"] = f"名录中没有账号为“{about_staff}”的员工"
-    return problems
+    return dealer, problems
 
 
-async def check_complaint(body: object) -> Complaint:
+@dataclass(frozen=True)
+class Checked:
+    """A complaint found sound, with its dealer (and region) as the directory
+    holds it: opening it need not read the directory again."""
+
+    complaint: Complaint
+    dealer: Dealer
+
+
+async def check_complaint(body: object) -> Checked:
     """parse_complaint plus the directory: IntakeError lists the schema's and
     the directory's problems together, so one answer names every bad field."""
     try:
@@ -220,10 +240,10 @@ async def check_complaint(body: object) -> Complaint:
         exc.fields.update(await directory_problems(known.get("dealer_code", ""),
                                                    known.get("about_staff")))
         raise
-    problems = await directory_problems(complaint.dealer_code, complaint.about_staff)
-    if problems:
+    dealer, problems = await _directory(complaint.dealer_code, complaint.about_staff)
+    if problems or dealer is None:
         raise IntakeError(problems)
-    return complaint
+    return Checked(complaint, dealer)
 
 
 async def _earlier_complaints(complaint: Complaint) -> list[EarlierComplaint]:
@@ -254,23 +274,25 @@ async def take_complaint(
     """Validate a complaint (a decoded JSON body, or the fields /new read) and
     open it: IntakeError names every bad field at once, in Chinese, and then
     nothing is stored."""
-    complaint = await check_complaint(body)
-    return await open_complaint(complaint, ledger, actor=actor, source=source, now=now)
+    checked = await check_complaint(body)
+    return await open_complaint(checked.complaint, ledger, actor=actor, source=source, now=now,
+                                dealer=checked.dealer)
 
 
 async def open_complaint(
-    complaint: Complaint, ledger: Ledger, *, actor: Actor, source: Source | str, now: datetime
+    complaint: Complaint, ledger: Ledger, *, actor: Actor, source: Source | str, now: datetime,
+    dealer: Dealer | None = None,
 ) -> Outcome:
     """Dispatch a validated complaint (or, resolved on the call, record it
     closed); IntakeError names what the directory lacks, or why it cannot be
-    closed on the call. `source` is the door it came in by (api, chat, store)."""
+    closed on the call. `source` is the door it came in by (api, chat, store);
+    `dealer` is the one check_complaint found (the directory then is not read
+    again), else it is looked up here."""
     door = Source(source)
-    dealer = await Dealer.get_or_none(code=complaint.dealer_code).prefetch_related("region")
-    # The dealer is read here anyway (its region), so only a missing one is looked up again.
-    problems = await directory_problems("" if dealer else complaint.dealer_code,
-                                        complaint.about_staff)
-    if problems or dealer is None:
-        raise IntakeError(problems)
+    if dealer is None:
+        dealer, problems = await _directory(complaint.dealer_code, complaint.about_staff)
+        if problems or dealer is None:
+            raise IntakeError(problems)
     policy = ledger.policies.current
     earlier = await _earlier_complaints(complaint)
     repeat = find_repeat(

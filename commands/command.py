@@ -51,8 +51,9 @@ class Call:
         that ask, to spare every other command the query."""
         if self.msg.chatid is None:
             return None
-        return await GroupChat.get_or_none(chatid=self.msg.chatid).prefetch_related(
-            "dealer", "region")
+        # Joined, not prefetched: one query instead of two.
+        return await GroupChat.filter(chatid=self.msg.chatid).select_related(
+            "dealer", "region").first()
 
     @property
     def in_group(self) -> bool:

@@ -34,12 +34,12 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (27, 24),
+    "intake": (25, 22),
     "respond": (17, 16),
     "show": (13, 13),
     "card_click": (20, 19),
     "plan": (14, 14),
-    "list": (10, 11),
+    "list": (8, 9),
 }
 
 

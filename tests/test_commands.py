@@ -13,13 +13,14 @@ from structlog.testing import capture_logs
 
 from bot.directory import actor_for
 from bot.domain.enums import Category, OwnerLevel, Status
+from bot.domain.permissions import Action, may
 from bot.intake import Complaint, open_complaint
-from bot.ledger import Ledger
+from bot.ledger import Ledger, snapshot
 from bot.policy_book import PolicyBook
 from commands.base import ChatMessage, Context, Reply
 from commands.command import Command
 from commands.router import FAILURE, ROUTER, Router, handle_message
-from models import Deadline, GroupChat, Notification, TicketEvent
+from models import Deadline, GroupChat, Notification, Staff, TicketEvent
 from models import Ticket as TicketRow
 from tests.conftest import T0
 from tests.factories import CALL_CENTRE, SH_STAFF
@@ -435,6 +436,31 @@ async def test_list_overdue_and_mine(say, open_ticket, clock):
     assert f"#{on_time} " in mine.markdown and f"#{late} " not in mine.markdown
     nothing = await say("sh.zhang", "/list mine")
     assert nothing.markdown == "📋 经销商 SH001：暂无指派给我的未结投诉。"
+
+
+async def test_list_shows_each_person_exactly_the_tickets_they_may_view(say, open_ticket):
+    opened = [await open_ticket(), await open_ticket(about_staff="sh.chen"),
+              await open_ticket(dealer_code="HZ001", about_staff_name="王顾问"),
+              await open_ticket(dealer_code="BJ001", about_staff="bj.liu"),
+              await open_ticket(dealer_code="TJ001")]
+    tickets = [snapshot(row) for row in await TicketRow.filter(id__in=opened)]
+    for userid in await Staff.all().values_list("userid", flat=True):
+        actor = await actor_for(userid)
+        reply = (await say(userid, "/list")).markdown
+        shown = {t.number for t in tickets if f"#{t.number} " in reply}
+        assert shown == {t.number for t in tickets if may(actor, t, Action.VIEW)}, userid
+
+
+async def test_list_counts_beyond_the_twenty_it_shows(say, open_ticket):
+    numbers = [await open_ticket(about_staff="sh.chen")]
+    numbers += [await open_ticket() for _ in range(22)]
+    everyone = (await say("sh.zhang", "/list", chatid="wrGRP-SH001")).markdown.splitlines()
+    assert everyone[0] == "📋 上海浦东4S店（SH001）：未结投诉 23 条"
+    assert [line.split()[1] for line in everyone[1:21]] == [f"#{n}" for n in numbers[:20]]
+    assert everyone[21] == "…… 另有 3 条未显示，请用 /show 编号 查看。"
+    subject = (await say("sh.chen", "/list", chatid="wrGRP-SH001")).markdown.splitlines()
+    assert subject[0] == "📋 上海浦东4S店（SH001）：未结投诉 22 条", "R22: not the one about them"
+    assert subject[-1] == "…… 另有 2 条未显示，请用 /show 编号 查看。"
 
 
 async def test_an_unexpected_error_is_logged_and_answered(policy):

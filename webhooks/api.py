@@ -75,13 +75,13 @@ async def create_complaint(request: web.Request) -> web.Response:
     # which opens with them or not at all.
     items = body.pop("attachments", None)
     try:
-        complaint = await check_complaint(body)
+        checked = await check_complaint(body)
         rules = ledger.policies.current.attachments
         files = await _accept_all(kit, _base64_files(items) if items is not None else [],
                                   rules)
         async with in_transaction():
-            outcome = await open_complaint(complaint, ledger, actor=API_ACTOR, source="api",
-                                           now=now)
+            outcome = await open_complaint(checked.complaint, ledger, actor=API_ACTOR,
+                                           source="api", now=now, dealer=checked.dealer)
             if files:
                 await kit.attach(ledger, outcome.ticket.number, files, actor=API_ACTOR,
                                  source="api", now=now)

@@ -6,6 +6,7 @@ when the action is allowed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.domain.enums import OwnerLevel, Role, Source
@@ -106,6 +107,30 @@ def refuse_subject(actor: Actor, ticket: Ticket) -> None:
 def may_see_customer(actor: Actor, ticket: Ticket) -> bool:
     """R22: the employee complained about never sees the customer's details."""
     return not is_conflicted(actor, ticket)
+
+
+@dataclass(frozen=True)
+class ViewBounds:
+    """The tickets `check` lets an actor view, said in stored columns, so a
+    list can ask the database for just those: a viewable ticket has the
+    values in `same`, and is not about the employee `subject` (R22)."""
+
+    same: dict[str, str] = field(default_factory=dict)
+    subject: str | None = None
+
+
+def view_bounds(actor: Actor) -> ViewBounds:
+    """`check(actor, ticket, Action.VIEW)` for every ticket at once (tests
+    hold the two to the same answers)."""
+    if actor == SYSTEM:
+        return ViewBounds()
+    level = actor.level
+    if level is OwnerLevel.DEALER and actor.dealer_code:
+        return ViewBounds({"dealer_code": actor.dealer_code}, actor.userid)
+    if level is OwnerLevel.REGION and actor.region_code:
+        return ViewBounds({"region_code": actor.region_code}, actor.userid)
+    # The call centre, admins, read-only roles and HQ see every ticket.
+    return ViewBounds({}, actor.userid)
 
 
 def check(actor: Actor, ticket: Ticket, action: Action) -> None:

@@ -171,11 +171,6 @@ async def pending_deadlines_of(numbers: list[int]) -> dict[int, list[Deadline]]:
     return found
 
 
-async def dealer_names() -> dict[str, str]:
-    """Dealer code to name, for every dealer."""
-    return dict(await Dealer.all().values_list("code", "name"))
-
-
 async def load_view(number: int) -> TicketView | None:
     """The ticket `number` as people see it, or None when there is none."""
     row = await TicketRow.get_or_none(id=number)

@@ -8,6 +8,7 @@ phone and VIN appear unmasked only where the caller says so (one-to-one chats)."
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -230,8 +231,19 @@ def render_ticket(
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TicketLine:
+    """What a /list line shows of a ticket: read as just these columns."""
+
+    number: int
+    category: Category
+    status: Status
+    dealer_code: str
+    car_model: str
+
+
 def render_ticket_line(
-    ticket: Ticket,
+    ticket: TicketLine,
     zone: ZoneInfo,
     *,
     now: datetime,
