@@ -301,6 +301,11 @@ class Settings(BaseSettings):
         return self.public_base_url or f"http://{self.http_host}:{self.http_port}"
 
     @property
+    def survey_enabled(self) -> bool:
+        """R23: the closing SMS carries the survey link (both settings set)."""
+        return bool(self.public_base_url) and self.survey_secret is not None
+
+    @property
     def wecom_configured(self) -> bool:
         """True when real WeChat Work credentials are set."""
         return bool(self.wecom_corp_id and self.wecom_secret)

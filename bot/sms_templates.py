@@ -106,14 +106,9 @@ SMS_TEMPLATES: dict[str, SmsTemplate] = {
 }
 
 
-def survey_enabled(settings: Any) -> bool:
-    """The closing SMS carries the survey link (R23): both settings are set."""
-    return bool(settings.public_base_url and settings.survey_secret)
-
-
 def missing_templates(settings: Any) -> list[SmsTemplate]:
     """The kinds in use whose template id is not configured: the closing SMS
     with the survey link replaces the one without when the survey is on."""
-    unused = "closed" if survey_enabled(settings) else CLOSED_WITH_SURVEY
+    unused = "closed" if settings.survey_enabled else CLOSED_WITH_SURVEY
     return [t for t in SMS_TEMPLATES.values()
             if t.kind != unused and not t.template_id(settings)]

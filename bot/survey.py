@@ -32,7 +32,7 @@ class SurveyLinks:
     @classmethod
     def from_settings(cls, settings: Settings) -> SurveyLinks | None:
         """The links PUBLIC_BASE_URL and SURVEY_SECRET make, or None without both."""
-        if not settings.public_base_url or settings.survey_secret is None:
+        if not settings.survey_enabled or settings.survey_secret is None:
             return None
         return cls(settings.public_base_url, settings.survey_secret.get_secret_value().encode())
 

@@ -98,9 +98,7 @@ async def test_sync_adds_updates_deactivates_and_hands_on_open_work(
     assert newcomer is not None and newcomer.dealer_code == "HZ001"
 
     # sh.zhang handles a ticket, east.lin has an approval waiting: both leave.
-    number = await _open(ledger)
-    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系", T0), actor=SH_STAFF,
-                       source="test", now=T0)
+    number = await _handled_by_zhang(ledger)
     other = await _open(ledger)
     approval = await ApprovalRequest.create(
         ticket_id=other, kind="compensation", requested_by="sh.wu", requested_at=T0,
@@ -163,9 +161,7 @@ async def test_colleague_policy_hands_the_ticket_to_a_colleague(
     await colleague.policies.store_current()
     fill_address_book(emulator)
     await sync_directory(client, mapping, colleague, now=T0)
-    number = await _open(colleague)
-    await colleague.apply(number, lambda t: respond(t, SH_STAFF, "已联系", T0), actor=SH_STAFF,
-                          source="test", now=T0)
+    number = await _handled_by_zhang(colleague)
     emulator.directory.remove_member("sh.zhang")
     await sync_directory(client, mapping, colleague, now=T0)
     # The first active SH001 handler by userid (gen.000 sits in SH001).
@@ -178,6 +174,14 @@ async def test_colleague_policy_hands_the_ticket_to_a_colleague(
 async def _open(ledger: Ledger) -> int:
     out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
     return out.ticket.number
+
+
+async def _handled_by_zhang(ledger: Ledger) -> int:
+    """A ticket sh.zhang has responded to (so handles), about to leave."""
+    number = await _open(ledger)
+    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系", T0), actor=SH_STAFF,
+                       source="test", now=T0)
+    return number
 
 
 async def test_an_expired_token_is_fetched_again(ledger, emulator, client, mapping):
@@ -253,9 +257,7 @@ async def test_the_command_prints_what_changed_and_dry_run_writes_nothing(emulat
 async def test_two_syncs_at_once_tell_the_region_once(ledger, emulator, client, mapping):
     fill_address_book(emulator)
     await sync_directory(client, mapping, ledger, now=T0)
-    number = await _open(ledger)
-    await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系", T0), actor=SH_STAFF,
-                       source="test", now=T0)
+    await _handled_by_zhang(ledger)
     emulator.directory.remove_member("sh.zhang")
     reports = await asyncio.gather(*(sync_directory(client, mapping, ledger, now=T0)
                                      for _ in range(2)))

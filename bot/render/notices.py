@@ -21,14 +21,16 @@ import jinja2
 
 from bot.crisis import CRISIS_MEDIUM
 from bot.directory import AUDIENCE_LABELS
+from bot.domain.deadlines import Deadline
 from bot.domain.enums import Clock, Role
 from bot.domain.permissions import Action, audience_may, group_may_see_details
 from bot.domain.ticket import Audience, Medium
 from bot.ledger import snapshot
+from bot.render.cards import pending_deadlines_of
 from bot.render.chat import scrub, subject_text, withheld_text
 from bot.render.privacy import local_time, mask_phone, mask_vin
 from bot.sms_templates import SMS_TEMPLATES
-from models import Deadline, Dealer, Notification, Region, ReportRun, Staff, TicketEvent
+from models import Dealer, Notification, Region, ReportRun, Staff, TicketEvent
 from models import Ticket as TicketRow
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -148,7 +150,7 @@ class Prefetched:
     dealers: dict[str, str]
     regions: dict[str, str]
     names: dict[str, str]
-    pending: dict[int, list[Deadline]]
+    pending: dict[int, list[Deadline]]  # soonest first
 
     @classmethod
     async def load(cls, notifications: list[Notification]) -> Prefetched:
@@ -164,15 +166,7 @@ class Prefetched:
         people = {u for t in tickets.values() for u in (t.assignee, t.about_staff) if u}
         dealer_codes = {t.dealer_code for t in tickets.values() if t.dealer_code}
         region_codes = {t.region_code for t in tickets.values() if t.region_code}
-        pending: dict[int, list[Deadline]] = {}
-        if tickets:
-            # By ticket alone (its unique index), the state checked here: with
-            # the state in SQL, SQLite walks every pending deadline by (state, due_at).
-            rows = await Deadline.filter(ticket_id__in=list(tickets))
-            for deadline in sorted(rows, key=lambda d: (d.due_at, d.id)):
-                if deadline.state == "pending":
-                    pending.setdefault(deadline.ticket_id,  # type: ignore[attr-defined]
-                                       []).append(deadline)
+        pending = await pending_deadlines_of(list(tickets)) if tickets else {}
         return cls(
             tickets=tickets, events=events,
             dealers=dict(await Dealer.filter(code__in=dealer_codes).values_list("code", "name"))
