@@ -194,14 +194,16 @@ _DEALER_AUDIENCES = {Audience.DEALER_GROUP, Audience.DEALER_HANDLERS,
 _REGION_AUDIENCES = {Audience.REGION_GROUP, Audience.REGION_HANDLERS}
 
 
-def audience_may(audience: Audience, ticket: Ticket, action: Action) -> bool:
+def audience_may(audience: Audience | str, ticket: Ticket, action: Action) -> bool:
     """Whether the people a notice goes to may take `action` on the ticket,
     by the very rule (`check`) their commands meet: a notice asks for an action
-    only of those who may take it (issue 12 item 2). The customer and an
-    assignee are not asked here (False)."""
-    role = _AUDIENCE_ROLE.get(audience)
+    only of those who may take it (issue 12 item 2). The customer, an
+    assignee and a name of no audience (a row with ready content) are not
+    asked here (False)."""
+    role = _AUDIENCE_ROLE.get(audience)  # a StrEnum: its value finds it too
     if role is None:
         return False
+    audience = Audience(audience)
     dealer = ticket.dealer_code if audience in _DEALER_AUDIENCES else None
     region = ticket.region_code if dealer or audience in _REGION_AUDIENCES else None
     # A member of a regional manager audience sits in the ticket's region.

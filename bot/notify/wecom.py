@@ -17,7 +17,6 @@ from bot.clock import Clock, utcnow
 from bot.crisis import CHAT_EXISTS, CRISIS_KIND, crisis_members, crisis_name
 from bot.directory import Roster
 from bot.domain.permissions import Action, audience_may
-from bot.domain.ticket import Audience, Ticket
 from bot.ledger import snapshot
 from bot.notify import DeliveryError
 from bot.render.approvals import card_for_task as approval_card_for_task
@@ -160,7 +159,7 @@ class GroupTransport:
         if notification.kind not in CARD_KINDS or number is None:
             return
         view = await load_view(number)
-        if view is None or not _audience_may_respond(notification.audience, view.ticket):
+        if view is None or not audience_may(notification.audience, view.ticket, Action.RESPOND):
             return
         # The task_id is the row's, as for the app's cards (a retry is a repeat).
         task_id = new_task_id(number, f"n{notification.id}")
@@ -169,13 +168,6 @@ class GroupTransport:
         if await pusher.push_card(chatid, card):
             await record_copy(ticket_id=number, task_id=task_id, channel="robot", userid="",
                               chatid=chatid, now=self.clock())
-
-
-def _audience_may_respond(audience: str, ticket: Ticket) -> bool:
-    try:
-        return audience_may(Audience(audience), ticket, Action.RESPOND)
-    except ValueError:  # a row of no audience asks nothing
-        return False
 
 
 class AppTransport:

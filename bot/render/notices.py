@@ -24,7 +24,7 @@ from bot.directory import AUDIENCE_LABELS
 from bot.domain.deadlines import Deadline
 from bot.domain.enums import Clock, Role
 from bot.domain.permissions import Action, audience_may, group_may_see_details
-from bot.domain.ticket import Audience, Medium
+from bot.domain.ticket import Medium
 from bot.ledger import snapshot
 from bot.render.cards import pending_deadlines_of
 from bot.render.chat import scrub, subject_text, withheld_text
@@ -246,11 +246,7 @@ _ASKED = (Action.RESPOND, Action.PLAN, Action.ESCALATE, Action.REOPEN)
 
 
 def _may(audience: str, ticket: Any) -> dict[str, bool]:
-    try:
-        who = Audience(audience)
-    except ValueError:  # a row of no audience (ad-hoc payloads) asks nothing
-        return {action.value: False for action in _ASKED}
-    return {action.value: audience_may(who, ticket, action) for action in _ASKED}
+    return {action.value: audience_may(audience, ticket, action) for action in _ASKED}
 
 
 async def render(
