@@ -198,6 +198,7 @@ class AliyunSms:
     async def send_sms(self, phone: str, kind: str, params: dict[str, str]) -> None:
         """send_sms to one number; the answer's code must be "OK"."""
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ServerException
+        from Tea.exceptions import UnretryableException
 
         template, template_id = _template(self._settings, kind)
         request = self._models.SendSmsRequest(
@@ -213,6 +214,10 @@ class AliyunSms:
             code = str(exc.code)
             raise _refusal("aliyun", code, str(exc.message), retryable=isinstance(
                 exc, ServerException) or code.startswith(_ALIYUN_RETRYABLE)) from exc
+        except UnretryableException as exc:
+            # The SDK's name for a request that never got an answer (no
+            # connection, a timeout): it does not retry it itself; the outbox does.
+            raise _refusal("aliyun", "NetworkError", str(exc.message), retryable=True) from exc
         body = response.body
         if body.code != "OK":
             raise _refusal("aliyun", str(body.code), str(body.message),
