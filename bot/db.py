@@ -12,9 +12,11 @@ from typing import Any
 
 import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
+from tortoise.transactions import in_transaction
 
 from bot.clock import utcnow
 from bot.storage import (
@@ -149,6 +151,21 @@ async def open_database(
         yield ctx
     finally:
         await ctx.close_connections()
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[None]:
+    """The transaction already open in this task, else a new one.
+
+    A nested `in_transaction` would be a savepoint (SAVEPOINT and RELEASE, two
+    statements per change) protecting nothing the outer transaction does not:
+    whoever opened it rolls it back whole when a change fails half-way
+    (webhooks/callback.run_once, the sweeper's batch, the intake API)."""
+    if isinstance(connections.get("default"), TransactionalDBClient):
+        yield
+        return
+    async with in_transaction():
+        yield
 
 
 async def fetch_rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:

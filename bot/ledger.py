@@ -21,10 +21,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from tortoise.transactions import in_transaction
 
 from bot.card_copies import refresh_copies
 from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
+from bot.db import transaction
 from bot.directory import Roster, fallback_group
 from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
@@ -136,7 +136,7 @@ class Ledger:
         self, outcome: Outcome, *, actor: Actor, source: str, now: datetime
     ) -> Outcome:
         """Store a new ticket from a dispatch outcome; the result carries its number."""
-        async with in_transaction():
+        async with transaction():
             row = await TicketRow.create(**_row_values(outcome.ticket))
             outcome = dataclasses.replace(
                 outcome, ticket=dataclasses.replace(outcome.ticket, number=row.id)
@@ -185,7 +185,7 @@ class Ledger:
         if len(set(numbers)) != len(numbers):
             raise ValueError("one change per ticket per batch")
         results: dict[int, Outcome | Refused] = {}
-        async with in_transaction():
+        async with transaction():
             rows = {
                 row.id: row
                 # In id order, so two batches sharing tickets cannot deadlock.

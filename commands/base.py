@@ -62,8 +62,11 @@ class Context:
 @dataclass(frozen=True)
 class Reply:
     """The answer: markdown always (the fallback everywhere), a template_card
-    (WeChat Work JSON) when the answer is a card."""
+    (WeChat Work JSON) when the answer is a card. `failure` is the error of a
+    command that failed (the markdown apologises): a caller holding a
+    transaction must roll it back, for the command may have stopped half-way."""
 
     markdown: str
     card: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    failure: BaseException | None = field(default=None, compare=False, repr=False)

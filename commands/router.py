@@ -138,7 +138,7 @@ class Router:
             COMMANDS.labels(command=cmd.name, outcome="failed").inc()
             log.exception("chat_command_failed", command=cmd.name, userid=msg.userid,
                           chatid=msg.chatid, msgid=msg.msgid)
-            return Reply(markdown=failure_text(exc))
+            return Reply(markdown=failure_text(exc), failure=exc)
         COMMANDS.labels(command=cmd.name, outcome="ok").inc()
         log.info("chat_command", command=cmd.name, userid=msg.userid, chatid=msg.chatid)
         return reply
@@ -166,7 +166,7 @@ class Router:
             COMMANDS.labels(command=cmd.name, outcome="failed").inc()
             log.exception("card_click_failed", command=cmd.name, userid=click.userid,
                           ticket=number)
-            return Reply(markdown=failure_text(exc))
+            return Reply(markdown=failure_text(exc), failure=exc)
         COMMANDS.labels(command=cmd.name, outcome="ok").inc()
         log.info("card_click", command=cmd.name, userid=click.userid, ticket=number)
         return reply

@@ -34,12 +34,12 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (25, 22),
-    "respond": (17, 16),
-    "show": (13, 13),
-    "card_click": (20, 19),
-    "plan": (14, 14),
-    "list": (8, 9),
+    "intake": (23, 20),
+    "respond": (14, 13),
+    "show": (12, 12),
+    "card_click": (17, 16),
+    "plan": (11, 11),
+    "list": (7, 8),
 }
 
 

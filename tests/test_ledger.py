@@ -14,10 +14,19 @@ from bot.domain.transitions import deadline_due, escalate, respond
 from bot.intake import Complaint, open_complaint
 from bot.ledger import Ledger, NotFound
 from bot.policy_book import PolicyBook
-from models import Deadline, GroupChat, Notification, PolicyVersion, TicketEvent
+from commands.base import Reply
+from models import (
+    Deadline,
+    GroupChat,
+    Notification,
+    PolicyVersion,
+    ProcessedCallback,
+    TicketEvent,
+)
 from models import Ticket as TicketRow
 from tests.conftest import T0
 from tests.factories import CALL_CENTRE, EAST, HZ_STAFF, SH_STAFF
+from webhooks.callback import applied, run_once
 
 H = timedelta(hours=1)
 
@@ -89,6 +98,36 @@ async def test_refused_transition_changes_nothing(ledger):
     with pytest.raises(NotFound, match="#999"):
         await ledger.apply(999, lambda t: respond(t, SH_STAFF, "", T0), actor=SH_STAFF,
                            source="chat", now=T0)
+
+
+async def test_a_command_failing_after_its_change_rolls_the_callback_back_for_a_retry(ledger):
+    """The ledger joins the callback's transaction (no savepoint): a command
+    that fails after the change was stored leaves nothing, not even the
+    claim, so WeChat Work's retry applies it once."""
+    out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
+    number = out.ticket.number
+    counts = (await TicketEvent.all().count(), await Notification.all().count())
+
+    async def respond_then_fail() -> str:
+        await ledger.apply(number, lambda t: respond(t, SH_STAFF, "", T0 + H),
+                           actor=SH_STAFF, source="chat", now=T0 + H)
+        return applied(Reply(markdown="⚠️", failure=RuntimeError("after the change"))).markdown
+
+    with pytest.raises(RuntimeError, match="after the change"):
+        await run_once("robot", "msg-1", T0 + H, respond_then_fail)
+    assert (await TicketRow.get(id=number)).status is Status.DISPATCHED
+    assert counts == (await TicketEvent.all().count(), await Notification.all().count())
+    assert not await ProcessedCallback.exists(key="msg-1")
+
+    async def respond_now() -> str:
+        await ledger.apply(number, lambda t: respond(t, SH_STAFF, "", T0 + H),
+                           actor=SH_STAFF, source="chat", now=T0 + H)
+        return "✅"
+
+    assert await run_once("robot", "msg-1", T0 + H, respond_now) == ("✅", False)
+    assert await run_once("robot", "msg-1", T0 + H, respond_now) == ("✅", True)
+    assert (await TicketRow.get(id=number)).status is Status.RESPONDED
+    assert await TicketEvent.filter(ticket_id=number, kind="responded").count() == 1
 
 
 async def test_r17_escalation_replaces_the_dealers_deadlines_with_the_regions(ledger):

@@ -32,6 +32,7 @@ from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
 from webhooks.callback import (
+    applied,
     clean_text,
     context_for,
     enqueue_reply,
@@ -112,11 +113,11 @@ async def _apply(app: web.Application, callback: AppCallback, now: datetime) -> 
     assert event is not None  # ignored callbacks never get here
     ctx = await context_for(app, event.userid, now)
     if isinstance(event, ChatMessage):
-        reply = await router.handle_message(event, ctx)
+        reply = applied(await router.handle_message(event, ctx))
         await _enqueue_message(callback.key, event.userid, reply, now)
         return json.dumps({"markdown": reply.markdown, "card": reply.card}, ensure_ascii=False)
     recorded = await note_click(event.task_id, event.userid, event.response_code, now)
-    reply = await router.handle_click(event, ctx)
+    reply = applied(await router.handle_click(event, ctx))
     if reply.card is None:
         await _enqueue_message(callback.key, event.userid, reply, now)
     else:

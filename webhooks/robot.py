@@ -40,6 +40,7 @@ from bot.wecom.pacing import MEMBER_LIMITS, take_slot
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
 from webhooks.callback import (
+    applied,
     clean_text,
     context_for,
     enqueue_reply,
@@ -194,7 +195,7 @@ async def _apply(app: web.Application, callback: RobotCallback, now: datetime) -
     assert event is not None  # ignored callbacks never get here
     ctx = await context_for(app, event.userid, now)
     if isinstance(event, ChatMessage):
-        reply = await router.handle_message(event, ctx)
+        reply = applied(await router.handle_message(event, ctx))
         task_id = reply.card["task_id"] if reply.card else ""
         number = ticket_of_task(task_id)
         if number is not None:
@@ -202,7 +203,7 @@ async def _apply(app: web.Application, callback: RobotCallback, now: datetime) -
             await record_copy(ticket_id=number, task_id=task_id, channel="robot",
                               userid=event.userid, chatid=event.chatid or "", now=now)
         return json.dumps(message_reply(reply), ensure_ascii=False)
-    reply = await router.handle_click(event, ctx)
+    reply = applied(await router.handle_click(event, ctx))
     if reply.card is not None:
         answer = {"response_type": "update_template_card",
                   "template_card": robot_card(reply.card)}
