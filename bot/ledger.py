@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from tortoise.expressions import Q
 
 from bot.card_copies import refresh_copies
 from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
@@ -236,10 +237,10 @@ class Ledger:
         if update:
             # The stored clocks are those of the snapshot before: a change that
             # leaves its clocks as they were has none to reconcile.
-            moved = {d.row.id for d in applied
-                     if wanted[d.row.id] != pending_deadlines(d.before, d.policy)}
+            held = {d.row.id: pending_deadlines(d.before, d.policy) for d in applied}
             await self._reconcile_deadlines(
-                {number: deadlines for number, deadlines in wanted.items() if number in moved}, now)
+                {number: (held[number], deadlines) for number, deadlines in wanted.items()
+                 if deadlines != held[number]}, now)
             await self._end_requests(applied, actor=actor, now=now)
         else:
             await Deadline.bulk_create([
@@ -254,38 +255,36 @@ class Ledger:
                                  kinds={number: e.kind for number, e in changed.items()})
 
     async def _reconcile_deadlines(
-        self, wanted: dict[int, Iterable[DomainDeadline]], now: datetime
+        self,
+        moved: dict[int, tuple[Iterable[DomainDeadline], Iterable[DomainDeadline]]],
+        now: datetime,
     ) -> None:
-        """Store exactly each ticket's wanted set: cancel the moot, add the new,
-        re-arm the cancelled that are wanted again (a staged closure rejected:
-        the clocks it held run on), keep the rest (applied or refused, so
-        nothing due fires twice)."""
-        if not wanted:
+        """Store exactly each ticket's wanted set, given (held, wanted): the
+        pending set the snapshot before the change set, and the one after.
+        Cancel the pending that are not wanted, re-arm the cancelled that are
+        wanted again (a staged closure rejected: the clocks it held run on),
+        add the new, keep the rest (applied or refused, so nothing due fires
+        twice). Written without reading the rows: the held set is what the
+        last change stored."""
+        if not moved:
             return
-        keys = {number: {(w.clock, w.due_at) for w in deadlines}
-                for number, deadlines in wanted.items()}
-        have: dict[int, set[tuple[Clock, datetime]]] = {number: set() for number in wanted}
-        moot: list[int] = []
-        rearmed: list[int] = []
-        for d in await Deadline.filter(ticket_id__in=list(wanted)):
-            number: int = d.ticket_id  # type: ignore[attr-defined]
-            have[number].add((d.clock, d.due_at))
-            is_wanted = (d.clock, d.due_at) in keys[number]
-            if d.state == "pending" and not is_wanted:
-                moot.append(d.id)
-            elif d.state == "cancelled" and is_wanted:
-                rearmed.append(d.id)
-        if moot:
-            await Deadline.filter(id__in=moot).update(state="cancelled", finished_at=now)
-        if rearmed:
-            await Deadline.filter(id__in=rearmed).update(state="pending", finished_at=None)
-        new = [
-            Deadline(ticket_id=number, clock=clock, due_at=due_at)
-            for number in wanted
-            for clock, due_at in sorted(keys[number] - have[number], key=lambda k: k[1])
-        ]
+        keys = {number: {(w.clock, w.due_at) for w in wanted}
+                for number, (_, wanted) in moved.items()}
+        held = {number: {(h.clock, h.due_at) for h in had} for number, (had, _) in moved.items()}
+        if any(held[number] - keys[number] for number in moved):
+            moot = Q(ticket_id__in=list(moved), state="pending")
+            kept = [(number, clock, due_at) for number in moved for clock, due_at in keys[number]]
+            if kept:
+                moot &= ~_any_of(kept)
+            await Deadline.filter(moot).update(state="cancelled", finished_at=now)
+        new = [(number, clock, due_at) for number in moved
+               for clock, due_at in sorted(keys[number] - held[number], key=lambda k: k[1])]
         if new:
-            await Deadline.bulk_create(new)
+            await Deadline.filter(_any_of(new), state="cancelled").update(
+                state="pending", finished_at=None)
+            await Deadline.bulk_create(
+                [Deadline(ticket_id=number, clock=clock, due_at=due_at)
+                 for number, clock, due_at in new], ignore_conflicts=True)
 
     async def _end_requests(self, applied: list[_Applied], *, actor: Actor,
                             now: datetime) -> None:
@@ -364,6 +363,12 @@ class Ledger:
             rows.extend(_crisis_rows(done, event, origin, opened=opened, now=now))
         if rows:
             await Notification.bulk_create(rows, ignore_conflicts=True)
+
+
+def _any_of(keys: Sequence[tuple[int, Clock, datetime]]) -> Q:
+    """The deadline rows with one of these (ticket, clock, due time) keys."""
+    return Q(*(Q(ticket_id=number, clock=clock, due_at=due_at) for number, clock, due_at in keys),
+             join_type=Q.OR)
 
 
 def _crisis_rows(done: _Applied, event: TicketEvent, origin: str, *, opened: bool,

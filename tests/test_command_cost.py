@@ -11,7 +11,7 @@ worth it, update the number in COST and say why in the commit; the failure
 message lists every statement sent, in order. On SQLite every statement
 counts (BEGIN, COMMIT, SAVEPOINT, `SELECT last_insert_rowid()`, and each row
 of a multi-row insert); on PostgreSQL each round trip does (a multi-row
-insert is one; the pool's reset of a released connection is one).
+insert is one).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (23, 20),
-    "respond": (14, 13),
-    "show": (12, 12),
-    "card_click": (17, 16),
-    "plan": (11, 11),
-    "list": (7, 8),
+    "intake": (23, 14),
+    "respond": (13, 11),
+    "show": (12, 11),
+    "card_click": (16, 14),
+    "plan": (10, 9),
+    "list": (7, 7),
 }
 
 
