@@ -16,7 +16,8 @@ they are claimed again.
 A round reads what its rows' messages need in one query per table and
 renders only the parts each medium sends. Each recipient's rows go out in
 order, many recipients at once (OUTBOX_CONCURRENCY per medium). Before
-anything is rendered, a recipient with send limits (WeChat Work's) is asked
+anything is rendered, a recipient with send limits (WeChat Work's: a group's
+are those of the channel its posts take, see GroupTransport.room) is asked
 for room: rows it has no room for wait their turn without using a try, their
 wake-up spread a little. A busy group (its waiting notices would use more
 than half of what its limit lets through in a minute) gets them merged into
@@ -247,7 +248,8 @@ async def _digest_in_turn(rows: list[Notification], room: Room, transport: Diges
                           state: _Round) -> bool:
     """A busy group: its posts as they are would leave less than half of its
     shortest window's limit. Its notices go out at most once every
-    2 × window / limit (6 s for a webhook's 20 a minute), so the half left
+    2 × window / limit (6 s for a webhook's 20 a minute, 4 s for the robot's
+    30 pushes a minute into a chat), so the half left
     lasts the window and a post never waits for the window's end; when more
     than one waits, as one digest. Rows that come before their group's turn
     wait for it, all until the same moment, so they go out together. False

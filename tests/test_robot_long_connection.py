@@ -21,6 +21,7 @@ from bot.keys import ROBOT_CONNECTION, WECOM
 from bot.notify.wecom import GroupTransport
 from bot.render.notices import RenderedMessage
 from bot.settings import Settings, SettingsError, load_settings
+from bot.wecom.client import RateLimited
 from bot.wecom.emulator import WeComEmulator
 from bot.wecom.emulator_ws import HubError
 from bot.wecom.longconn import RobotConnection
@@ -268,19 +269,21 @@ async def test_the_emulator_refuses_a_push_the_platform_would(longconn: LongWorl
     assert hub.pushes == []
 
 
-async def test_pushes_and_replies_keep_to_30_a_minute_per_chat_then_the_webhook_is_used(
+async def test_pushes_and_replies_keep_to_30_a_minute_per_chat_then_the_notice_waits(
     longconn: LongWorld,
 ) -> None:
     hub = longconn.emulator.ws
     await hub.message("sh.zhang", GROUP, "@投诉助手 /help")
     transport = GroupTransport(longconn.bot.app[WECOM], pusher=longconn.connection)
-    for n in range(30):
+    for n in range(29):
         await transport.deliver(*notice(GROUP, f"通知 {n}"))
-    # The reply to /help counted too: 29 pushes fit the minute, the 30th notice
-    # goes through the webhook.
-    assert len(hub.pushes) == 29
-    [hook] = longconn.emulator.sent("webhook/send")
-    assert hook["json"]["markdown"]["content"] == "通知 29"
+    # The reply to /help counted too: 29 pushes fit the minute; the 30th notice
+    # waits for the chat's room (the outbox holds it), not the webhook's.
+    with pytest.raises(RateLimited) as paced:
+        await transport.deliver(*notice(GROUP, "通知 29"))
+    assert 0 < paced.value.retry_after <= 60
+    assert len(hub.pushes) == 29 and hub.refused == []
+    assert longconn.emulator.sent("webhook/send") == []
 
 
 def test_long_connection_mode_without_bot_id_and_secret_is_refused_at_start() -> None:

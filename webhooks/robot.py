@@ -23,20 +23,18 @@ import structlog
 from aiohttp import web
 
 from bot.card_copies import record_copy
-from bot.clock import utcnow
 from bot.keys import CLOCK, ROBOT_CONNECTION, SETTINGS
 from bot.render.cards import robot_card, ticket_of_task
 from bot.settings import SettingsError
 from bot.storage import STORAGE_MESSAGE
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from bot.wecom.longconn import (
-    PUSH_SLOT_PREFIX,
     RESPOND_MSG,
     RESPOND_UPDATE,
     Handler,
     RobotConnection,
 )
-from bot.wecom.pacing import MEMBER_LIMITS, take_slot
+from bot.wecom.pacing import ROBOT_CHAT_LIMITS, robot_chat_key, take_slot
 from commands import router
 from commands.base import CardClick, ChatMessage, Reply
 from webhooks.callback import (
@@ -305,7 +303,7 @@ def long_connection_handler(app: web.Application) -> Handler:
         chatid = callback.event.chatid if callback.event is not None else None
         if chatid:
             # Replies and pushes share a chat's limits: a reply uses up a push's room.
-            await take_slot(f"{PUSH_SLOT_PREFIX}{chatid}", MEMBER_LIMITS, utcnow())
+            await take_slot(robot_chat_key(chatid), ROBOT_CHAT_LIMITS, now)
         if answer.get("response_type") == "update_template_card":
             return RESPOND_UPDATE, answer
         return RESPOND_MSG, answer
@@ -330,7 +328,8 @@ def setup(app: web.Application) -> None:
             raise SettingsError("invalid configuration:\n  WECOM_ROBOT_MODE: long_connection "
                                 "needs WECOM_ROBOT_BOT_ID and WECOM_ROBOT_SECRET")
         # Made now so the outbox (started earlier) can push through it.
-        app[ROBOT_CONNECTION] = RobotConnection(settings, long_connection_handler(app))
+        app[ROBOT_CONNECTION] = RobotConnection(settings, long_connection_handler(app),
+                                                pace_clock=lambda: app[CLOCK]())
         app.cleanup_ctx.append(_long_connection)  # after the database's: it needs the ORM
     cipher = make_cipher(settings, endpoint=ENDPOINT)
     if cipher is not None:

@@ -72,6 +72,8 @@ class WeComSender(Protocol):
 class RobotPusher(Protocol):
     """The smart robot's long connection, able to push into a chat (bot/wecom/longconn.py)."""
 
+    async def push_room(self, chatid: str) -> Room | None: ...
+
     async def push_markdown(self, chatid: str, content: str) -> bool: ...
 
     async def push_card(self, chatid: str, card: dict[str, Any]) -> bool: ...
@@ -105,10 +107,17 @@ class GroupTransport:
         return group
 
     async def room(self, recipient: str) -> Room:
-        """Room under the limit of the way the group is posted to: its
-        webhook's, else its app chat's. An unknown or unbound group has room
+        """Room under the limits of the way `deliver` posts into the group now:
+        the robot's push where its long connection can push into the chat (the
+        chat's limits, its replies included), else its webhook's, else its app
+        chat's. So the outbox paces the group, and finds it busy, by the
+        channel its posts actually take. An unknown or unbound group has room
         for the one try that records why it cannot be posted to."""
         group = self._groups.get(recipient) or await GroupChat.get_or_none(chatid=recipient)
+        if group is not None and self.pusher is not None:
+            pushed = await self.pusher.push_room(group.chatid)
+            if pushed is not None:
+                return pushed
         if group is not None and group.webhook_key:
             return await self.sender.webhook_room(group.webhook_key)
         if group is not None and group.app_chat_id:
@@ -116,10 +125,11 @@ class GroupTransport:
         return Room(free=1)
 
     async def deliver(self, notification: Notification, message: RenderedMessage) -> None:
-        """Markdown by the robot's push where its long connection can (the chat
-        open to pushes, within its limits), else through the group's webhook
-        key if it has one, else its app chat id (an image there is uploaded as
-        media first)."""
+        """Markdown by the robot's push where its long connection can (this
+        replica holds it, the chat is open to pushes; its limits reached, the
+        notice waits: RateLimited), else through the group's webhook key if it
+        has one, else its app chat id (an image goes one of these two ways,
+        uploaded as media first for the app chat)."""
         group = await self._group(notification.recipient)
         image = message.image
         if image is None and self.pusher is not None and await self.pusher.push_markdown(

@@ -8,7 +8,10 @@ sends the older a `disconnected_event`, then closes it), delivers member
 messages and card clicks as `aibot_msg_callback` / `aibot_event_callback` and
 reads the bot's answer on the callback's req_id (a card update must come
 within 5 s), and takes pushes (`aibot_send_msg`) only into chats where a
-member has written to the robot.
+member has written to the robot. Like WeChat Work it counts what the robot
+sends into each chat, replies (`aibot_respond_msg`, `aibot_respond_welcome_msg`)
+and pushes together, and refuses a message past 30 a minute or 1,000 an hour
+in one chat (doc 101463) with errcode 45009.
 
 Tests drive it with `message`, `click`, `drop` (the network cuts the socket)
 and `displace` (another deployment subscribes the same robot).
@@ -19,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections import deque
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -34,6 +39,12 @@ BAD_CREDENTIALS = 853000
 # A card event's answer must arrive within this many seconds (doc 101463).
 UPDATE_WINDOW = 5.0
 _ANSWERS = {"aibot_respond_msg", "aibot_respond_update_msg", "aibot_respond_welcome_msg"}
+# Answers that are new messages in the chat (a card update changes one already there).
+_MESSAGES = {"aibot_respond_msg", "aibot_respond_welcome_msg"}
+# What the robot may send into one chat, replies and pushes together (doc 101463),
+# and WeChat Work's answer past it.
+CHAT_LIMITS = ((30, timedelta(minutes=1)), (1000, timedelta(hours=1)))
+RATE_LIMITED = 45009
 
 
 class HubError(Exception):
@@ -53,8 +64,14 @@ class LongConnectionHub:
         self.subscribed_at: list[float] = []
         self.displaced_at: list[float] = []
         self.pushes: list[dict[str, Any]] = []
+        # Pushes refused for the chat's limits.
+        self.refused: list[dict[str, Any]] = []
         self._live: web.WebSocketResponse | None = None
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # The chat each pending callback came from, by its req_id.
+        self._chat_of: dict[str, str] = {}
+        # When the robot's messages went into each chat, in the last hour (emulator clock).
+        self._sent: dict[str, deque[datetime]] = {}
         # Chats where a member wrote to the robot: the only ones open to pushes.
         self.open_chats: set[str] = set()
 
@@ -99,6 +116,9 @@ class LongConnectionHub:
                 future = self._answers.get(req_id)
                 if future is None or future.done():
                     await ws.send_json(_ack(req_id, 40008, "unknown or answered req_id"))
+                elif cmd in _MESSAGES and not self._counted(self._chat_of.get(req_id, "")):
+                    await ws.send_json(_ack(req_id, RATE_LIMITED, "api freq out of limit"))
+                    future.set_exception(HubError(f"the reply was refused ({RATE_LIMITED})"))
                 else:
                     future.set_result({"cmd": cmd, "body": body})
                     await ws.send_json(_ack(req_id))
@@ -108,6 +128,9 @@ class LongConnectionHub:
                     await ws.send_json(_ack(req_id, refused["errcode"], refused["errmsg"]))
                 elif body.get("chatid") not in self.open_chats:
                     await ws.send_json(_ack(req_id, 40058, "chat not open to pushes"))
+                elif not self._counted(str(body["chatid"])):
+                    self.refused.append(body)
+                    await ws.send_json(_ack(req_id, RATE_LIMITED, "api freq out of limit"))
                 else:
                     self.pushes.append(body)
                     self.emulator.requests.append({
@@ -119,6 +142,19 @@ class LongConnectionHub:
         if self._live is ws:
             self._live = None
         return ws
+
+    def _counted(self, chat: str) -> bool:
+        """Count one message of the robot into `chat` if the chat's limits have
+        room; False, nothing counted, when they have not."""
+        now = self.emulator._clock()
+        sent = self._sent.setdefault(chat, deque())
+        while sent and sent[0] <= now - CHAT_LIMITS[-1][1]:
+            sent.popleft()
+        if any(sum(1 for at in sent if at > now - window) >= count
+               for count, window in CHAT_LIMITS):
+            return False
+        sent.append(now)
+        return True
 
     async def _take_over(self, ws: web.WebSocketResponse) -> None:
         """The newest subscription wins; the older one is told, then closed."""
@@ -203,6 +239,9 @@ class LongConnectionHub:
         req_id = secrets.token_hex(12)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._answers[req_id] = future
+        sender = body.get("from")
+        self._chat_of[req_id] = str(body.get("chatid") or (
+            sender.get("userid", "") if isinstance(sender, dict) else ""))
         await ws.send_json({"cmd": cmd, "headers": {"req_id": req_id}, "body": body})
         if drop_after:
             await self.drop()
@@ -212,6 +251,7 @@ class LongConnectionHub:
             raise HubError(f"no answer to {cmd} within {wait:.0f} s") from None
         finally:
             self._answers.pop(req_id, None)
+            self._chat_of.pop(req_id, None)
         return answer
 
 

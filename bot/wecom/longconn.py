@@ -36,8 +36,9 @@ import structlog
 
 from bot.clock import Clock, utcnow
 from bot.settings import Settings
+from bot.wecom.client import RateLimited
 from bot.wecom.lease import release_lease, take_lease
-from bot.wecom.pacing import MEMBER_LIMITS, take_slot
+from bot.wecom.pacing import ROBOT_CHAT_LIMITS, Room, give_back, robot_chat_key, room, take_slot
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +50,11 @@ RESPOND_MSG = "aibot_respond_msg"
 RESPOND_UPDATE = "aibot_respond_update_msg"
 SEND_MSG = "aibot_send_msg"
 DISCONNECTED_EVENT = "disconnected_event"
-# SendSlot key prefix (bot/wecom/pacing.py) of a chat's replies and pushes.
-PUSH_SLOT_PREFIX = "robot-chat:"
+# A push past the chat's 30 a minute or 1,000 an hour (doc 101463) is refused
+# with WeChat Work's rate-limit errcode; then the chat is held for a minute, as
+# WeChat Work blocks a call over a per-minute limit for 60 s (doc 90454).
+RATE_LIMITED = 45009
+RATE_LIMITED_WAIT_SECONDS = 60.0
 # The longest wait between two reconnection attempts.
 BACKOFF_CAP_SECONDS = 60.0
 # How long an answer whose connection dropped waits for the next one.
@@ -61,7 +65,11 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[tuple[str, dict[str, Any]] |
 
 
 class PushRefused(Exception):
-    """WeChat Work refused a push (its ack's errcode), or no connection is live."""
+    """WeChat Work refused a push (its ack's `errcode`; None: no connection is live)."""
+
+    def __init__(self, message: str, errcode: int | None = None) -> None:
+        super().__init__(message)
+        self.errcode = errcode
 
 
 def new_req_id(cmd: str) -> str:
@@ -91,7 +99,8 @@ def is_displacement(body: Any) -> bool:
 class RobotConnection:
     """The robot's long connection, held by one replica at a time."""
 
-    def __init__(self, settings: Settings, handler: Handler, *, clock: Clock = utcnow) -> None:
+    def __init__(self, settings: Settings, handler: Handler, *, clock: Clock = utcnow,
+                 pace_clock: Clock = utcnow) -> None:
         secret = settings.wecom_robot_secret
         self.url = settings.wecom_robot_ws_url
         self.bot_id = settings.wecom_robot_bot_id
@@ -105,6 +114,9 @@ class RobotConnection:
         self._handler = handler
         # Real time: leases and backoff run on the wall clock, whatever the app's clock says.
         self._clock = clock
+        # The clock sends are counted on: the app's, as for the API client's
+        # sends, so the outbox reads the robot's and the webhook's slots alike.
+        self._pace_clock = pace_clock
         self._holding = asyncio.Event()
         self._stopping = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -114,6 +126,9 @@ class RobotConnection:
         self._runner: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._failures = 0
+        # Chats that refused a push: not open to pushes until someone writes to
+        # the robot there (kept in memory: after a restart the first push asks again).
+        self._closed: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -269,6 +284,8 @@ class RobotConnection:
             if cmd == EVENT_CALLBACK and is_displacement(body):
                 await ws.close()
                 return "displaced"
+            if cmd == MSG_CALLBACK and isinstance(body, dict):
+                self._closed.discard(str(body.get("chatid") or ""))  # someone wrote there
             if cmd in (MSG_CALLBACK, EVENT_CALLBACK) and isinstance(body, dict) and req_id:
                 task = asyncio.create_task(self._answer(ws, cmd, req_id, body))
                 self._tasks.add(task)
@@ -351,33 +368,72 @@ class RobotConnection:
         if ws is None or ws.closed:
             raise PushRefused("the long connection is not open")
         ack = await self._request(ws, SEND_MSG, body, wait=wait)
-        if ack.get("errcode") != 0:
-            raise PushRefused(f"errcode {ack.get('errcode')}: {ack.get('errmsg')}")
+        errcode = ack.get("errcode")
+        if errcode != 0:
+            raise PushRefused(f"errcode {errcode}: {ack.get('errmsg')}",
+                              errcode if isinstance(errcode, int) else None)
+
+    def can_push(self, chatid: str) -> bool:
+        """True when group notices for `chatid` go by this connection's push:
+        this replica holds the connection and the chat has not refused pushes
+        (a chat nobody has written to the robot in). The one rule for which
+        way a group is posted to, and so whose limits pace it."""
+        return self.connected and chatid not in self._closed
+
+    async def push_room(self, chatid: str) -> Room | None:
+        """What the chat's limits (its replies and pushes together) let through
+        now, nothing taken; None when its notices cannot go by push (`can_push`)."""
+        if not self.can_push(chatid):
+            return None
+        return await room(robot_chat_key(chatid), ROBOT_CHAT_LIMITS, self._pace_clock())
 
     async def push_markdown(self, chatid: str, content: str) -> bool:
-        """Push markdown into group `chatid` (see `_push_to_group`)."""
+        """Push markdown into group `chatid` (see `_push_to_group`); RateLimited
+        when the chat's limits are reached: the notice waits for its turn."""
         return await self._push_to_group(chatid, {"msgtype": "markdown",
                                                   "markdown": {"content": content}})
 
     async def push_card(self, chatid: str, card: dict[str, Any]) -> bool:
         """Push a template card (the robot's TemplateCard) into group `chatid`
-        (see `_push_to_group`); a click on it comes back as a card event."""
-        return await self._push_to_group(chatid, {"msgtype": "template_card",
-                                                  "template_card": card})
+        (see `_push_to_group`); a click on it comes back as a card event. A
+        card is an extra to its notice: no room leaves it out (False)."""
+        try:
+            return await self._push_to_group(chatid, {"msgtype": "template_card",
+                                                      "template_card": card})
+        except RateLimited:
+            return False
 
     async def _push_to_group(self, chatid: str, message: dict[str, Any]) -> bool:
-        """Push one message into group `chatid` if this replica holds the
-        connection and the chat's limits (30/min, 1,000/h, counted by all
-        replicas) have room; False (nothing sent) when the caller should use
-        another way: the chat is not open to pushes (nobody wrote to the robot
-        there), the connection is elsewhere or down, or the limits are reached."""
-        if not self.connected:
+        """Push one message into group `chatid` under the chat's limits (30/min,
+        1,000/h, replies included, counted by all replicas): RateLimited when
+        they are reached (by the bot's count or WeChat Work's 45009); False
+        (nothing sent, its slot given back) when the caller should use another
+        way: the connection is elsewhere or down, or the chat refused (nobody
+        wrote to the robot there; a markdown refusal marks it until someone does)."""
+        if not self.can_push(chatid):
             return False
-        if await take_slot(f"{PUSH_SLOT_PREFIX}{chatid}", MEMBER_LIMITS, self._clock()) > 0:
-            return False
+        key, now = robot_chat_key(chatid), self._pace_clock()
+        wait = await take_slot(key, ROBOT_CHAT_LIMITS, now)
+        if wait > 0:
+            raise RateLimited(key, wait)
         try:
             await self.push({"chatid": chatid, "chat_type": 2, **message})
-        except (PushRefused, TimeoutError, ConnectionError) as exc:
+        except PushRefused as exc:
+            if exc.errcode == RATE_LIMITED:
+                # Its budget is used by sends the bot did not count (another
+                # deployment, replies before a restart): the slot stays taken.
+                raise RateLimited(key, RATE_LIMITED_WAIT_SECONDS) from exc
+            await give_back(key, now)
+            if exc.errcode is not None and message["msgtype"] == "markdown":
+                self._closed.add(chatid)
             log.info("wecom_robot_push_refused", chatid=chatid, error=str(exc))
+            return False
+        except ConnectionError as exc:
+            await give_back(key, now)
+            log.info("wecom_robot_push_refused", chatid=chatid, error=str(exc))
+            return False
+        except TimeoutError:
+            # No ack: it may have arrived, so its slot stays counted.
+            log.info("wecom_robot_push_unanswered", chatid=chatid)
             return False
         return True

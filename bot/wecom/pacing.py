@@ -4,8 +4,10 @@ App messages past 30 a minute or 1,000 an hour per member are dropped without
 an error; a group webhook refuses more than 20 a minute (45009); in a group
 the app created (`appchat/send`) each member takes at most 200 of the app's
 messages a minute and 10,000 a day, and the rest are dropped without an
-error. Each replica pacing on its own would let two of them send twice the
-limit, so a send first takes a slot in the database (models.SendSlot): under a
+error. The smart robot's long connection (doc 101463) takes at most 30
+messages a minute and 1,000 an hour into one chat, its replies and its pushes
+(`aibot_send_msg`) together. Each replica pacing on its own would let two of
+them send twice the limit, so a send first takes a slot in the database (models.SendSlot): under a
 per-key advisory lock on PostgreSQL (one process on SQLite), count the key's
 slots in each window and take one if every window has room. A send with no
 room is not made: the caller is told how long to wait, and the outbox puts
@@ -35,6 +37,15 @@ WEBHOOK_LIMITS: Limits = ((20, 60.0),)
 # group, which every member of it receives (a member of two busy groups is the
 # one case this does not cover).
 APPCHAT_LIMITS: Limits = ((200, 60.0), (10000, 86400.0))
+# "无论是回复还是主动推送消息，总共给某个会话发消息的限制为 30 条/分钟，1000 条/小时"
+# (doc 101463): one chat's budget, whichever of the two uses it.
+ROBOT_CHAT_LIMITS: Limits = ((30, 60.0), (1000, 3600.0))
+
+
+def robot_chat_key(chatid: str) -> str:
+    """The SendSlot key of the robot's replies and pushes into chat `chatid`
+    (a group's chatid, or a member's userid for a one-to-one chat)."""
+    return f"robot-chat:{chatid}"
 
 
 @dataclass(frozen=True)
@@ -91,3 +102,12 @@ async def take_slot(key: str, limits: Limits, now: datetime) -> float:
         await SendSlot.filter(key=key, at__lte=now - longest).delete()
         await SendSlot.create(key=key, at=now)
     return 0.0
+
+
+async def give_back(key: str, at: datetime) -> None:
+    """Return the slot taken for `key` at `at` by a send that was refused
+    before it was made (a chat not open to the robot's pushes): the limit
+    counts what arrives, and the send goes another way."""
+    slot = await SendSlot.filter(key=key, at=at).order_by("-id").first()
+    if slot is not None:
+        await slot.delete()
