@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import structlog
 
-from bot.db import fetch_rows
+from bot.db import fetch_rows, insert_rows
 from models import Notification, SentCard, TicketEvent
 
 log = structlog.get_logger(__name__)
@@ -122,8 +122,7 @@ async def refresh_copies(
     if not task_prefix:
         rows += await _fresh_cards([key for key, done in current.items() if not done], events,
                                    now, kinds)
-    if rows:
-        await Notification.bulk_create(rows, ignore_conflicts=True)
+    await insert_rows(rows, ignore_conflicts=True)
     return len(rows)
 
 

@@ -25,7 +25,7 @@ from tortoise.expressions import Q
 
 from bot.card_copies import refresh_copies
 from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
-from bot.db import transaction
+from bot.db import insert_rows, transaction
 from bot.directory import Roster, fallback_group
 from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
@@ -138,7 +138,9 @@ class Ledger:
     ) -> Outcome:
         """Store a new ticket from a dispatch outcome; the result carries its number."""
         async with transaction():
-            row = await TicketRow.create(**_row_values(outcome.ticket))
+            row = TicketRow(**_row_values(outcome.ticket))
+            [stored] = await insert_rows([row], returning=("id",))
+            row.id = stored["id"]
             outcome = dataclasses.replace(
                 outcome, ticket=dataclasses.replace(outcome.ticket, number=row.id)
             )
@@ -225,14 +227,16 @@ class Ledger:
     ) -> None:
         """Write what the outcomes say: snapshots, one event each, the deadlines
         they set, their notices and the refresh of cards already sent."""
-        events: dict[int, TicketEvent] = {}
-        for done in applied:
-            if update:
+        if update:
+            for done in applied:
                 await _save_changes(done.row, done.before, done.outcome.ticket)
-            events[done.row.id] = await TicketEvent.create(
-                ticket=done.row, at=now, kind=done.outcome.event, actor=actor.userid,
-                actor_name=actor.name, source=source, data=done.outcome.data,
-            )
+        events = {done.row.id: TicketEvent(
+            ticket_id=done.row.id, at=now, kind=done.outcome.event, actor=actor.userid,
+            actor_name=actor.name, source=source, data=done.outcome.data,
+        ) for done in applied}
+        # One event per ticket: the ticket tells which id is whose.
+        for stored in await insert_rows(list(events.values()), returning=("id", "ticket_id")):
+            events[stored["ticket_id"]].id = stored["id"]
         wanted = {d.row.id: pending_deadlines(d.outcome.ticket, d.policy) for d in applied}
         if update:
             # The stored clocks are those of the snapshot before: a change that
@@ -243,7 +247,7 @@ class Ledger:
                  if deadlines != held[number]}, now)
             await self._end_requests(applied, actor=actor, now=now)
         else:
-            await Deadline.bulk_create([
+            await insert_rows([
                 Deadline(ticket_id=number, clock=d.clock, due_at=d.due_at)
                 for number, deadlines in wanted.items() for d in deadlines])
         await self._enqueue(applied, events, now, opened=not update)
@@ -282,9 +286,8 @@ class Ledger:
         if new:
             await Deadline.filter(_any_of(new), state="cancelled").update(
                 state="pending", finished_at=None)
-            await Deadline.bulk_create(
-                [Deadline(ticket_id=number, clock=clock, due_at=due_at)
-                 for number, clock, due_at in new], ignore_conflicts=True)
+            await insert_rows([Deadline(ticket_id=number, clock=clock, due_at=due_at)
+                               for number, clock, due_at in new], ignore_conflicts=True)
 
     async def _end_requests(self, applied: list[_Applied], *, actor: Actor,
                             now: datetime) -> None:
@@ -361,8 +364,7 @@ class Ledger:
                     )
                 )
             rows.extend(_crisis_rows(done, event, origin, opened=opened, now=now))
-        if rows:
-            await Notification.bulk_create(rows, ignore_conflicts=True)
+        await insert_rows(rows, ignore_conflicts=True)
 
 
 def _any_of(keys: Sequence[tuple[int, Clock, datetime]]) -> Q:

@@ -34,11 +34,11 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (23, 14),
-    "respond": (13, 11),
+    "intake": (14, 14),
+    "respond": (11, 11),
     "show": (12, 11),
-    "card_click": (16, 14),
-    "plan": (10, 9),
+    "card_click": (14, 14),
+    "plan": (9, 9),
     "list": (7, 7),
 }
 
