@@ -33,10 +33,14 @@ _BATCH = 5000
 
 async def fill_tickets(count: int, *, dispatched_at: datetime, policy_digest: str,
                        first_id: int = 1,
-                       dealers: Sequence[tuple[str, str]] = DEALERS) -> list[int]:
-    """Insert `count` dispatched general complaints with their two pending
-    clocks, taking turns over `dealers` ((dealer, region) codes); returns
-    their numbers."""
+                       dealers: Sequence[tuple[str, str]] = DEALERS,
+                       status: Status = Status.DISPATCHED,
+                       clock_state: str = "pending") -> list[int]:
+    """Insert `count` general complaints dispatched at `dispatched_at`, in
+    `status`, with their two clocks in `clock_state` (by default open and
+    pending; closed and "applied" is history: the rows once their clocks
+    fired and the ticket closed), taking turns over `dealers` ((dealer,
+    region) codes); returns their numbers."""
     numbers: list[int] = []
     for start in range(first_id, first_id + count, _BATCH):
         ids = range(start, min(start + _BATCH, first_id + count))
@@ -46,13 +50,13 @@ async def fill_tickets(count: int, *, dispatched_at: datetime, policy_digest: st
                    description="变速箱顿挫，多次维修未解决",
                    dealer_code=dealers[i % len(dealers)][0],
                    region_code=dealers[i % len(dealers)][1], category=Category.GENERAL,
-                   owner_level=OwnerLevel.DEALER, status=Status.DISPATCHED,
+                   owner_level=OwnerLevel.DEALER, status=status,
                    policy_id=policy_digest, dispatched_at=dispatched_at,
                    owner_since=dispatched_at)
             for i in ids
         ])
         await Deadline.bulk_create([
-            Deadline(ticket_id=i, clock=clock, due_at=dispatched_at + after, state="pending")
+            Deadline(ticket_id=i, clock=clock, due_at=dispatched_at + after, state=clock_state)
             for i in ids
             for clock, after in ((Clock.RESPONSE, timedelta(hours=2)),
                                  (Clock.FIRST_SOLUTION, timedelta(hours=24)))

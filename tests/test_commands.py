@@ -438,6 +438,20 @@ async def test_list_overdue_and_mine(say, open_ticket, clock):
     assert nothing.markdown == "📋 经销商 SH001：暂无指派给我的未结投诉。"
 
 
+async def test_list_overdue_counts_and_orders_only_open_tickets_with_a_due_clock(
+        say, open_ticket, clock):
+    numbers = [await open_ticket() for _ in range(24)]
+    closed, on_time = numbers[:2]
+    # Its clocks left pending: only the status keeps it out of the list.
+    await TicketRow.filter(id=closed).update(status=Status.CLOSED)
+    await say("sh.zhang", f"/respond {on_time}")
+    clock[0] = T0 + 3 * H
+    lines = (await say("sh.zhang", "/list overdue", chatid="wrGRP-SH001")).markdown.splitlines()
+    assert lines[0] == "📋 上海浦东4S店（SH001）：已逾期的未结投诉 22 条"
+    assert [line.split()[1] for line in lines[1:21]] == [f"#{n}" for n in numbers[2:22]]
+    assert lines[21] == "…… 另有 2 条未显示，请用 /show 编号 查看。"
+
+
 async def test_list_shows_each_person_exactly_the_tickets_they_may_view(say, open_ticket):
     opened = [await open_ticket(), await open_ticket(about_staff="sh.chen"),
               await open_ticket(dealer_code="HZ001", about_staff_name="王顾问"),
