@@ -77,10 +77,8 @@ async def note_click(task_id: str, userid: str, response_code: str, now: datetim
 async def take_code(task_id: str, userid: str, now: datetime) -> str | None:
     """Use up the clicked copy's response_code to answer the click; None when
     the change already used it to update that copy, or it is too old."""
-    copy = await SentCard.get_or_none(task_id=task_id, userid=userid, channel="app")
-    if copy is None or not await _take(copy, now):
-        return None
-    return copy.response_code
+    taken = await _take_codes("task_id = ? AND userid = ?", [task_id, userid], now)
+    return taken[0]["spent_code"] if taken else None
 
 
 async def refresh_copies(
@@ -94,34 +92,31 @@ async def refresh_copies(
     of the change, so the update goes out if and only if the change is stored.
     `task_prefix` limits it to the copies of one card (an approval request's,
     bot/approvals.py); `kinds` (ticket number → the event's kind), when the
-    caller knows them, saves reading the events back."""
-    query = SentCard.filter(ticket_id__in=list(events), channel="app")
+    caller knows them, saves reading the events back, and the copies too
+    when no change is one of FRESH_ON."""
+    numbers = list(events)
+    condition = f"ticket_id IN ({', '.join('?' * len(numbers))})"
+    params: list[Any] = list(numbers)
     if task_prefix:
-        query = query.filter(task_id__startswith=task_prefix)
-    copies = await query.order_by("id")
-    taken = await _take_all(copies, now)
-    rows = []
-    # (ticket, member) of ticket cards: True once one of them is brought up to date.
-    current: dict[tuple[int, str], bool] = {}
-    for copy in copies:
-        number: int = copy.ticket_id  # type: ignore[attr-defined]
-        ticket_card = not _APPROVAL_TASK.match(copy.task_id)
-        if ticket_card:
-            current.setdefault((number, copy.userid), False)
-        if copy.id not in taken:
-            continue
-        if ticket_card:
-            current[(number, copy.userid)] = True
-        dedupe = hashlib.sha256(f"{CARD_UPDATE}|{copy.id}|{copy.response_code}".encode())
-        rows.append(Notification(
-            ticket_id=number, event_id=events[number], kind=CARD_UPDATE, medium="app",
-            audience="card_holder", recipient=copy.userid, dedupe_key=dedupe.hexdigest(),
-            status="pending", next_attempt_at=now, created_at=now,
-            payload={"task_id": copy.task_id, "response_code": copy.response_code},
-        ))
-    if not task_prefix:
-        rows += await _fresh_cards([key for key, done in current.items() if not done], events,
-                                   now, kinds)
+        condition += " AND substr(task_id, 1, ?) = ?"
+        params += [len(task_prefix), task_prefix]
+    taken = await _take_codes(condition, params, now)
+    rows = [Notification(
+        ticket_id=copy["ticket_id"], event_id=events[copy["ticket_id"]], kind=CARD_UPDATE,
+        medium="app", audience="card_holder", recipient=copy["userid"],
+        dedupe_key=hashlib.sha256(
+            f"{CARD_UPDATE}|{copy['id']}|{copy['spent_code']}".encode()).hexdigest(),
+        status="pending", next_attempt_at=now, created_at=now,
+        payload={"task_id": copy["task_id"], "response_code": copy["spent_code"]},
+    ) for copy in taken]
+    if not task_prefix and (kinds is None or not FRESH_ON.isdisjoint(kinds.values())):
+        updated = {(copy["ticket_id"], copy["userid"]) for copy in taken
+                   if not _APPROVAL_TASK.match(copy["task_id"])}
+        stale = {(number, userid) for number, userid, task_id in await SentCard.filter(
+                     ticket_id__in=numbers, channel="app").values_list(
+                     "ticket_id", "userid", "task_id")
+                 if not _APPROVAL_TASK.match(task_id)} - updated
+        rows += await _fresh_cards(sorted(stale), events, now, kinds)
     await insert_rows(rows, ignore_conflicts=True)
     return len(rows)
 
@@ -153,32 +148,23 @@ async def _fresh_cards(
     return rows
 
 
-async def _take(copy: SentCard, now: datetime) -> bool:
-    """Mark the copy's code used; False when it is expired or another change
-    or click used it first (see `_take_all`)."""
-    return copy.id in await _take_all([copy], now)
-
-
-async def _take_all(copies: list[SentCard], now: datetime) -> set[int]:
-    """Mark the copies' codes used, in one statement; the ids of those whose
-    code can still update them. An expired code is dropped too (so it is
-    looked at once) but not returned; a code another change or click used
-    or replaced first is left alone (the condition on each code decides races)."""
-    held = [copy for copy in copies if copy.response_code]
-    if not held:
-        return set()
-    condition = " OR ".join(["(id = ? AND response_code = ?)"] * len(held))
-    params: list[Any] = [now]
-    for copy in held:
-        params += [copy.id, copy.response_code]
-    taken = {row["id"] for row in await fetch_rows(
-        f"UPDATE sent_card SET response_code = '', updated_at = ? WHERE {condition} "
-        "RETURNING id", params)}
-    fresh = set()
-    for copy in held:
-        if now - copy.code_at >= CODE_LIFETIME:
-            log.info("card_code_expired", ticket=copy.ticket_id,  # type: ignore[attr-defined]
-                     userid=copy.userid, code_at=copy.code_at)
-        elif copy.id in taken:
-            fresh.add(copy.id)
-    return fresh
+async def _take_codes(condition: str, params: list[Any], now: datetime) -> list[dict[str, Any]]:
+    """Use up the codes of the app copies that match `condition` (SQL with
+    `?` placeholders), in one statement; the copies whose code can still
+    update them, in the order they were sent (id, ticket_id, userid,
+    task_id, and the code as spent_code). An expired code is dropped too (so
+    it is looked at once) but not returned. Racing changes and clicks are
+    ordered by the row lock: each code is used once."""
+    taken = await fetch_rows(
+        "UPDATE sent_card SET spent_code = response_code, response_code = '', updated_at = ? "
+        f"WHERE channel = 'app' AND response_code <> '' AND {condition} "
+        "RETURNING id, ticket_id, userid, task_id, spent_code, code_at", [now, *params])
+    sent_at = SentCard._meta.fields_map["code_at"]
+    live = []
+    for copy in sorted(taken, key=lambda c: c["id"]):
+        if now - sent_at.to_python_value(copy["code_at"]) >= CODE_LIFETIME:
+            log.info("card_code_expired", ticket=copy["ticket_id"], userid=copy["userid"],
+                     code_at=copy["code_at"])
+        else:
+            live.append(copy)
+    return live

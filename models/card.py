@@ -22,6 +22,9 @@ class SentCard(Model):
     userid = fields.CharField(max_length=64)
     chatid = fields.CharField(max_length=128, default="")
     response_code = fields.CharField(max_length=256, default="")
+    # The code last used up, kept for the update queued with it: taking a code
+    # and reading it is then one UPDATE … RETURNING (bot/card_copies.py).
+    spent_code = fields.CharField(max_length=256, default="")
     code_at = fields.DatetimeField()
     # Set from the bot's clock (not auto_now), like every other stored time.
     created_at = fields.DatetimeField()

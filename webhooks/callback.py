@@ -161,18 +161,14 @@ async def context_for(app: web.Application, userid: str, now: datetime) -> Conte
 async def run_once(
     endpoint: str, key: str, now: datetime, apply: Callable[[], Awaitable[str]]
 ) -> tuple[str, bool]:
-    """Apply a callback once: run `apply` and claim `key` in one transaction,
+    """Apply a callback once: claim `key` and run `apply` in one transaction,
     storing what it returns (the reply). Returns that reply and False, or, for
     a duplicate, the reply stored the first time and True. An exception rolls
-    the command back with the claim, so a failed callback can be retried."""
+    the claim back with the rest, so a failed callback can be retried."""
     # Every log line written while the callback is applied (the command, the
     # ticket change) names it, so one grep finds a callback's whole story.
     with structlog.contextvars.bound_contextvars(endpoint=endpoint, msgid=key):
         return await _run_once(endpoint, key, now, apply)
-
-
-class _Duplicate(Exception):
-    """The key was claimed by a copy of the callback: roll this one back."""
 
 
 async def _run_once(
@@ -182,45 +178,27 @@ async def _run_once(
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     try:
         async with in_transaction():
-            response = await apply()
-            # The claim comes last, in the command's transaction, with the
-            # reply: one statement. A copy of the callback applied meanwhile
-            # (WeChat Work retries after 5 s; another replica) holds the key,
-            # so this one is rolled back whole and answers what that one
-            # stored. On PostgreSQL a copy still running makes this insert
-            # wait for its commit.
+            # The claim comes first, in the transaction of the command: a copy
+            # of the callback that arrives meanwhile waits for this one (the
+            # key is unique) and then finds it claimed, so nothing is applied
+            # twice, and a duplicate costs one statement, not a whole command.
             claimed = await fetch_rows(
                 "INSERT INTO processed_callback (endpoint, key, received_at, response) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (endpoint, key) DO NOTHING RETURNING id",
-                [endpoint, key, now, response])
+                "VALUES (?, ?, ?, '') ON CONFLICT (endpoint, key) DO NOTHING RETURNING id",
+                [endpoint, key, now])
             if not claimed:
-                raise _Duplicate
-    except Exception as exc:
-        # A copy applied first may also be why this one failed (its change
-        # made this one's impossible): then this is a duplicate, not a failure.
-        stored = await _stored_reply(endpoint, key)
-        if stored is not None:
-            CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
-            return stored, True
+                [stored] = await fetch_rows(
+                    "SELECT response FROM processed_callback WHERE endpoint = ? AND key = ?",
+                    [endpoint, key])
+                CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
+                return stored["response"], True
+            response = await apply()
+            await ProcessedCallback.filter(id=claimed[0]["id"]).update(response=response)
+    except Exception:
         CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
-        if isinstance(exc, _Duplicate):
-            raise RuntimeError(f"callback {endpoint}:{key} claimed and gone") from None
         raise
     CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
     return response, False
-
-
-async def _stored_reply(endpoint: str, key: str) -> str | None:
-    """The reply stored for a claimed key; None when unclaimed or unreadable
-    (the database is down: the caller reports its own error)."""
-    try:
-        rows = await fetch_rows(
-            "SELECT response FROM processed_callback WHERE endpoint = ? AND key = ?",
-            [endpoint, key])
-    except Exception:
-        log.warning("callback_claim_unreadable", endpoint=endpoint, key=key)
-        return None
-    return rows[0]["response"] if rows else None
 
 
 def applied(reply: Reply) -> Reply:
