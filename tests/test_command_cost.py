@@ -34,7 +34,7 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (14, 14),
+    "intake": (10, 10),
     "respond": (11, 11),
     "show": (12, 11),
     "card_click": (14, 14),
