@@ -2,10 +2,10 @@
 repeats (or, another problem of the same car, is related to), classify it and
 dispatch it through the ledger.
 
-Every door comes through `take_complaint`: the call-centre system's API
-(webhooks/api.py), an agent's /new in chat and dealer staff recording a
-walk-in with /new (commands/new.py): one validation, one answer per bad
-field, one classification and dispatch."""
+Every door comes through `check_complaint`, then `open_complaint`: the
+call-centre system's API (webhooks/api.py), an agent's /new in chat and
+dealer staff recording a walk-in with /new (commands/new.py): one
+validation, one answer per bad field, one classification and dispatch."""
 
 from __future__ import annotations
 
@@ -266,17 +266,6 @@ async def _earlier_complaints(complaint: Complaint) -> list[EarlierComplaint]:
         )
         for r in rows
     ]
-
-
-async def take_complaint(
-    body: object, ledger: Ledger, *, actor: Actor, source: Source | str, now: datetime
-) -> Outcome:
-    """Validate a complaint (a decoded JSON body, or the fields /new read) and
-    open it: IntakeError names every bad field at once, in Chinese, and then
-    nothing is stored."""
-    checked = await check_complaint(body)
-    return await open_complaint(checked.complaint, ledger, actor=actor, source=source, now=now,
-                                dealer=checked.dealer)
 
 
 async def open_complaint(

@@ -1,5 +1,6 @@
 """/new (新投诉): record a complaint in chat, through the same validation,
-classification and dispatch as POST /api/complaints (bot.intake.take_complaint).
+classification and dispatch as POST /api/complaints (bot.intake.check_complaint,
+then open_complaint).
 
 A call-centre agent, in their group or the app, names the dealer (经销商=).
 Dealer staff record a walk-in or a call to the store in their dealer group:
@@ -16,11 +17,10 @@ import structlog
 from bot.domain.enums import Channel, Flag, Source
 from bot.domain.permissions import INTAKE_ROLES, intake_door
 from bot.domain.ticket import Refused
-from bot.intake import INVALID, IntakeError, take_complaint
+from bot.intake import INVALID, IntakeError, check_complaint, open_complaint
 from bot.render.chat import render_outcome
 from commands.base import Reply
 from commands.command import Call, Command, UsageError, keyed_fields, parse_yes_no
-from models import Dealer
 
 log = structlog.get_logger(__name__)
 
@@ -101,13 +101,15 @@ async def _new(call: Call) -> Reply:
         fields["dealer_code"] = dealer
     ctx = call.ctx
     try:
-        outcome = await take_complaint(complaint_body(fields, door), ctx.ledger,
-                                       actor=call.actor, source=door, now=ctx.now)
+        checked = await check_complaint(complaint_body(fields, door))
+        outcome = await open_complaint(checked.complaint, ctx.ledger, actor=call.actor,
+                                       source=door, now=ctx.now, dealer=checked.dealer)
     except IntakeError as exc:
         log.info("chat_complaint_rejected", fields=sorted(exc.fields), userid=call.actor.userid)
         return Reply(markdown=refusal_text(exc.fields))
-    dealer_row = await Dealer.get(code=outcome.ticket.dealer_code)
-    names = {dealer_row.code: f"{dealer_row.name}（{dealer_row.code}）"}
+    # The dealer the check found names it in the reply: not read again.
+    found = checked.dealer
+    names = {found.code: f"{found.name}（{found.code}）"}
     return Reply(markdown=render_outcome(outcome, call.actor, ctx.zone, now=ctx.now,
                                          names=names))
 

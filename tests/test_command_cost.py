@@ -30,11 +30,14 @@ from tests.statements import Statements, count_statements
 from tests.test_conversation import Conversation, cards
 
 SH = "wrGRP-SH001"
+NEW = ("/new 客户=李先生 电话=13812345678 车型=速腾 车牌=沪A12345 渠道=电话 经销商=SH001 "
+       "描述=变速箱顿挫，多次维修未解决")
 PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并延保一年 接受=是 回访=是"
 
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
-    "intake": (14, 14),
+    "intake": (10, 10),
+    "new": (12, 12),
     "respond": (11, 11),
     "show": (12, 11),
     "card_click": (14, 14),
@@ -83,6 +86,15 @@ async def test_intake(conversation: Conversation, database_url: str) -> None:
         number = await conversation.complaint()
     assert await Ticket.filter(id=number).exists()
     Measured(counted, backend(database_url)).assert_cost("intake")
+
+
+async def test_new_in_the_call_centre_group(conversation: Conversation,
+                                            database_url: str) -> None:
+    async with count_statements() as counted:
+        answer = await conversation.says("cc.wang", "wrGRP-CC", NEW)
+    [number] = await Ticket.all().values_list("id", flat=True)
+    assert f"#{number}" in answer
+    Measured(counted, backend(database_url)).assert_cost("new")
 
 
 async def test_respond_in_the_group(conversation: Conversation, database_url: str) -> None:

@@ -4,7 +4,8 @@ The call centre's /new in its group (robot) and in the app, a dealer's /new
 in its own group for a walk-in (source store, confirmed by the call centre
 within policy.store_confirm, else nudged and e-mailed), and first-call
 resolutions through the API and /new: closed at once, never dispatched.
-Every door goes through bot.intake.take_complaint; on SQLite and PostgreSQL."""
+Every door goes through bot.intake.check_complaint, then open_complaint; on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 from bot.directory import actor_for
 from bot.domain.enums import Clock, Source, Status
 from bot.domain.transitions import confirm_store
-from bot.intake import take_complaint
+from bot.intake import check_complaint, open_complaint
 from bot.keys import LEDGER
 from commands.base import ChatMessage, Context
 from commands.router import handle_message
@@ -223,7 +224,9 @@ async def test_resolved_on_call_through_new(wecom: WeComWorld) -> None:
 
 async def test_show_marks_a_store_record_until_it_is_confirmed(ledger) -> None:
     body = {**BODY, "channel": "walk_in"}
-    outcome = await take_complaint(body, ledger, actor=SH_STAFF, source=Source.STORE, now=T0)
+    checked = await check_complaint(body)
+    outcome = await open_complaint(checked.complaint, ledger, actor=SH_STAFF, source=Source.STORE,
+                                   now=T0, dealer=checked.dealer)
     number = outcome.ticket.number
 
     async def show() -> str:

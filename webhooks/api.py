@@ -8,6 +8,7 @@ import base64
 import binascii
 import hmac
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
@@ -18,12 +19,15 @@ from tortoise.transactions import in_transaction
 
 from bot.attachments import Attachments, attachments_of
 from bot.domain.attachments import FileFacts, FileRefused, accepted_type, size_text
+from bot.domain.deadlines import Deadline as PendingClock
+from bot.domain.deadlines import pending_deadlines
 from bot.domain.enums import Role
 from bot.domain.policy import AttachmentRules
-from bot.domain.ticket import Actor, Refused
+from bot.domain.ticket import Actor, Refused, Ticket
 from bot.filestore import FULL_MESSAGE, FileStoreUnavailable
 from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
 from bot.keys import ATTACHMENTS, CLOCK, LEDGER, SETTINGS
+from bot.ledger import snapshot
 from models import Attachment, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from webhooks.health import storage_guarded
@@ -82,9 +86,8 @@ async def create_complaint(request: web.Request) -> web.Response:
         async with in_transaction():
             outcome = await open_complaint(checked.complaint, ledger, actor=API_ACTOR,
                                            source="api", now=now, dealer=checked.dealer)
-            if files:
-                await kit.attach(ledger, outcome.ticket.number, files, actor=API_ACTOR,
-                                 source="api", now=now)
+            attached = await kit.attach(ledger, outcome.ticket.number, files, actor=API_ACTOR,
+                                        source="api", now=now) if files else []
     except FileRefused as exc:
         log.info("api_complaint_attachment_refused", status=exc.status)
         return json_error(exc.status, exc.reason)
@@ -93,13 +96,19 @@ async def create_complaint(request: web.Request) -> web.Response:
     except IntakeError as exc:
         log.info("api_complaint_rejected", fields=sorted(exc.fields))
         return json_error(422, INVALID, fields=exc.fields)
+    # The answer is what was just stored, known without reading it back: the
+    # snapshot, the clocks the ledger set from it, the dispatch event (at
+    # `now`) and the files attached (attaching leaves the ticket as it was).
     ticket = outcome.ticket
-    row = await TicketRow.get(id=ticket.number)
-    body = await ticket_json(row)
+    policy = await ledger.policies.get(ticket.policy_version)
+    # No ticket can link to this one yet: its related are the one it links to.
+    related = [ticket.related_to] if ticket.related_to else []
+    body = ticket_summary(ticket, created_at=now, related=related,
+                          deadlines=pending_deadlines(ticket, policy))
     if files:
-        body["attachments"] = [attachment_json(a, request, now)
-                               for a in await attachments_of(row.id)]
-    return web.json_response(body, status=201, headers={"Location": f"/api/complaints/{row.id}"})
+        body["attachments"] = [attachment_json(a, request, now) for a in attached]
+    return web.json_response(body, status=201,
+                             headers={"Location": f"/api/complaints/{ticket.number}"})
 
 
 async def get_complaint(request: web.Request) -> web.Response:
@@ -114,7 +123,7 @@ async def get_complaint(request: web.Request) -> web.Response:
     row = await TicketRow.get_or_none(id=number) if 0 < number < 2**31 else None
     if row is None:
         return json_error(404, f"no ticket #{number}")
-    body = await ticket_json(row, full=True)
+    body = await ticket_json(row)
     now = request.app[CLOCK]()
     body["attachments"] = [attachment_json(a, request, now) for a in await attachments_of(row.id)]
     return web.json_response(body)
@@ -124,33 +133,41 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-async def ticket_json(row: TicketRow, *, full: bool = False) -> dict[str, Any]:
-    """The API's view of a ticket; `full` adds history and notifications."""
+def ticket_summary(ticket: Ticket, *, created_at: datetime | None, related: list[int],
+                   deadlines: Iterable[Deadline | PendingClock]) -> dict[str, Any]:
+    """The API's view of a ticket (the 201 answer, and the start of GET's),
+    from its snapshot, when it was created, its related tickets and its
+    pending clocks, soonest first."""
+    return {
+        "number": ticket.number,
+        "display": f"#{ticket.number}",
+        "category": ticket.category.value,
+        "owner": ticket.owner_level.value,
+        "status": ticket.status.value,
+        "dealer_code": ticket.dealer_code,
+        "region_code": ticket.region_code,
+        "major": ticket.major,
+        "legal": ticket.legal,
+        "repeat_of": ticket.repeat_of,
+        "related": related,
+        "created_at": _iso(created_at),
+        "dispatched_at": _iso(ticket.dispatched_at),
+        "policy_version": ticket.policy_version,
+        "source": ticket.source.value,
+        "resolved_on_call": ticket.resolved_on_call,
+        "confirmed_at": _iso(ticket.confirmed_at),
+        "deadlines": [{"clock": d.clock.value, "due_at": _iso(d.due_at)} for d in deadlines],
+    }
+
+
+async def ticket_json(row: TicketRow) -> dict[str, Any]:
+    """The API's view of a stored ticket with its history and notifications."""
     deadlines = await Deadline.filter(ticket_id=row.id, state="pending").order_by("due_at")
     # The ticket was created by its first event (intake dispatches at once, the same moment).
     created = await TicketEvent.filter(ticket_id=row.id).order_by("id").first()
-    body: dict[str, Any] = {
-        "number": row.id,
-        "display": f"#{row.id}",
-        "category": row.category.value,
-        "owner": row.owner_level.value,
-        "status": row.status.value,
-        "dealer_code": row.dealer_code,
-        "region_code": row.region_code,
-        "major": row.major,
-        "legal": row.legal,
-        "repeat_of": row.repeat_of,
-        "related": await related_numbers(row.id, row.related_to),
-        "created_at": _iso(created.at if created else None),
-        "dispatched_at": _iso(row.dispatched_at),
-        "policy_version": row.policy_id,  # type: ignore[attr-defined]
-        "source": row.source.value,
-        "resolved_on_call": row.resolved_on_call,
-        "confirmed_at": _iso(row.confirmed_at),
-        "deadlines": [{"clock": d.clock.value, "due_at": _iso(d.due_at)} for d in deadlines],
-    }
-    if not full:
-        return body
+    body = ticket_summary(snapshot(row), created_at=created.at if created else None,
+                          related=await related_numbers(row.id, row.related_to),
+                          deadlines=deadlines)
     fields = (
         "customer_name", "customer_phone", "car_model", "plate", "vin", "channel",
         "description", "flags", "about_staff", "about_staff_name", "about_staff_role",
