@@ -57,10 +57,10 @@ async def record_copy(
     chatid: str = "",
 ) -> None:
     """Remember one card the bot has just sent (or returned in a chat)."""
-    await SentCard.create(
+    await insert_rows([SentCard(
         ticket_id=ticket_id, task_id=task_id, channel=channel, userid=userid, chatid=chatid,
         response_code=response_code, code_at=now, created_at=now, updated_at=now,
-    )
+    )])
 
 
 async def note_click(task_id: str, userid: str, response_code: str, now: datetime) -> bool:

@@ -86,7 +86,10 @@ class Command:
     /help, the usage line shown with argument errors, the roles allowed to use
     it at all (None: anyone known; the domain decides per ticket), and an
     optional handler for card buttons whose key is `name:NUMBER`, and an
-    example shown by `/help name` (the same one docs/guide.zh-CN.md shows)."""
+    example shown by `/help name` (the same one docs/guide.zh-CN.md shows).
+    `reads_only`: the command changes nothing (at most it records the card
+    it answers with), so a copy of its callback may simply run again and
+    answer afresh: it runs without the callback's claim and transaction."""
 
     name: str
     alias: str
@@ -96,6 +99,7 @@ class Command:
     roles: frozenset[Role] | None = None
     click: ClickHandler | None = None
     example: str = ""
+    reads_only: bool = False
 
 
 def parse_number(token: str) -> int:

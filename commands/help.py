@@ -37,4 +37,5 @@ COMMAND = Command(
     usage="/help [命令]",
     example="/help 方案",
     handler=_help,
+    reads_only=True,
 )

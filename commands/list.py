@@ -139,4 +139,5 @@ COMMAND = Command(
     usage="/list [open|mine|overdue]",
     example="/list overdue",
     handler=_list,
+    reads_only=True,
 )

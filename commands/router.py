@@ -103,6 +103,11 @@ class Router:
                 return cmd, rest.strip()
         return None
 
+    def reads_only(self, msg: ChatMessage) -> bool:
+        """Whether the message is a command that changes nothing (`Command.reads_only`)."""
+        found = self.match(msg.text)
+        return not (msg.files or msg.file_problems) and found is not None and found[0].reads_only
+
     async def handle_message(self, msg: ChatMessage, ctx: Context) -> Reply:
         """Run the command in a typed message and answer it."""
         if ctx.actor is None:
@@ -209,6 +214,11 @@ ROUTER = Router(
 async def handle_message(msg: ChatMessage, ctx: Context) -> Reply:
     """Entry point for the transports: a typed command (group @robot or one-to-one)."""
     return await ROUTER.handle_message(msg, ctx)
+
+
+def reads_only(msg: ChatMessage) -> bool:
+    """For the transports: whether the message's command changes nothing."""
+    return ROUTER.reads_only(msg)
 
 
 async def handle_click(click: CardClick, ctx: Context) -> Reply:

@@ -80,4 +80,5 @@ COMMAND = Command(
     summary="查看投诉详情和处理卡片（群内客户电话、VIN 脱敏）",
     usage="/show 编号",
     handler=_show,
+    reads_only=True,
 )

@@ -55,7 +55,9 @@ async def test_r7_callbacks_older_than_the_window_are_forgotten_newer_ones_answe
 async def test_r7_the_window_is_a_setting(wecom: WeComWorld, clock: list[datetime]) -> None:
     for n in range(3):
         clock[0] = T0 + n * DAY
-        await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /help", msgid=f"m{n}")
+        # Refused (no such ticket) but claimed: a command that may change something.
+        await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /respond 999",
+                                           msgid=f"m{n}")
     clock[0] = T0 + 2 * DAY + timedelta(hours=12)
     await _run_forget_job(wecom, clock, callback_retention_days=1)
     assert await ProcessedCallback.all().values_list("key", flat=True) == ["m2"]

@@ -37,12 +37,12 @@ PLAN = "诉求=更换变速箱 原因=阀体磨损 方案=免费更换阀体并�
 # Statements per command: {command: (SQLite, PostgreSQL)}.
 COST = {
     "intake": (10, 10),
-    "new": (12, 12),
+    "new": (13, 13),
     "respond": (11, 11),
-    "show": (12, 11),
+    "show": (8, 8),
     "card_click": (14, 14),
-    "plan": (9, 9),
-    "list": (7, 7),
+    "plan": (10, 10),
+    "list": (4, 4),
 }
 
 

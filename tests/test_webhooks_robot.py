@@ -99,6 +99,18 @@ async def test_concurrent_copies_of_a_callback_are_applied_once(wecom: WeComWorl
     assert await ProcessedCallback.all().count() == 1
 
 
+async def test_a_command_that_changes_nothing_claims_nothing_and_a_copy_answers_afresh(
+    wecom: WeComWorld,
+) -> None:
+    number = await open_ticket(wecom)
+    first = await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /list", msgid="ro")
+    await wecom.emulator.robot_message("sh.zhang", GROUP, f"@投诉助手 /respond {number}")
+    again = await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /list", msgid="ro")
+    assert f"#{number}" in first["stream"]["content"]
+    assert first["stream"]["content"] != again["stream"]["content"]  # 已响应 now
+    assert not await ProcessedCallback.filter(key="ro").exists()
+
+
 async def test_the_emulator_log_shows_the_conversation(wecom: WeComWorld) -> None:
     await open_ticket(wecom)
     await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /respond 1 已联系客户")

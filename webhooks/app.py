@@ -37,6 +37,7 @@ from webhooks.callback import (
     context_for,
     enqueue_reply,
     make_cipher,
+    needs_claim,
     not_configured,
     read_body,
     refuse,
@@ -166,8 +167,8 @@ async def receive(request: web.Request) -> web.Response:
                                          callback.media)
                 callback = dataclasses.replace(callback, event=event)
             _, duplicate = await run_once(
-                ENDPOINT, callback.key, now, lambda: _apply(request.app, callback, now)
-            )
+                ENDPOINT, callback.key, now, lambda: _apply(request.app, callback, now),
+                claim=needs_claim(event))
         except Exception as exc:
             log.exception("wecom_callback_failed", endpoint=ENDPOINT, key=callback.key,
                           userid=event.userid)

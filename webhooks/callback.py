@@ -34,7 +34,8 @@ from bot.metrics import CALLBACK_REFUSALS, CALLBACKS
 from bot.settings import Settings, SettingsError
 from bot.storage import storage_fault
 from bot.wecom.crypto import CallbackCipher, CallbackRefused, SignedQuery
-from commands.base import Context, Reply
+from commands import router
+from commands.base import CardClick, ChatMessage, Context, Reply
 from models import Notification, ProcessedCallback
 
 log = structlog.get_logger(__name__)
@@ -159,16 +160,27 @@ async def context_for(app: web.Application, userid: str, now: datetime) -> Conte
 
 
 async def run_once(
-    endpoint: str, key: str, now: datetime, apply: Callable[[], Awaitable[str]]
+    endpoint: str, key: str, now: datetime, apply: Callable[[], Awaitable[str]], *,
+    claim: bool = True,
 ) -> tuple[str, bool]:
     """Apply a callback once: claim `key` and run `apply` in one transaction,
     storing what it returns (the reply). Returns that reply and False, or, for
     a duplicate, the reply stored the first time and True. An exception rolls
-    the claim back with the rest, so a failed callback can be retried."""
+    the claim back with the rest, so a failed callback can be retried.
+    Without `claim` (a command that changes nothing: `Command.reads_only`)
+    `apply` just runs, and a copy of the callback answers afresh."""
     # Every log line written while the callback is applied (the command, the
     # ticket change) names it, so one grep finds a callback's whole story.
     with structlog.contextvars.bound_contextvars(endpoint=endpoint, msgid=key):
-        return await _run_once(endpoint, key, now, apply)
+        if claim:
+            return await _run_once(endpoint, key, now, apply)
+        try:
+            response = await apply()
+        except Exception:
+            CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
+            raise
+        CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
+        return response, False
 
 
 async def _run_once(
@@ -199,6 +211,12 @@ async def _run_once(
         raise
     CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
     return response, False
+
+
+def needs_claim(event: ChatMessage | CardClick) -> bool:
+    """Whether applying the event needs the callback's claim (`run_once`):
+    all but a typed command that changes nothing."""
+    return not (isinstance(event, ChatMessage) and router.reads_only(event))
 
 
 def applied(reply: Reply) -> Reply:

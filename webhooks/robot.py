@@ -43,6 +43,7 @@ from webhooks.callback import (
     context_for,
     enqueue_reply,
     make_cipher,
+    needs_claim,
     not_configured,
     read_body,
     refuse,
@@ -256,8 +257,8 @@ async def answer_callback(app: web.Application, callback: RobotCallback,
                 event = await with_files(app, ENDPOINT, callback.msgid, event, callback.media)
                 callback = dataclasses.replace(callback, event=event)
             stored, duplicate = await run_once(
-                ENDPOINT, callback.msgid, now, lambda: _apply(app, callback, now)
-            )
+                ENDPOINT, callback.msgid, now, lambda: _apply(app, callback, now),
+                claim=needs_claim(event))
         except Exception as exc:
             log.exception("wecom_callback_failed", endpoint=ENDPOINT, msgid=callback.msgid,
                           userid=event.userid)
