@@ -21,11 +21,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from tortoise.expressions import Q
 
 from bot.card_copies import refresh_copies
 from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
-from bot.db import insert_rows, transaction
+from bot.db import fetch_rows, insert_rows, transaction
 from bot.directory import Roster, fallback_group
 from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
@@ -275,17 +274,21 @@ class Ledger:
         keys = {number: {(w.clock, w.due_at) for w in wanted}
                 for number, (_, wanted) in moved.items()}
         held = {number: {(h.clock, h.due_at) for h in had} for number, (had, _) in moved.items()}
+        # Raw SQL: the ORM takes milliseconds to build these ORs of keys.
         if any(held[number] - keys[number] for number in moved):
-            moot = Q(ticket_id__in=list(moved), state="pending")
-            kept = [(number, clock, due_at) for number in moved for clock, due_at in keys[number]]
-            if kept:
-                moot &= ~_any_of(kept)
-            await Deadline.filter(moot).update(state="cancelled", finished_at=now)
+            numbers = list(moved)
+            kept, params = _keys_sql([(number, clock, due_at) for number in numbers
+                                      for clock, due_at in keys[number]])
+            await fetch_rows(
+                "UPDATE deadline SET state = 'cancelled', finished_at = ? WHERE state = 'pending' "
+                f"AND ticket_id IN ({', '.join('?' * len(numbers))})"
+                + (f" AND NOT ({kept})" if kept else ""), [now, *numbers, *params])
         new = [(number, clock, due_at) for number in moved
                for clock, due_at in sorted(keys[number] - held[number], key=lambda k: k[1])]
         if new:
-            await Deadline.filter(_any_of(new), state="cancelled").update(
-                state="pending", finished_at=None)
+            wanted_again, params = _keys_sql(new)
+            await fetch_rows("UPDATE deadline SET state = 'pending', finished_at = NULL "
+                             f"WHERE state = 'cancelled' AND ({wanted_again})", params)
             await insert_rows([Deadline(ticket_id=number, clock=clock, due_at=due_at)
                                for number, clock, due_at in new], ignore_conflicts=True)
 
@@ -367,10 +370,13 @@ class Ledger:
         await insert_rows(rows, ignore_conflicts=True)
 
 
-def _any_of(keys: Sequence[tuple[int, Clock, datetime]]) -> Q:
-    """The deadline rows with one of these (ticket, clock, due time) keys."""
-    return Q(*(Q(ticket_id=number, clock=clock, due_at=due_at) for number, clock, due_at in keys),
-             join_type=Q.OR)
+def _keys_sql(keys: Sequence[tuple[int, Clock, datetime]]) -> tuple[str, list[Any]]:
+    """SQL matching the deadline rows with one of these (ticket, clock, due
+    time) keys, and its parameters, converted as the ORM stores them."""
+    due_at = Deadline._meta.fields_map["due_at"]
+    params = [value for number, clock, due in keys
+              for value in (number, clock.value, due_at.to_db_value(due, Deadline))]
+    return " OR ".join(["(ticket_id = ? AND clock = ? AND due_at = ?)"] * len(keys)), params
 
 
 def _crisis_rows(done: _Applied, event: TicketEvent, origin: str, *, opened: bool,
