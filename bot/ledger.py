@@ -263,12 +263,12 @@ class Ledger:
         now: datetime,
     ) -> None:
         """Store exactly each ticket's wanted set, given (held, wanted): the
-        pending set the snapshot before the change set, and the one after.
-        Cancel the pending that are not wanted, re-arm the cancelled that are
-        wanted again (a staged closure rejected: the clocks it held run on),
-        add the new, keep the rest (applied or refused, so nothing due fires
-        twice). Written without reading the rows: the held set is what the
-        last change stored."""
+        set the snapshot before the change runs on, and the one after. Cancel
+        the pending that are not wanted and end the applied (overdue) ones,
+        re-arm the cancelled and ended that are wanted again (a staged closure
+        rejected: the clocks it held run on), add the new, keep the rest (so
+        nothing due fires twice). Written without reading the rows: the held
+        set is what the last change stored (models.Deadline.state)."""
         if not moved:
             return
         keys = {number: {(w.clock, w.due_at) for w in wanted}
@@ -279,16 +279,22 @@ class Ledger:
             numbers = list(moved)
             kept, params = _keys_sql([(number, clock, due_at) for number in numbers
                                       for clock, due_at in keys[number]])
+            # A swept one the ticket no longer runs on is no longer overdue: ended.
             await fetch_rows(
-                "UPDATE deadline SET state = 'cancelled', finished_at = ? WHERE state = 'pending' "
+                "UPDATE deadline SET state = CASE state WHEN 'pending' THEN 'cancelled' "
+                "ELSE 'ended' END, finished_at = CASE state WHEN 'pending' THEN ? "
+                "ELSE finished_at END WHERE state IN ('pending', 'applied') "
                 f"AND ticket_id IN ({', '.join('?' * len(numbers))})"
                 + (f" AND NOT ({kept})" if kept else ""), [now, *numbers, *params])
         new = [(number, clock, due_at) for number in moved
                for clock, due_at in sorted(keys[number] - held[number], key=lambda k: k[1])]
         if new:
             wanted_again, params = _keys_sql(new)
-            await fetch_rows("UPDATE deadline SET state = 'pending', finished_at = NULL "
-                             f"WHERE state = 'cancelled' AND ({wanted_again})", params)
+            await fetch_rows(
+                "UPDATE deadline SET state = CASE state WHEN 'cancelled' THEN 'pending' "
+                "ELSE 'applied' END, finished_at = CASE state WHEN 'cancelled' THEN NULL "
+                "ELSE finished_at END WHERE state IN ('cancelled', 'ended') "
+                f"AND ({wanted_again})", params)
             await insert_rows([Deadline(ticket_id=number, clock=clock, due_at=due_at)
                                for number, clock, due_at in new], ignore_conflicts=True)
 

@@ -18,7 +18,7 @@ from bot.render.cards import pending_deadlines_of
 from bot.render.chat import TicketLine, render_ticket_line
 from commands.base import Reply
 from commands.command import Call, Command, UsageError
-from models import Deadline, GroupChat
+from models import RUNNING, Deadline, GroupChat
 from models import Ticket as TicketRow
 
 SHOWN = 20
@@ -80,7 +80,7 @@ async def _list(call: Call) -> Reply:
     annotations, order = {"dealer_name": _DEALER_NAME}, "id"
     if which == "overdue":
         # Aware UTC bound: on SQLite a bound in another zone compares as text.
-        due = Deadline.filter(state="pending", due_at__lte=ctx.now.astimezone(UTC))
+        due = Deadline.filter(state__in=RUNNING, due_at__lte=ctx.now.astimezone(UTC))
         query = query.filter(id__in=Subquery(due.values("ticket_id")))
         annotations["oldest_first"], order = _OLDEST_FIRST, "oldest_first"
     # Only the shown rows' shown columns (and their dealer's name) are read;

@@ -15,7 +15,7 @@ from models.notification import Notification
 from models.policy import PolicyVersion
 from models.report_run import ReportRun
 from models.send_slot import SendSlot
-from models.ticket import Deadline, Ticket, TicketEvent
+from models.ticket import RUNNING, Deadline, Ticket, TicketEvent
 from models.token import AccessToken
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ApprovalRequest",
     "Attachment",
     "Deadline",
+    "RUNNING",
     "Dealer",
     "Delegation",
     "Deployment",

@@ -98,6 +98,10 @@ class TicketEvent(Model):
         ordering = ["id"]
 
 
+RUNNING = ("pending", "applied")
+"""The states of a deadline the ticket still runs on (see Deadline.state)."""
+
+
 class Deadline(Model):
     """One pending (or finished) deadline of a ticket, swept when due.
 
@@ -110,6 +114,11 @@ class Deadline(Model):
     )
     clock = fields.CharEnumField(Clock, max_length=32)
     due_at = fields.DatetimeField()
+    # pending: not yet due or not yet swept; applied: swept (its breach
+    # recorded) and the ticket still runs on it, i.e. overdue; ended: applied,
+    # then the ticket's clocks moved past it; cancelled: made moot before it
+    # fell due (re-armed if wanted again); refused: the sweep's change was
+    # refused. Only pending rows fire.
     state = fields.CharField(max_length=16, default="pending")
     finished_at = fields.DatetimeField(null=True)
 

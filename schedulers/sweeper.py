@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 import structlog
 from tortoise.transactions import in_transaction
 
+from bot.db import fetch_rows
 from bot.domain.enums import Clock, Status
 from bot.domain.ticket import SYSTEM, Refused
 from bot.domain.transitions import deadline_due
@@ -183,13 +184,19 @@ async def _apply_batch(
                 actions.append(SweepAction(deadline.id, change.number, deadline.clock,
                                            deadline.due_at, "applied", result.event,
                                            result.ticket.status))
-        # The ledger's reconcile may have cancelled an applied row as moot (an
-        # escalation replaces every clock); it was applied, and says so. A
-        # refused one is finished too, not retried forever.
-        for result in ("applied", "refused"):
-            ids = [a.deadline_id for a in actions if a.result == result]
-            if ids:
-                await Deadline.filter(id__in=ids).update(state=result, finished_at=now)
+        # Applied: the ticket runs on (overdue) unless the change's reconcile
+        # cancelled the row as moot (an escalation replaces every clock), then
+        # it was applied and is over: ended. A refused one is finished too,
+        # not retried forever.
+        applied_ids = [a.deadline_id for a in actions if a.result == "applied"]
+        if applied_ids:
+            await fetch_rows(
+                "UPDATE deadline SET state = CASE state WHEN 'cancelled' THEN 'ended' "
+                "ELSE 'applied' END, finished_at = ? "
+                f"WHERE id IN ({', '.join('?' * len(applied_ids))})", [now, *applied_ids])
+        refused_ids = [a.deadline_id for a in actions if a.result == "refused"]
+        if refused_ids:
+            await Deadline.filter(id__in=refused_ids).update(state="refused", finished_at=now)
     for a in actions:
         if a.result == "applied":
             log.info("deadline_applied", ticket=a.ticket, clock=a.clock.value,

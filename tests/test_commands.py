@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bot.directory import actor_for
-from bot.domain.enums import Category, OwnerLevel, Status
+from bot.domain.enums import Category, Clock, OwnerLevel, Status
 from bot.domain.permissions import Action, may
 from bot.intake import Complaint, open_complaint
 from bot.ledger import Ledger, snapshot
@@ -22,6 +22,7 @@ from commands.command import Command
 from commands.router import FAILURE, ROUTER, Router, handle_message
 from models import Deadline, GroupChat, Notification, Staff, TicketEvent
 from models import Ticket as TicketRow
+from schedulers.sweeper import sweep
 from tests.conftest import T0
 from tests.factories import CALL_CENTRE, SH_STAFF
 
@@ -436,6 +437,24 @@ async def test_list_overdue_and_mine(say, open_ticket, clock):
     assert f"#{on_time} " in mine.markdown and f"#{late} " not in mine.markdown
     nothing = await say("sh.zhang", "/list mine")
     assert nothing.markdown == "📋 经销商 SH001：暂无指派给我的未结投诉。"
+
+
+async def test_list_overdue_keeps_a_ticket_the_sweep_has_nudged_until_it_is_answered(
+        say, open_ticket, clock, ledger):
+    """The sweep applies the 2 h response clock (the nudge) and the ticket is
+    still unanswered: still overdue, in /list overdue and on its line, until
+    /respond, whatever the deadline row's state."""
+    late = await open_ticket()
+    clock[0] = T0 + 3 * H
+    [action] = await sweep(ledger, now=clock[0])
+    assert (action.ticket, action.clock, action.result) == (late, Clock.RESPONSE, "applied")
+    overdue = await say("sh.zhang", "/list overdue", chatid="wrGRP-SH001")
+    assert f"#{late} " in overdue.markdown and "⚠️逾期" in overdue.markdown
+    listed = await say("sh.zhang", "/list", chatid="wrGRP-SH001")
+    assert "⚠️逾期" in listed.markdown
+    await say("sh.zhang", f"/respond {late}")
+    after = await say("sh.zhang", "/list overdue", chatid="wrGRP-SH001")
+    assert after.markdown == "📋 上海浦东4S店（SH001）：暂无已逾期的未结投诉。"
 
 
 async def test_list_overdue_counts_and_orders_only_open_tickets_with_a_due_clock(

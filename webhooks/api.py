@@ -28,7 +28,7 @@ from bot.filestore import FULL_MESSAGE, FileStoreUnavailable
 from bot.intake import INVALID, IntakeError, check_complaint, open_complaint, related_numbers
 from bot.keys import ATTACHMENTS, CLOCK, LEDGER, SETTINGS
 from bot.ledger import snapshot
-from models import Attachment, Deadline, Notification, TicketEvent
+from models import RUNNING, Attachment, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 from webhooks.health import storage_guarded
 
@@ -162,7 +162,7 @@ def ticket_summary(ticket: Ticket, *, created_at: datetime | None, related: list
 
 async def ticket_json(row: TicketRow) -> dict[str, Any]:
     """The API's view of a stored ticket with its history and notifications."""
-    deadlines = await Deadline.filter(ticket_id=row.id, state="pending").order_by("due_at")
+    deadlines = await Deadline.filter(ticket_id=row.id, state__in=RUNNING).order_by("due_at")
     # The ticket was created by its first event (intake dispatches at once, the same moment).
     created = await TicketEvent.filter(ticket_id=row.id).order_by("id").first()
     body = ticket_summary(snapshot(row), created_at=created.at if created else None,

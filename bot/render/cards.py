@@ -32,8 +32,8 @@ from bot.render.chat import (
     withheld_text,
 )
 from bot.render.privacy import mask_phone
+from models import RUNNING, Dealer, Staff, TicketEvent
 from models import Deadline as DeadlineRow
-from models import Dealer, Staff, TicketEvent
 from models import Ticket as TicketRow
 
 TASK_ID = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -159,14 +159,16 @@ class TicketView:
 
 
 async def pending_deadlines_of(numbers: list[int]) -> dict[int, list[Deadline]]:
-    """Pending deadlines of each ticket, soonest first."""
+    """The deadlines each ticket runs on, soonest first: those not yet due and
+    the overdue ones (swept, still running: models.RUNNING), as the domain's
+    `pending_deadlines` of the ticket gives them."""
     found: dict[int, list[Deadline]] = {n: [] for n in numbers}
     # By ticket alone (its unique index): with the state in SQL, SQLite walks
     # every pending deadline by (state, due_at) (bench/sweep.py).
     rows = await DeadlineRow.filter(ticket_id__in=numbers).values_list(
         "ticket_id", "clock", "due_at", "state", "id")
     for number, clock, due_at, state, _ in sorted(rows, key=lambda r: (r[2], r[4])):
-        if state == "pending":
+        if state in RUNNING:
             found[number].append(Deadline(due_at=due_at, clock=Clock(clock)))
     return found
 
