@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from tortoise import connections
 
 from bot.card_copies import refresh_copies
 from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
@@ -188,12 +189,7 @@ class Ledger:
             raise ValueError("one change per ticket per batch")
         results: dict[int, Outcome | Refused] = {}
         async with transaction():
-            rows = {
-                row.id: row
-                # In id order, so two batches sharing tickets cannot deadlock.
-                for row in await TicketRow.filter(id__in=numbers).order_by("id")
-                .select_for_update(no_key=True)
-            }
+            rows = {row.id: row for row in await _locked(numbers)}
             applied: list[_Applied] = []
             for change in changes:
                 row = rows.get(change.number)
@@ -374,6 +370,17 @@ class Ledger:
                 )
             rows.extend(_crisis_rows(done, event, origin, opened=opened, now=now))
         await insert_rows(rows, ignore_conflicts=True)
+
+
+async def _locked(numbers: Sequence[int]) -> list[TicketRow]:
+    """The tickets, their rows locked until the transaction ends (PostgreSQL;
+    SQLite has one writer), read in id order so that two batches sharing
+    tickets cannot deadlock. Raw SQL: building the query took the ORM more
+    CPU than reading the row."""
+    ids = ", ".join(str(int(n)) for n in numbers)
+    lock = " FOR NO KEY UPDATE" if connections.get("default").capabilities.dialect == "postgres" \
+        else ""
+    return await TicketRow.raw(f'SELECT * FROM "ticket" WHERE "id" IN ({ids}) ORDER BY "id"{lock}')
 
 
 def _keys_sql(keys: Sequence[tuple[int, Clock, datetime]]) -> tuple[str, list[Any]]:

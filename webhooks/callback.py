@@ -205,7 +205,8 @@ async def _run_once(
                 CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
                 return stored["response"], True
             response = await apply()
-            await ProcessedCallback.filter(id=claimed[0]["id"]).update(response=response)
+            await fetch_rows("UPDATE processed_callback SET response = ? WHERE id = ?",
+                             [response, claimed[0]["id"]])
     except Exception:
         CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
         raise
