@@ -9,11 +9,14 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from tortoise.context import TortoiseContext
 from tortoise.migrations.autodetector import MigrationAutodetector
+from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
 from bot.db import APP_LABEL, apply_migrations, open_database, tortoise_config
 from models import PolicyVersion, ProcessedCallback, Region
@@ -167,3 +170,67 @@ async def test_migrated_sqlite_keeps_every_constraint_and_index(tmp_path) -> Non
     want, got = _sqlite_schema(str(generated)), _sqlite_schema(str(migrated))
     missing = {t: sorted(want[t] - got.get(t, set())) for t in want if want[t] - got.get(t, set())}
     assert not missing, f"the migrated schema lacks: {missing}"
+
+
+async def _fill_every_column(conn: Any, table: str, **known: Any) -> None:
+    """Insert one row with a plausible value in every NOT NULL column without
+    a default (as a release of that day would have stored it)."""
+    postgres = conn.capabilities.dialect == "postgres"
+    if postgres:
+        columns = [(r["column_name"], r["data_type"]) for r in await conn.execute_query_dict(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 "
+            "AND is_nullable = 'NO' AND column_default IS NULL", [table])]
+    else:
+        columns = [(r["name"], r["type"].lower()) for r in await conn.execute_query_dict(
+            f"SELECT name, type FROM pragma_table_info('{table}') WHERE \"notnull\" = 1 "
+            "AND dflt_value IS NULL AND pk = 0")]
+    values = dict(known)
+    for name, kind in columns:
+        if name in values:
+            continue
+        if "bool" in kind:
+            values[name] = False
+        elif "int" in kind:
+            values[name] = 1
+        elif "time" in kind:
+            values[name] = T0
+        elif "json" in kind:
+            values[name] = "[]"
+        else:
+            values[name] = name[:8]
+    marks = [f"${i}" if postgres else "?" for i in range(1, len(values) + 1)]
+    await conn.execute_query(
+        f'INSERT INTO "{table}" ({", ".join(values)}) VALUES ({", ".join(marks)})',
+        list(values.values()))
+
+
+async def test_a_database_with_rows_upgrades_from_an_earlier_release(
+        tmp_path: Path, postgres_url: str) -> None:
+    """A deployment's database holds tickets and cards when a release adds NOT
+    NULL columns to them (0017's ticket source, 0020's spent card code):
+    PostgreSQL refuses such a column on a table with rows unless the database
+    knows its default. Migrated from 0016 with rows, on both databases."""
+    fresh = f"{postgres_url}_upgrade"
+    name = fresh.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        for url in (f"sqlite://{tmp_path}/old.sqlite3", fresh):
+            async with TortoiseContext() as ctx:
+                await ctx.init(config=tortoise_config(url))
+                conn = ctx.db("default")
+                await MigrationExecutor(conn, tortoise_config("sqlite://:memory:")["apps"]).migrate(
+                    targets=[MigrationTarget(app_label=APP_LABEL, name="0016_ticket_survey")])
+                await _fill_every_column(conn, "policy_version", digest="d1")
+                await _fill_every_column(conn, "ticket", id=7, policy_id="d1")
+                await _fill_every_column(conn, "sent_card", ticket_id=7, response_code="code")
+            async with open_database(url) as ctx:
+                [ticket] = await ctx.db("default").execute_query_dict(
+                    "SELECT source, resolved_on_call FROM ticket WHERE id = 7")
+                [card] = await ctx.db("default").execute_query_dict(
+                    "SELECT response_code, spent_code FROM sent_card WHERE ticket_id = 7")
+            assert (ticket["source"], bool(ticket["resolved_on_call"])) == ("api", False), url
+            assert (card["response_code"], card["spent_code"]) == ("code", ""), url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

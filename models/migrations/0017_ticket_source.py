@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from bot.domain.enums import Clock, Source
 from tortoise import fields
-from models.migration_operations import AlterFieldInStateOnly
+from models.migration_operations import AddFieldKeepingRows, AlterFieldInStateOnly
 
 class Migration(migrations.Migration):
     dependencies = [('complaintbot', '0016_ticket_survey')]
@@ -21,14 +21,17 @@ class Migration(migrations.Migration):
             name='confirmed_at',
             field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
         ),
-        ops.AddField(
+        # NOT NULL on a table with rows: PostgreSQL needs the default in the database.
+        AddFieldKeepingRows(
             model_name='Ticket',
             name='resolved_on_call',
             field=fields.BooleanField(default=False),
+            default_sql="FALSE",
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='Ticket',
             name='source',
             field=fields.CharEnumField(default=Source.API, description='API: api\nCHAT: chat\nSTORE: store', enum_type=Source, max_length=16),
+            default_sql="'api'",
         ),
     ]

@@ -1,6 +1,6 @@
 from tortoise import migrations
-from tortoise.migrations import operations as ops
 from tortoise import fields
+from models.migration_operations import AddFieldKeepingRows
 
 class Migration(migrations.Migration):
     dependencies = [('complaintbot', '0019_ticket_dealer_dispatched')]
@@ -8,9 +8,10 @@ class Migration(migrations.Migration):
     initial = False
 
     operations = [
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='SentCard',
             name='spent_code',
             field=fields.CharField(default='', max_length=256),
+            default_sql="''",
         ),
     ]
