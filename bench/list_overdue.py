@@ -6,7 +6,7 @@ tickets most of which are closed (issue 16).
     python bench/list_overdue.py --bot-code DIR     # and another checkout, on the same database
 
 The database holds `--tickets` tickets (bench/fill.py): the oldest closed,
-their clocks applied (history); then `--overdue` open ones whose response
+their clocks ended (history); then `--overdue` open ones whose response
 clock fell due an hour ago and was not swept yet; then the rest of `--open`,
 dispatched 30 minutes ago, no clock due. PostgreSQL is vacuumed and analysed
 after the fill, as autovacuum would have done by then; SQLite is left as the
@@ -94,7 +94,7 @@ async def fill(url: str, tickets: int, open_: int, overdue: int) -> datetime:
         now = datetime.now(UTC).replace(microsecond=0)
         closed = tickets - open_
         await fill_tickets(closed, dispatched_at=now - timedelta(days=60), policy_digest=digest,
-                           status=Status.CLOSED, clock_state="applied")
+                           status=Status.CLOSED, clock_state="ended")
         await fill_tickets(overdue, dispatched_at=now - timedelta(hours=3), policy_digest=digest,
                            first_id=closed + 1)
         await fill_tickets(open_ - overdue, dispatched_at=now - timedelta(minutes=30),
