@@ -38,8 +38,8 @@ async def fill_tickets(count: int, *, dispatched_at: datetime, policy_digest: st
                        clock_state: str = "pending") -> list[int]:
     """Insert `count` general complaints dispatched at `dispatched_at`, in
     `status`, with their two clocks in `clock_state` (by default open and
-    pending; closed and "applied" is history: the rows once their clocks
-    fired and the ticket closed), taking turns over `dealers` ((dealer,
+    pending; closed and "ended" is history: the rows once their clocks
+    fired and the ticket closed, migration 0021), taking turns over `dealers` ((dealer,
     region) codes); returns their numbers."""
     numbers: list[int] = []
     for start in range(first_id, first_id + count, _BATCH):

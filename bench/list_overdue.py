@@ -6,7 +6,7 @@ tickets most of which are closed (issue 16).
     python bench/list_overdue.py --bot-code DIR     # and another checkout, on the same database
 
 The database holds `--tickets` tickets (bench/fill.py): the oldest closed,
-their clocks applied (history); then `--overdue` open ones whose response
+their clocks ended (history); then `--overdue` open ones whose response
 clock fell due an hour ago and was not swept yet; then the rest of `--open`,
 dispatched 30 minutes ago, no clock due. PostgreSQL is vacuumed and analysed
 after the fill, as autovacuum would have done by then; SQLite is left as the
@@ -14,17 +14,24 @@ bot leaves it (no ANALYZE).
 
 Each checkout (this one, and `--bot-code`'s) runs in a child process on that
 same database: the commands as typed in a dealer's group (张专员, one dealer
-of four) and in the call centre's group (every ticket), `/list` and
-`/list overdue`, each repeated and timed in process (the median, wall;
-with `--bot-code`, each checkout twice, in the order this, other, other,
-this, and the two medians averaged), at
-two moments: with the overdue ones due, and an hour earlier, when nothing is
+of four), in a region's group (何区域, two dealers of four) and in the call
+centre's group (every ticket), `/list`, `/list mine` (nothing assigned: the
+scope's open tickets read for none) and `/list overdue`, each repeated and
+timed in process (the median, wall; with `--bot-code`, each checkout twice,
+in the order this, other, other, this, and the two medians averaged), at two
+moments: with the overdue ones due, and an hour earlier, when nothing is
 due (the usual state while the sweeper keeps up). Prints the calibration
 line, then each figure and its ratio to the plain `/list` of the same scope
 and checkout, and, with `--bot-code`, each figure of this checkout over the
 other's. The fill is most of the run (40 s to 100 s for 100,000 tickets on
 each database, depending on the machine's load): `--tickets` fewer for a
-shorter one.
+shorter one. `--open` as many as `--tickets` is the shape of
+bench/callbacks.py (no history, every ticket open).
+
+`--other-without-list-indexes`: the other checkout is measured without the
+ticket indexes for /list (LIST_INDEXES, migration 0022), dropped before each
+of its runs and built again before each of this one's, so that a checkout
+from before the migration runs on its own schema.
 """
 
 from __future__ import annotations
@@ -67,8 +74,14 @@ from commands.router import handle_message
 
 ROOT = Path(__file__).resolve().parent.parent
 # (who, group): a dealer's handler in its group, the call centre in its own.
-SCOPES = {"dealer": ("sh.zhang", "wrGRP-SH001"), "all": ("cc.wang", "wrGRP-CC")}
-COMMANDS = ("/list", "/list overdue")
+SCOPES = {"dealer": ("sh.zhang", "wrGRP-SH001"), "region": ("east.he", "wrGRP-EAST"),
+          "all": ("cc.wang", "wrGRP-CC")}
+COMMANDS = ("/list", "/list mine", "/list overdue")
+# The indexes migration 0022 added for /list, as tortoise names them.
+LIST_INDEXES = {
+    "idx_ticket_dealer__5df041": '"ticket" ("dealer_code", "status")',
+    "idx_ticket_region__48bf3c": '"ticket" ("region_code", "status")',
+}
 
 
 async def fill(url: str, tickets: int, open_: int, overdue: int) -> datetime:
@@ -81,7 +94,7 @@ async def fill(url: str, tickets: int, open_: int, overdue: int) -> datetime:
         now = datetime.now(UTC).replace(microsecond=0)
         closed = tickets - open_
         await fill_tickets(closed, dispatched_at=now - timedelta(days=60), policy_digest=digest,
-                           status=Status.CLOSED, clock_state="applied")
+                           status=Status.CLOSED, clock_state="ended")
         await fill_tickets(overdue, dispatched_at=now - timedelta(hours=3), policy_digest=digest,
                            first_id=closed + 1)
         await fill_tickets(open_ - overdue, dispatched_at=now - timedelta(minutes=30),
@@ -136,17 +149,30 @@ def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
             for key, value in runs[0].items()}
 
 
+async def set_list_indexes(url: str, present: bool) -> None:
+    """Build LIST_INDEXES (this checkout's schema) or drop them (one from
+    before migration 0022)."""
+    async with open_database(url, migrate=False):
+        conn = connections.get("default")
+        for name, on in LIST_INDEXES.items():
+            await conn.execute_script(f'CREATE INDEX IF NOT EXISTS "{name}" ON {on}' if present
+                                      else f'DROP INDEX IF EXISTS "{name}"')
+
+
 def report(db: str, label: str, figures: dict[str, Any]) -> None:
-    """One line per moment and scope: both commands, and their ratio."""
+    """One line per moment and scope: each command, and its ratio to /list."""
     print(f"list_{db}_{label}_code {figures['code']}", flush=True)
     for moment in ("due", "none_due"):
         for scope in SCOPES:
             plain = figures[f"{moment} {scope} /list"]
-            overdue = figures[f"{moment} {scope} /list overdue"]
-            tag = f"list_{db}_{label}_{moment}_{scope}"
-            print(f"{tag} /list {plain:.1f} ms, /list overdue {overdue:.1f} ms "
-                  f"({overdue / plain:.2f} x /list) | "
-                  f"{figures[f'{moment} {scope} /list overdue first_line']}", flush=True)
+            others = ", ".join(
+                f"{text} {figures[f'{moment} {scope} {text}']:.1f} ms "
+                f"({figures[f'{moment} {scope} {text}'] / plain:.2f} x /list)"
+                for text in COMMANDS[1:])
+            answers = " / ".join(figures[f"{moment} {scope} {text} first_line"]
+                                 for text in COMMANDS)
+            print(f"list_{db}_{label}_{moment}_{scope} /list {plain:.1f} ms, {others} | "
+                  f"{answers}", flush=True)
 
 
 async def main() -> None:
@@ -159,6 +185,8 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--bot-code", type=Path, default=None,
                         help="another checkout, measured on the same database (e.g. main)")
+    parser.add_argument("--other-without-list-indexes", action="store_true",
+                        help="measure --bot-code without LIST_INDEXES (a checkout before 0022)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # a child's database URL
     parser.add_argument("--at", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -180,7 +208,11 @@ async def main() -> None:
             # This, other, other, this: neither gains from going first (a
             # cold cache, a machine busier at the start); the two are averaged.
             order = [*codes, *reversed(codes)]
-            runs = [(label, run_child(url, now, args.repeat, codes[label])) for label in order]
+            runs = []
+            for label in order:
+                if args.other_without_list_indexes:
+                    await set_list_indexes(url, present=label == "this")
+                runs.append((label, run_child(url, now, args.repeat, codes[label])))
     measured = {label: _mean([figures for ran, figures in runs if ran == label])
                 for label in codes}
     for label, figures in measured.items():

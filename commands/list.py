@@ -28,11 +28,14 @@ _DEALER_NAME = RawSQL('(SELECT "name" FROM "dealer"'
 # Open as a list of the open states, not "not final": `status IN (…)` can use
 # the status index, `NOT IN` reads every ticket ever stored.
 _OPEN = [s for s in Status if not s.is_final]
-# Overdue ones oldest first, by an expression no index gives: by "id" with a
-# LIMIT, PostgreSQL walks the primary key through every ticket, closed or
-# without a due clock, hoping to meet 20 overdue soon (all of them when none
-# is); this way it takes the few due clocks and sorts their tickets
-# (bench/list_overdue.py). SQLite starts from the due clocks either way.
+# Oldest first, by an expression no index gives: by "id" with a LIMIT,
+# PostgreSQL walks the primary key from the oldest ticket, through the closed
+# history, hoping to meet 20 open (or overdue) ones soon, and SQLite walks
+# the dealer's or region's whole history by its one-column index. This way
+# both take the open tickets in scope by an index ((dealer_code, status),
+# (region_code, status), status; for overdue, the due clocks) and sort them:
+# the rows the count reads anyway, however long the history grows
+# (bench/list_overdue.py, bench/RESULTS.md).
 _OLDEST_FIRST = RawSQL('"ticket"."id" + 0')
 _FILTERS = {"open": "open", "未结": "open", "mine": "mine", "我的": "mine",
             "overdue": "overdue", "逾期": "overdue"}
@@ -77,15 +80,14 @@ async def _list(call: Call) -> Reply:
     query = TicketRow.filter(**scope.filters, status__in=_OPEN).filter(_viewable(actor))
     if which == "mine":
         query = query.filter(assignee=actor.userid)
-    annotations, order = {"dealer_name": _DEALER_NAME}, "id"
     if which == "overdue":
         # Aware UTC bound: on SQLite a bound in another zone compares as text.
         due = Deadline.filter(state__in=RUNNING, due_at__lte=ctx.now.astimezone(UTC))
         query = query.filter(id__in=Subquery(due.values("ticket_id")))
-        annotations["oldest_first"], order = _OLDEST_FIRST, "oldest_first"
+    annotations = {"dealer_name": _DEALER_NAME, "oldest_first": _OLDEST_FIRST}
     # Only the shown rows' shown columns (and their dealer's name) are read;
     # the total is counted apart, and only when more rows than shown may exist.
-    rows = await query.annotate(**annotations).order_by(order).limit(SHOWN).values_list(
+    rows = await query.annotate(**annotations).order_by("oldest_first").limit(SHOWN).values_list(
         "id", "category", "status", "dealer_code", "car_model", "dealer_name")
     shown = [TicketLine(*row[:5]) for row in rows]
     names = {row[3]: row[5] or "" for row in rows}

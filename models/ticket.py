@@ -75,8 +75,10 @@ class Ticket(Model):
     class Meta:
         table = "ticket"
         # A dealer's period (R24 reports, the workbook's ticket list) without
-        # walking the whole brand's period.
-        indexes = (("dealer_code", "dispatched_at"),)
+        # walking the whole brand's period; a dealer's or region's open
+        # tickets (/list) without reading its closed history.
+        indexes = (("dealer_code", "dispatched_at"), ("dealer_code", "status"),
+                   ("region_code", "status"))
 
 
 class TicketEvent(Model):
