@@ -85,15 +85,26 @@ async def refresh_copies(
     events: Mapping[int, int], *, now: datetime, task_prefix: str = "",
     kinds: Mapping[int, str] | None = None,
 ) -> int:
-    """Queue a card_update for every app copy of the tickets in `events`
-    (ticket number → the event that changed it) that can still be updated,
-    using up its response_code, and a card_fresh for each member whose
-    ticket cards are all stale (see FRESH_ON); the number queued. Call it in the transaction
-    of the change, so the update goes out if and only if the change is stored.
-    `task_prefix` limits it to the copies of one card (an approval request's,
-    bot/approvals.py); `kinds` (ticket number → the event's kind), when the
-    caller knows them, saves reading the events back, and the copies too
-    when no change is one of FRESH_ON."""
+    """Queue the outbox rows of `copy_refreshes` (see there); the number queued."""
+    rows = await copy_refreshes(events, now=now, task_prefix=task_prefix, kinds=kinds)
+    await insert_rows(rows, on_conflict="DO NOTHING")
+    return len(rows)
+
+
+async def copy_refreshes(
+    events: Mapping[int, int], *, now: datetime, task_prefix: str = "",
+    kinds: Mapping[int, str] | None = None,
+) -> list[Notification]:
+    """A card_update for every app copy of the tickets in `events` (ticket
+    number → the event that changed it) that can still be updated, using up
+    its response_code, and a card_fresh for each member whose ticket cards
+    are all stale (see FRESH_ON): outbox rows for the caller to insert (the
+    ledger, with the change's notices, in one statement). Call it in the
+    transaction of the change, so the update goes out if and only if the
+    change is stored. `task_prefix` limits it to the copies of one card (an
+    approval request's, bot/approvals.py); `kinds` (ticket number → the
+    event's kind), when the caller knows them, saves reading the events back,
+    and the copies too when no change is one of FRESH_ON."""
     numbers = list(events)
     condition = f"ticket_id IN ({', '.join('?' * len(numbers))})"
     params: list[Any] = list(numbers)
@@ -117,8 +128,7 @@ async def refresh_copies(
                      "ticket_id", "userid", "task_id")
                  if not _APPROVAL_TASK.match(task_id)} - updated
         rows += await _fresh_cards(sorted(stale), events, now, kinds)
-    await insert_rows(rows, ignore_conflicts=True)
-    return len(rows)
+    return rows
 
 
 async def _fresh_cards(

@@ -199,12 +199,13 @@ _ROWS_PER_INSERT = 500
 
 
 async def insert_rows(
-    rows: Sequence[Model], *, ignore_conflicts: bool = False, returning: Sequence[str] = (),
+    rows: Sequence[Model], *, on_conflict: str = "", returning: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Insert new instances of one model with one multi-row INSERT (per 500)
     on either backend, values converted by the model's fields as the ORM
-    does; the `returning` columns of the rows inserted (those a conflict
-    left out are missing), in no promised order.
+    does; `on_conflict` is the SQL after ON CONFLICT ("DO NOTHING", or an
+    upsert both databases read alike); the `returning` columns of the rows
+    inserted (those a conflict left out are missing), in no promised order.
 
     tortoise's bulk_create sends one statement per row on SQLite
     (executemany) and `create` follows each insert with `SELECT
@@ -215,7 +216,7 @@ async def insert_rows(
     meta = type(rows[0])._meta
     fields = [name for name in meta.fields_db_projection if not meta.fields_map[name].generated]
     columns = ", ".join(f'"{meta.fields_db_projection[name]}"' for name in fields)
-    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    tail = f" ON CONFLICT {on_conflict}" if on_conflict else ""
     if returning:
         tail += " RETURNING " + ", ".join(f'"{name}"' for name in returning)
     found: list[dict[str, Any]] = []

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from tortoise import connections
 
-from bot.card_copies import refresh_copies
+from bot.card_copies import copy_refreshes
 from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
 from bot.db import fetch_rows, insert_rows, transaction
 from bot.directory import Roster, fallback_group
@@ -245,13 +245,15 @@ class Ledger:
             await insert_rows([
                 Deadline(ticket_id=number, clock=d.clock, due_at=d.due_at)
                 for number, deadlines in wanted.items() for d in deadlines])
-        await self._enqueue(applied, events, now, opened=not update)
+        rows = await self._notices(applied, events, now, opened=not update)
         # Cards already sent for a changed ticket show the change (bot/card_copies.py).
         changed = {d.row.id: events[d.row.id] for d in applied
                    if update and d.outcome.ticket != d.before}
         if changed:
-            await refresh_copies({number: e.id for number, e in changed.items()}, now=now,
-                                 kinds={number: e.kind for number, e in changed.items()})
+            rows += await copy_refreshes({number: e.id for number, e in changed.items()},
+                                         now=now,
+                                         kinds={number: e.kind for number, e in changed.items()})
+        await insert_rows(rows, on_conflict="DO NOTHING")
 
     async def _reconcile_deadlines(
         self,
@@ -282,23 +284,21 @@ class Ledger:
                 "ELSE finished_at END WHERE state IN ('pending', 'applied') "
                 f"AND ticket_id IN ({', '.join('?' * len(numbers))})"
                 + (f" AND NOT ({kept})" if kept else ""), [now, *numbers, *params])
-        new = [(number, clock, due_at) for number in moved
-               for clock, due_at in sorted(keys[number] - held[number], key=lambda k: k[1])]
-        if new:
-            wanted_again, params = _keys_sql(new)
-            await fetch_rows(
-                "UPDATE deadline SET state = CASE state WHEN 'cancelled' THEN 'pending' "
-                "ELSE 'applied' END, finished_at = CASE state WHEN 'cancelled' THEN NULL "
-                "ELSE finished_at END WHERE state IN ('cancelled', 'ended') "
-                f"AND ({wanted_again})", params)
-            await insert_rows([Deadline(ticket_id=number, clock=clock, due_at=due_at)
-                               for number, clock, due_at in new], ignore_conflicts=True)
+        # New ones inserted; one stored before is re-armed (cancelled → pending,
+        # ended → applied), and an applied or refused one left as it is.
+        await insert_rows(
+            [Deadline(ticket_id=number, clock=clock, due_at=due_at) for number in moved
+             for clock, due_at in sorted(keys[number] - held[number], key=lambda k: k[1])],
+            on_conflict="(ticket_id, clock, due_at) DO UPDATE SET state = CASE deadline.state "
+                        "WHEN 'cancelled' THEN 'pending' WHEN 'ended' THEN 'applied' "
+                        "ELSE deadline.state END, finished_at = CASE deadline.state "
+                        "WHEN 'cancelled' THEN NULL ELSE deadline.finished_at END")
 
     async def _end_requests(self, applied: list[_Applied], *, actor: Actor,
                             now: datetime) -> None:
         """Cancel the open approval requests the changes end (closed, reopened,
         moved to another owner or handler: bot/domain/approvals.py). Their
-        cards follow with the ticket's (`refresh_copies`), and a later
+        cards follow with the ticket's (`copy_refreshes`), and a later
         decision is refused. The ticket rows are locked, and a decision locks
         its ticket first, so a request is decided or cancelled, never both."""
         ending = [d for d in applied if ending_reason(d.before, d.outcome.ticket)]
@@ -312,15 +312,15 @@ class Ledger:
             ended = ended_requests(done.before, done.outcome.ticket, pending[done.row.id])
             await end_requests(ended, actor=actor, now=now)
 
-    async def _enqueue(
+    async def _notices(
         self, applied: list[_Applied], events: dict[int, TicketEvent], now: datetime,
         *, opened: bool = False,
-    ) -> None:
+    ) -> list[Notification]:
         """One outbox row per notice and recipient, routed from one roster,
         and the crisis group's rows of a major ticket (R8, bot/crisis.py)."""
         noticed = [d.outcome.ticket for d in applied if d.outcome.notices]
         if not noticed:
-            return
+            return []
         roster = await Roster.load(noticed)
         rows: list[Notification] = []
         for done in applied:
@@ -369,7 +369,7 @@ class Ledger:
                     )
                 )
             rows.extend(_crisis_rows(done, event, origin, opened=opened, now=now))
-        await insert_rows(rows, ignore_conflicts=True)
+        return rows
 
 
 async def _locked(numbers: Sequence[int]) -> list[TicketRow]:
