@@ -16,7 +16,8 @@ the month and the month before), and of the brand and one dealer alone.
 
 Then a real `complaintbot serve` on that database, its monthly report run
 started by the start-up catch-up (weekly reports and the outbox held off):
-encrypted robot callbacks (`/respond N`, `/followup N`) at `--rate` per second,
+callbacks in bench/callbacks.py's realistic mix (intake, commands, clicks, every
+answer checked) at `--rate` per second,
 in chunks of `--seconds` (one load process each): `--baseline-chunks` before
 the run and as many after it (the baseline), and chunks for as long as the
 run lasts. Measured: the run's total time (renderer process seen → every
@@ -54,7 +55,17 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.calibration import calibration_line
-from bench.callbacks import EXE, ROBOT_KEY, ROBOT_TOKEN, free_port, prepare, run_load, wait_ready
+from bench.callbacks import (
+    API_TOKEN,
+    EXE,
+    MIX,
+    ROBOT_KEY,
+    ROBOT_TOKEN,
+    free_port,
+    prepare,
+    run_load,
+    wait_ready,
+)
 from bench.fill import DEALERS, add_dealers, fill_tickets, scratch_postgres
 from bot.db import open_database
 from bot.domain.enums import Status
@@ -212,7 +223,7 @@ def server_env(url: str, port: int, catchup_seconds: float, cpu_share: float | N
     share = {} if cpu_share is None else {"REPORT_RENDERER_CPU_SHARE": str(cpu_share)}
     return {**os.environ, **share, "DATABASE_URL": url, "HTTP_PORT": str(port),
             "WECOM_ROBOT_TOKEN": ROBOT_TOKEN, "WECOM_ROBOT_AES_KEY": ROBOT_KEY,
-            "LOG_FORMAT": "json", "REPORT_WEEKLY_CRON": "",
+            "API_TOKEN": API_TOKEN, "LOG_FORMAT": "json", "REPORT_WEEKLY_CRON": "",
             "REPORT_CATCHUP_DELAY_SECONDS": str(catchup_seconds),
             "OUTBOX_INTERVAL_SECONDS": "3600", "WECOM_API_BASE": "http://127.0.0.1:9/cgi-bin"}
 
@@ -266,9 +277,11 @@ async def load_chunks(url: str, numbers: list[int], rate: float, seconds: float,
     while more(len(chunks)):
         if len(numbers) < per_chunk:
             raise RuntimeError("out of callback tickets: raise --max-run-seconds")
-        chunk = [numbers.pop(0) for _ in range(per_chunk)]
-        outcome = await asyncio.to_thread(run_load, url, chunk, rate=rate, connections=32)
-        assert outcome["failures"] == 0, outcome["failures"]
+        # The callbacks bench's realistic mix, on the tickets `prepare` made for it.
+        chunk = [(MIX[n % len(MIX)], n) for n in (numbers.pop(0) for _ in range(per_chunk))]
+        outcome = await asyncio.to_thread(run_load, url, chunk, rate=rate, connections=32,
+                                          baseline=False)
+        assert not outcome["wrong"], outcome["wrong"]
         chunks.append(outcome["latencies"])
     return chunks
 
