@@ -2,7 +2,8 @@
 
 Every card the bot sends is recorded (`models.SentCard`): the app's cards to
 handlers, and the robot's cards in chats. When a change alters a ticket, the
-ledger calls `refresh_copies` in the change's transaction: each app copy that
+ledger takes `copy_refreshes` in the change's transaction (an approval's
+decision calls `refresh_copies`): each app copy that
 still holds an unused response_code gets one outbox row (kind "card_update")
 that replaces it with the ticket's current card, rendered when it is sent.
 
