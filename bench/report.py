@@ -316,7 +316,7 @@ async def serve_monthly_run(url: str, network: Network, *, rate: float, seconds:
     try:
         await wait_ready(port)
         seen.server_idle_mb = proc_memory(server.pid)["VmRSS"]
-        target = f"http://127.0.0.1:{port}/wecom/robot"
+        target = f"http://127.0.0.1:{port}"
         numbers = list(network.callback_numbers)
         before = await load_chunks(target, numbers, rate, seconds,
                                    lambda done: done < baseline_chunks)
