@@ -172,45 +172,41 @@ async def run_once(
     # Every log line written while the callback is applied (the command, the
     # ticket change) names it, so one grep finds a callback's whole story.
     with structlog.contextvars.bound_contextvars(endpoint=endpoint, msgid=key):
-        if claim:
-            return await _run_once(endpoint, key, now, apply)
         try:
-            response = await apply()
+            if claim:
+                response, duplicate = await _claimed(endpoint, key, now, apply)
+            else:
+                response, duplicate = await apply(), False
         except Exception:
             CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
             raise
-        CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
-        return response, False
+    CALLBACKS.labels(endpoint=endpoint, outcome="duplicate" if duplicate else "applied").inc()
+    return response, duplicate
 
 
-async def _run_once(
+async def _claimed(
     endpoint: str, key: str, now: datetime, apply: Callable[[], Awaitable[str]]
 ) -> tuple[str, bool]:
+    """`apply` under the claim of `key` (see `run_once`)."""
     if len(key) > _KEY_LIMIT:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    try:
-        async with in_transaction():
-            # The claim comes first, in the transaction of the command: a copy
-            # of the callback that arrives meanwhile waits for this one (the
-            # key is unique) and then finds it claimed, so nothing is applied
-            # twice, and a duplicate costs one statement, not a whole command.
-            claimed = await fetch_rows(
-                "INSERT INTO processed_callback (endpoint, key, received_at, response) "
-                "VALUES (?, ?, ?, '') ON CONFLICT (endpoint, key) DO NOTHING RETURNING id",
-                [endpoint, key, now])
-            if not claimed:
-                [stored] = await fetch_rows(
-                    "SELECT response FROM processed_callback WHERE endpoint = ? AND key = ?",
-                    [endpoint, key])
-                CALLBACKS.labels(endpoint=endpoint, outcome="duplicate").inc()
-                return stored["response"], True
-            response = await apply()
-            await fetch_rows("UPDATE processed_callback SET response = ? WHERE id = ?",
-                             [response, claimed[0]["id"]])
-    except Exception:
-        CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
-        raise
-    CALLBACKS.labels(endpoint=endpoint, outcome="applied").inc()
+    async with in_transaction():
+        # The claim comes first, in the transaction of the command: a copy
+        # of the callback that arrives meanwhile waits for this one (the
+        # key is unique) and then finds it claimed, so nothing is applied
+        # twice, and a duplicate costs one statement, not a whole command.
+        claimed = await fetch_rows(
+            "INSERT INTO processed_callback (endpoint, key, received_at, response) "
+            "VALUES (?, ?, ?, '') ON CONFLICT (endpoint, key) DO NOTHING RETURNING id",
+            [endpoint, key, now])
+        if not claimed:
+            [stored] = await fetch_rows(
+                "SELECT response FROM processed_callback WHERE endpoint = ? AND key = ?",
+                [endpoint, key])
+            return stored["response"], True
+        response = await apply()
+        await fetch_rows("UPDATE processed_callback SET response = ? WHERE id = ?",
+                         [response, claimed[0]["id"]])
     return response, False
 
 
