@@ -377,6 +377,8 @@ async def _locked(numbers: Sequence[int]) -> list[TicketRow]:
     SQLite has one writer), read in id order so that two batches sharing
     tickets cannot deadlock. Raw SQL: building the query took the ORM more
     CPU than reading the row."""
+    if not numbers:
+        return []  # "IN ()" is an error on PostgreSQL (a batch another replica holds)
     ids = ", ".join(str(int(n)) for n in numbers)
     lock = " FOR NO KEY UPDATE" if connections.get("default").capabilities.dialect == "postgres" \
         else ""

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from structlog.testing import capture_logs
 from tortoise.functions import Count
+from tortoise.transactions import in_transaction
 
 from bot.db import open_database
 from bot.directory_import import import_directory
@@ -259,6 +261,44 @@ async def test_a_deadline_that_fails_is_passed_over_and_the_rest_are_applied(
     await TicketRow.filter(id=numbers[1]).update(attempts=[])
     [mended] = await sweep(ledger, now=T0 + 2 * H)
     assert (mended.ticket, mended.result) == (numbers[1], "applied")
+
+
+@pytest.mark.postgres
+async def test_tickets_another_replica_holds_are_left_for_later_without_an_error(
+    postgres_url: str, policy: Policy
+) -> None:
+    """On PostgreSQL a batch whose tickets are all locked by another replica
+    (SKIP LOCKED) has nothing to apply: no error is logged, the deadlines wait."""
+    async with open_database(postgres_url):
+        await _truncate_postgres()
+        await import_directory(ORG)
+        book = PolicyBook(policy)
+        await book.store_current()
+        ledger = Ledger(book)
+        numbers = [await dispatch(ledger, vin=f"LFV2A21K6A{i:07d}", plate=f"沪C{i:05d}")
+                   for i in range(2)]
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def other_replica() -> None:
+            async with in_transaction():
+                await TicketRow.filter(id__in=numbers).select_for_update()
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(other_replica())
+        await holding.wait()
+        try:
+            with capture_logs() as logs:
+                actions = await sweep(ledger, now=T0 + 2 * H)
+        finally:
+            release.set()
+            await holder
+        assert actions == []
+        assert [e for e in logs if e["log_level"] == "error"] == []
+        for number in numbers:
+            assert (await states(number))[Clock.RESPONSE] == "pending", "left for a later sweep"
+        applied = await sweep(ledger, now=T0 + 2 * H)
+        assert {a.ticket for a in applied if a.clock is Clock.RESPONSE} == set(numbers)
 
 
 @pytest.mark.slow
