@@ -162,6 +162,10 @@ async def deliver_due(
     pending until one is configured. Each recipient's rows go out in order;
     up to `concurrency` recipients of each medium are served at once."""
     stats = DeliveryStats()
+    loop = asyncio.get_running_loop()
+    # The lease runs from `now`: time is counted from before the claim, not
+    # from after the reads that follow it, or a lease would look longer than it is.
+    started = loop.time()
     rows = await _claim(list(transports), now, limit, retry.lease)
     stats.claimed = len(rows)
     if not rows:
@@ -173,8 +177,7 @@ async def deliver_due(
         prepare = getattr(transport, "prepare", None)
         if prepare is not None:
             await prepare({recipient for m, recipient in lanes if m == medium})
-    loop = asyncio.get_running_loop()
-    state = _Round(stats, now, retry, zone, loop.time(),
+    state = _Round(stats, now, retry, zone, started,
                    await Prefetched.load([r for r in rows if r.payload is None]))
     # Each medium in its own turns, side by side: a WeChat Work outage that
     # makes every call wait out its timeout does not hold back e-mail and SMS.
@@ -265,17 +268,27 @@ async def _digest_in_turn(rows: list[Notification], room: Room, transport: Diges
 
 
 async def _keep_lease(rows: list[Notification], state: _Round) -> list[Notification]:
-    """The rows still this worker's, read in one query as their turn comes: a
-    round slow enough for their lease to lapse (an SMTP server that hangs) may
-    have let another replica take them, and it sends them, not this one. Past
-    half the lease, the rows left are renewed."""
-    lease = state.now + state.retry.lease
-    ours = Notification.filter(id__in=[r.id for r in rows], status="sending", lease_until=lease)
-    kept = set(await ours.values_list("id", flat=True))
+    """The rows still this worker's, as their turn comes: a round slow enough
+    for their lease to lapse (an SMTP server that hangs) may have let another
+    replica take them, and it sends them, not this one. When less than half
+    the lease is left, the rows are renewed, and those the renewal took are
+    the ones kept. A row's lease_until is the worker's token: the rows passed
+    were claimed, and renewed, together (a lane's, or one of them)."""
+    token = rows[0].lease_until
+    ids = [r.id for r in rows]
     elapsed = timedelta(seconds=asyncio.get_running_loop().time() - state.started)
-    if kept and elapsed >= state.retry.lease / 2:
-        await Notification.filter(id__in=kept, status="sending", lease_until=lease).update(
-            lease_until=state.now + elapsed + state.retry.lease)
+    left = token - (state.now + elapsed)  # type: ignore[operator]
+    if left >= state.retry.lease / 2:
+        ours = Notification.filter(id__in=ids, status="sending", lease_until=token)
+        kept = set(await ours.values_list("id", flat=True))
+    else:
+        renewed = state.now + elapsed + state.retry.lease
+        await Notification.filter(id__in=ids, status="sending", lease_until=token).update(
+            lease_until=renewed)
+        kept = set(await Notification.filter(id__in=ids, lease_until=renewed)
+                   .values_list("id", flat=True))
+        for row in rows:
+            row.lease_until = renewed
     for row in rows:
         if row.id not in kept:
             log.warning("notification_lease_lost", id=row.id, kind=row.kind, medium=row.medium)

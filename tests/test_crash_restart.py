@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 from tortoise.functions import Count
 
 from bot.clock import utcnow
@@ -105,12 +106,15 @@ async def bots(database_url: str, smtp_port: int, workdir: Path,
     env.update(
         DATABASE_URL=database_url, API_TOKEN=TOKEN, LOG_LEVEL="INFO", LOG_FORMAT="json",
         SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_STARTTLS="false",
-        SMTP_TIMEOUT_SECONDS="2", SWEEP_INTERVAL_SECONDS="0.2", OUTBOX_INTERVAL_SECONDS="0.2",
+        # A send that times out after the server took the message is sent again
+        # (SMTP cannot say): the timeout is well above a send's time on a busy machine.
+        SMTP_TIMEOUT_SECONDS="5", SWEEP_INTERVAL_SECONDS="0.2", OUTBOX_INTERVAL_SECONDS="0.2",
         OUTBOX_BACKOFF_SECONDS="0.2", OUTBOX_BACKOFF_CAP_SECONDS="0.5",
         OUTBOX_MAX_TRIES="100000",
-        # Longer than a round of 100 e-mails takes here, short enough to wait out
-        # for the rows a killed bot held (see the report on the outbox lease).
-        OUTBOX_LEASE_SECONDS="2",
+        # A send that outlasts half the lease may be taken by the other bot and
+        # sent twice (a round renews between sends, not during one): 2 s against
+        # a send's milliseconds, and short enough to wait out for a killed bot's rows.
+        OUTBOX_LEASE_SECONDS="4",
     )
     started = [Bot(env, workdir, f"bot{i}") for i in range(replicas)]
     try:
@@ -269,4 +273,36 @@ async def test_rows_another_worker_took_after_the_lease_lapsed_are_not_sent_agai
     assert (stats.claimed, stats.sent) == (4, 1), "worker 1 leaves the rows it lost alone"
     # Only the send already under way when the lease lapsed arrives twice.
     assert len(box.received) == 5
+    assert await Notification.filter(medium="email", status="sent").count() == 4
+
+
+async def test_a_round_that_renews_its_lease_still_sends_every_row_it_holds(
+    ledger: Ledger,
+) -> None:
+    """A slow round renews its rows' lease past half of it; the rows of a
+    recipient whose turn comes after the renewal are still this worker's."""
+    for i in range(2):
+        await open_complaint(complaint(vin=f"LFV2A21K6A{i:07d}", plate=f"沪C{i:05d}"), ledger,
+                             actor=CALL_CENTRE, source="api", now=T0)
+    due = T0 + timedelta(hours=2)
+    await sweep(ledger, now=due)  # R12: the same 2 handlers e-mailed for each ticket
+    assert len({n.recipient for n in await Notification.filter(medium="email")}) == 2
+    retry = RetryPolicy(lease=timedelta(seconds=2))
+    box = StallingMailbox(free_port())
+    box.start()
+    # One SMTP connection: the second recipient's turn waits for the first's stalled send.
+    email = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10, smtp_connections=1))}
+    try:
+        round_ = asyncio.create_task(deliver_due(email, now=due, retry=retry))
+        assert await asyncio.to_thread(box.stalled.wait, 10)
+        # Past half the lease and short of all of it: the round renews, none lapses.
+        threading.Timer(0.6 * retry.lease.total_seconds(), box.release.set).start()
+        with capture_logs() as logs:
+            stats = await round_
+    finally:
+        await email["email"].close()  # type: ignore[attr-defined]
+        box.stop()
+    assert [e for e in logs if e["event"] == "notification_lease_lost"] == []
+    assert (stats.claimed, stats.sent) == (4, 4)
+    assert len(box.received) == 4
     assert await Notification.filter(medium="email", status="sent").count() == 4
