@@ -4,6 +4,7 @@
     python bench/callbacks.py --postgres      # PostgreSQL (scratch db via TEST_POSTGRES_URL)
     python bench/callbacks.py --postgres --workers 2   # two server processes (WEB_WORKERS)
     python bench/callbacks.py --bot-code /path/to/checkout   # another version of the bot
+                                                             # (stores, serves and counts)
 
 A real `complaintbot serve` subprocess (robot token and key set, the example
 directory loaded, tickets stored with their handlers' card copies as dispatch
@@ -37,6 +38,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -427,6 +429,29 @@ async def count_per_command(url: str, slots: list[tuple[str, int]], db: str) -> 
     sys.stdout.flush()
 
 
+async def _against(code: Path) -> int:
+    """Run this bench, as it is, against another checkout's bot: a copy of the
+    bench (with the statement counter and the example directory) beside that
+    checkout's packages, so the tickets are stored, served and counted by the
+    same version: a version with an older schema cannot read what this one
+    stores."""
+    argv = sys.argv[1:]
+    at = argv.index("--bot-code")
+    del argv[at:at + 2]
+    here = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        shutil.copytree(here / "bench", root / "bench")
+        (root / "tests").mkdir()
+        (root / "tests" / "__init__.py").touch()
+        shutil.copy(here / "tests" / "statements.py", root / "tests")
+        (root / "examples").symlink_to(here / "examples")
+        env = {**os.environ, "PYTHONPATH": str(code.resolve())}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, str(root / "bench" / "callbacks.py"), *argv, env=env)
+        return await child.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", action="store_true", help="store on PostgreSQL")
@@ -441,6 +466,8 @@ async def main() -> None:
     parser.add_argument("--bot-code", type=Path, default=None,
                         help="serve the bot from this checkout (to compare versions)")
     args = parser.parse_args()
+    if args.bot_code:
+        sys.exit(await _against(args.bot_code))
     calibration_line()
     fixed = int(args.rate * args.seconds)
     counted = args.counted * len(MIX)
@@ -459,8 +486,6 @@ async def main() -> None:
         env.update(DATABASE_URL=url, HTTP_PORT=str(bot_port), API_TOKEN=API_TOKEN,
                    WECOM_ROBOT_TOKEN=ROBOT_TOKEN, WECOM_ROBOT_AES_KEY=ROBOT_KEY,
                    LOG_FORMAT="json", WEB_WORKERS=str(args.workers))
-        if args.bot_code:
-            env["PYTHONPATH"] = str(args.bot_code.resolve())
         bot = await asyncio.create_subprocess_exec(str(EXE), "serve", env=env,
                                                    stdout=asyncio.subprocess.DEVNULL,
                                                    stderr=asyncio.subprocess.DEVNULL)
