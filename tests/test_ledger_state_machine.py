@@ -7,8 +7,8 @@ types them, onto the real ledger and ORM on SQLite; complaints come in through
 intake as the call centre's API sends them, some about a named employee (R22),
 some repeating an earlier one (R6). After every step:
 
-a. an open ticket has a live deadline (pending, or already fired) for every
-   clock its state implies (`bot.domain.deadlines.pending_deadlines`);
+a. a ticket runs exactly the deadlines its state implies (pending, or fired
+   and still running), no more, no fewer (`bot.domain.deadlines.pending_deadlines`);
 b. nobody decides an approval of a ticket about them (R22);
 c. no approval request is left open on a ticket that is closed, staged-closed,
    closed as unreachable or cancelled;
@@ -53,6 +53,7 @@ from bot.db import open_database
 from bot.directory import Roster, actor_for
 from bot.directory_import import import_directory
 from bot.domain.deadlines import pending_deadlines
+from bot.domain.enums import Clock
 from bot.domain.permissions import Action, check
 from bot.domain.ticket import Actor, Refused, Ticket
 from bot.intake import Complaint, open_complaint
@@ -67,6 +68,7 @@ from bot.settings import DEFAULT_POLICY_FILE
 from commands.base import CardClick, ChatMessage, Context
 from commands.router import FAILURE, handle_click, handle_message
 from models import (
+    RUNNING,
     ApprovalRequest,
     Deadline,
     Delegation,
@@ -294,25 +296,26 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- invariants -------------------------------------------------------------
 
     @invariant()
-    def a_open_tickets_run_their_clocks(self) -> None:
-        """a. Every clock an open ticket's state implies has its deadline row,
-        pending or already fired (applied), never cancelled or missing."""
+    def a_tickets_run_exactly_their_clocks(self) -> None:
+        """a. The deadlines a ticket runs (pending, or fired and still running:
+        applied) are exactly the clocks its state implies: none missing, and
+        none left running that its state has moved past (it would show as
+        overdue in /list, on cards and in the API), none on a finished ticket."""
         self.run(self._check_clocks())
 
     async def _check_clocks(self) -> None:
         live: dict[int, set[tuple[Any, Any]]] = {}
         for number, clock, due_at in await Deadline.filter(
-                state__in=["pending", "applied"]).values_list("ticket_id", "clock", "due_at"):
-            live.setdefault(number, set()).add((clock, due_at))
+                state__in=RUNNING).values_list("ticket_id", "clock", "due_at"):
+            live.setdefault(number, set()).add((Clock(clock), due_at))
         for row in await TicketRow.all().order_by("id"):
             ticket = snapshot(row)
-            if ticket.status.is_final:
-                continue
             policy = await self.ledger.policies.get(ticket.policy_version)
-            dead = [(d.clock.value, d.due_at) for d in pending_deadlines(ticket, policy)
-                    if (d.clock, d.due_at) not in live.get(row.id, set())]
-            assert not dead, (f"#{row.id} ({ticket.status.value}) runs no deadline for "
-                              f"{dead}")
+            wanted = {(d.clock, d.due_at) for d in pending_deadlines(ticket, policy)}
+            running = live.get(row.id, set())
+            assert running == wanted, (
+                f"#{row.id} ({ticket.status.value}) runs {sorted(running)}, its state "
+                f"implies {sorted(wanted)}")
 
     @invariant()
     def b_nobody_decides_about_themselves(self) -> None:
