@@ -41,6 +41,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -429,7 +430,7 @@ async def count_per_command(url: str, slots: list[tuple[str, int]], db: str) -> 
     sys.stdout.flush()
 
 
-async def _against(code: Path) -> int:
+def _against(code: Path) -> int:
     """Run this bench, as it is, against another checkout's bot: a copy of the
     bench (with the statement counter and the example directory) beside that
     checkout's packages, so the tickets are stored, served and counted by the
@@ -447,12 +448,11 @@ async def _against(code: Path) -> int:
         shutil.copy(here / "tests" / "statements.py", root / "tests")
         (root / "examples").symlink_to(here / "examples")
         env = {**os.environ, "PYTHONPATH": str(code.resolve())}
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, str(root / "bench" / "callbacks.py"), *argv, env=env)
-        return await child.wait()
+        return subprocess.call([sys.executable, str(root / "bench" / "callbacks.py"), *argv],
+                               env=env)
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", action="store_true", help="store on PostgreSQL")
     parser.add_argument("--rate", type=float, default=100, help="offered requests per second")
@@ -464,10 +464,14 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="bot server processes (WEB_WORKERS; PostgreSQL only)")
     parser.add_argument("--bot-code", type=Path, default=None,
-                        help="serve the bot from this checkout (to compare versions)")
+                        help="run the bench against this checkout of the bot (to compare versions)")
     args = parser.parse_args()
     if args.bot_code:
-        sys.exit(await _against(args.bot_code))
+        sys.exit(_against(args.bot_code))
+    asyncio.run(_bench(args))
+
+
+async def _bench(args: argparse.Namespace) -> None:
     calibration_line()
     fixed = int(args.rate * args.seconds)
     counted = args.counted * len(MIX)
@@ -520,4 +524,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
