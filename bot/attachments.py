@@ -13,12 +13,15 @@ encrypted URL) it meets the same steps:
    in the same chat, within the policy's `pending_window` (`take_pending`).
 3. `link`: a signed link that expires (bot/signed_links.py), served by
    webhooks/files.py.
+4. `prune` (a scheduled job and `complaintbot attachments prune`): held
+   files whose wait is over are forgotten, and the bytes no ticket uses and
+   none waits with leave the store once untouched for a day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from tortoise.transactions import in_transaction
@@ -26,13 +29,18 @@ from tortoise.transactions import in_transaction
 from bot.domain.attachments import FileFacts, accepted_type, attached, clean_name
 from bot.domain.policy import AttachmentRules
 from bot.domain.ticket import Actor
-from bot.filestore import FileStore
+from bot.filestore import FileStore, Pruned
 from bot.ledger import Ledger
 from bot.settings import Settings
 from bot.signed_links import sign, verify
 from models import Attachment, PendingAttachment
 
 log = structlog.get_logger(__name__)
+
+# A file on no ticket is removed only once untouched this long: longer than
+# any write takes to be recorded, so a file just stored is never taken.
+IDLE_BEFORE_REMOVAL = timedelta(days=1)
+_DIGESTS_PER_QUERY = 500
 
 
 class Attachments:
@@ -109,6 +117,31 @@ class Attachments:
         return await PendingAttachment.filter(
             userid=userid, chatid=chatid or "",
             received_at__gte=now - rules.pending_window).order_by("id")
+
+    async def prune(self, *, now: datetime, rules: AttachmentRules) -> Pruned:
+        """Forget the held files whose wait for `/attach` is over, then remove
+        from the store the files untouched for a day (twice the wait, if
+        longer) that no ticket uses and none waits with. Safe beside other
+        replicas and writers (bot/filestore.py)."""
+        pruned = Pruned()
+        pruned.expired = await PendingAttachment.filter(
+            received_at__lt=now - rules.pending_window).delete()
+        idle = max(IDLE_BEFORE_REMOVAL, 2 * rules.pending_window)
+        candidates, pruned.leftovers = await self.store.idle_files(idle)
+        for start in range(0, len(candidates), _DIGESTS_PER_QUERY):
+            part = candidates[start:start + _DIGESTS_PER_QUERY]
+            used = set(await Attachment.filter(sha256__in=part).values_list("sha256", flat=True))
+            used.update(await PendingAttachment.filter(sha256__in=part).values_list(
+                "sha256", flat=True))
+            for digest in part:
+                if digest not in used and (freed := await self.store.remove_idle(
+                        digest, idle)) is not None:
+                    pruned.files += 1
+                    pruned.bytes += freed
+        if pruned.files or pruned.leftovers or pruned.expired:
+            log.info("attachments_pruned", files=pruned.files, bytes=pruned.bytes,
+                     leftovers=pruned.leftovers, expired_held=pruned.expired)
+        return pruned
 
     def link(self, attachment: Attachment, now: datetime, rules: AttachmentRules) -> str | None:
         """A signed link to the file, valid for the policy's link lifetime;

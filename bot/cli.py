@@ -190,6 +190,23 @@ async def _flush(settings: Settings) -> int:
     return 0 if failed == 0 else 1
 
 
+def _prune_attachments(settings: Settings, _args: argparse.Namespace) -> int:
+    """Clear the attachment store of files no ticket uses (as the scheduled job does)."""
+    from bot.attachments import Attachments
+    from bot.clock import utcnow
+
+    async def run() -> int:
+        rules = load_policy(settings.policy_file).attachments
+        async with open_database(settings.database_url):
+            pruned = await Attachments.from_settings(settings).prune(now=utcnow(), rules=rules)
+        print(f"files no ticket uses, removed: {pruned.files} ({pruned.bytes / 1e6:.1f} MB); "
+              f"leftovers of interrupted writes: {pruned.leftovers}; "
+              f"held files whose wait was over: {pruned.expired}")
+        return 0
+
+    return _run(run)
+
+
 def _check(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.check import report, run_checks
 
@@ -275,6 +292,11 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int)
     outbox_commands.add_parser("flush", help="deliver everything due now, once")
     outbox.set_defaults(handler=_outbox)
+    files = commands.add_parser("attachments", help="look after the attachment store")
+    files_commands = files.add_subparsers(dest="action", required=True, metavar="ACTION")
+    files_commands.add_parser(
+        "prune", help="remove files no ticket uses, untouched for a day (the bot does it "
+        "every 6 hours)").set_defaults(handler=_prune_attachments)
     reporter = commands.add_parser("report", help="write a weekly or monthly report (XLSX, PNG)")
     reporter.add_argument("kind", choices=["weekly", "monthly"])
     reporter.add_argument("--period", help="2026-W10 or 2026-03 (default: the last complete one)")

@@ -2,9 +2,10 @@
 delivers the outbox, and one cron job per kind of report stores the reports
 for the outbox (schedulers/reports.py), also run at start-up and hourly to
 catch up with a report missed while down. An hourly job deletes processed
-callbacks older than CALLBACK_RETENTION_DAYS. With DIRECTORY_SYNC_CRON and
-DIRECTORY_SYNC_MAPPING, a cron job syncs the staff from WeChat Work
-(bot/directory_sync.py).
+callbacks older than CALLBACK_RETENTION_DAYS; one every six hours clears
+the attachment store of files no ticket uses (bot/attachments.py `prune`).
+With DIRECTORY_SYNC_CRON and DIRECTORY_SYNC_MAPPING, a cron job syncs the
+staff from WeChat Work (bot/directory_sync.py).
 
 APScheduler 3.11 with its memory job store only ticks; the state (deadlines,
 notifications) lives in the database, so a restart loses nothing and several
@@ -23,8 +24,9 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.attachments import Attachments
 from bot.clock import Clock, utcnow
-from bot.keys import CLOCK, LEDGER, ROBOT_CONNECTION, SETTINGS, STORAGE, WECOM
+from bot.keys import ATTACHMENTS, CLOCK, LEDGER, ROBOT_CONNECTION, SETTINGS, STORAGE, WECOM
 from bot.ledger import Ledger
 from bot.notify import Transport
 from bot.notify.email import EmailTransport
@@ -54,6 +56,9 @@ _SHUTDOWN_GRACE_SECONDS = 30
 _REPORT_CATCHUP_SECONDS = 3600
 # How often processed callbacks older than CALLBACK_RETENTION_DAYS are deleted.
 _FORGET_CALLBACKS_SECONDS = 3600
+# How often the attachment store is cleared of files no ticket uses: each
+# round walks the whole store.
+_PRUNE_ATTACHMENTS_SECONDS = 6 * 3600
 
 
 def transports_for(
@@ -101,11 +106,12 @@ def _job(name: str, work: Callable[[], Awaitable[object]],
 
 def start_scheduler(
     settings: Settings, ledger: Ledger, clock: Clock, transports: dict[str, Transport],
-    storage: Storage | None = None,
+    storage: Storage | None = None, attachments: Attachments | None = None,
 ) -> tuple[AsyncIOScheduler, set[asyncio.Task]]:
-    """Start the sweep, outbox and callback-forgetting jobs on the running loop;
-    returns the scheduler and the set of job runs in progress. With `storage`,
-    the jobs pause while the SQLite file is lost."""
+    """Start the sweep, outbox and callback-forgetting jobs (and, given the
+    store, the attachments' clean-up) on the running loop; returns the
+    scheduler and the set of job runs in progress. With `storage`, the jobs
+    pause while the SQLite file is lost."""
     retry = RetryPolicy.from_settings(settings)
     running: set[asyncio.Task] = set()
 
@@ -130,6 +136,14 @@ def start_scheduler(
                       seconds=settings.outbox_interval_seconds, **options)
     scheduler.add_job(_job("forget_callbacks", forget_round, running, storage), "interval",
                       id="forget_callbacks", seconds=_FORGET_CALLBACKS_SECONDS, **options)
+    if attachments is not None:
+        kept = attachments  # narrowed for the closure
+
+        async def prune_round() -> None:
+            await kept.prune(now=clock(), rules=ledger.policies.current.attachments)
+
+        scheduler.add_job(_job("prune_attachments", prune_round, running, storage), "interval",
+                          id="prune_attachments", seconds=_PRUNE_ATTACHMENTS_SECONDS, **options)
     _add_report_jobs(scheduler, settings, ledger, clock, running, options)
     scheduler.start()
     return scheduler, running
@@ -194,7 +208,7 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     # The first start is the deployment's first day: no reports of earlier periods.
     await first_day(app[CLOCK](), settings.zone)
     scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,
-                                         app[STORAGE])
+                                         app[STORAGE], app[ATTACHMENTS])
     if wecom is not None and settings.directory_sync_cron and settings.directory_sync_mapping:
         _add_directory_sync_job(scheduler, settings, app[LEDGER], wecom, running)
     log.info("scheduler_started", media=sorted(transports),

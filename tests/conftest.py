@@ -188,6 +188,23 @@ class WeComWorld:
     settings: Settings
 
 
+async def run_scheduled_job(world: WeComWorld, clock: list[datetime], job_id: str,
+                            **settings: object) -> None:
+    """One round of the bot's scheduled job `job_id`, as its tick runs it."""
+    from bot.keys import ATTACHMENTS, LEDGER
+    from schedulers.runner import start_scheduler
+
+    scheduler, _ = start_scheduler(world.settings.model_copy(update=settings),
+                                   world.bot.app[LEDGER], lambda: clock[0], {},
+                                   attachments=world.bot.app[ATTACHMENTS])
+    try:
+        job = scheduler.get_job(job_id)
+        assert job is not None
+        await job.func()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 @pytest.fixture
 async def emulator(aiohttp_server, clock) -> WeComEmulator:
     """A WeChat Work emulator on a real local server, on the test clock."""

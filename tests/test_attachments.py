@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -22,14 +23,14 @@ from yarl import URL
 
 from bot.domain.attachments import FileRefused, accepted_type, clean_name
 from bot.domain.policy import AttachmentRules
-from bot.filestore import FULL_MESSAGE, READ_ONLY_MESSAGE, sha256_of
+from bot.filestore import FULL_MESSAGE, READ_ONLY_MESSAGE, Pruned, sha256_of
 from bot.filetypes import DOCX, HEIC, JPEG, MOV, MP4, PDF, PNG, XLSX, sniff
 from bot.intake import open_complaint, parse_complaint
-from bot.keys import LEDGER
+from bot.keys import ATTACHMENTS, LEDGER
 from bot.wecom.media import MediaDecryptError, decrypt_media, encrypt_media, new_aeskey
 from models import Attachment, PendingAttachment, TicketEvent
 from models import Ticket as TicketRow
-from tests.conftest import T0, TOKEN, WeComWorld, start_bot
+from tests.conftest import T0, TOKEN, WeComWorld, run_scheduled_job, start_bot
 from tests.factories import CALL_CENTRE
 from tests.test_storage_faults import fill, tmpfs  # noqa: F401 (a fixture)
 from tests.waiting import eventually
@@ -488,3 +489,70 @@ async def test_r22_no_attachment_is_shown_in_a_group_for_a_complaint_about_staff
     reply = await world.emulator.robot_message("sh.chen", None, f"/attach {number}")
     assert "按规定您不能处理或查看" in reply["stream"]["content"]
     assert await Attachment.filter(ticket_id=number).count() == 1
+
+
+# -- the store's clean-up -----------------------------------------------------
+
+TWO_DAYS = 2 * 24 * 3600
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make a stored file look untouched for `seconds` (the store goes by mtime)."""
+    then = path.stat().st_mtime - seconds
+    os.utime(path, (then, then))
+
+
+async def test_files_no_ticket_uses_leave_the_store_once_idle_and_attached_ones_stay(
+    world: WeComWorld, clock: list,
+) -> None:
+    number = await open_ticket(world)
+    await world.emulator.app_media("sh.zhang", JPEG_BYTES, filename="IMG_0001.jpg")
+    await world.emulator.app_message("sh.zhang", f"/attach {number}")
+    assert f"已为 #{number} 归档 1 个附件" in await app_reply(world, "sh.zhang")
+    # A file sent without a number and never attached, and what a write
+    # killed half-way left behind.
+    await world.emulator.app_media("sh.zhang", PDF_BYTES, filename="维修发票.pdf",
+                                   content_type="application/pdf", kind="file")
+    assert "维修发票.pdf" in await app_reply(world, "sh.zhang")
+    root = world.settings.attachments_dir
+    (root / ".incoming-0123456789abcdef").write_bytes(b"half a file")
+    kit, rules = world.bot.app[ATTACHMENTS], world.bot.app[LEDGER].policies.current.attachments
+
+    # Within the wait for /attach, or untouched for less than a day: all stay.
+    clock[0] = T0 + timedelta(minutes=11)
+    assert await kit.prune(now=clock[0], rules=rules) == Pruned(expired=1)
+    assert len(stored_files(world)) == 3
+
+    for path in stored_files(world):
+        age(path, TWO_DAYS)
+    pruned = await kit.prune(now=clock[0], rules=rules)
+    assert pruned == Pruned(files=1, bytes=len(PDF_BYTES), leftovers=1)
+    assert [p.name for p in stored_files(world)] == [sha256_of(JPEG_BYTES)]
+    # The attached photo is still served by its link.
+    await world.emulator.app_message("sh.zhang", f"/show {number}")
+    shown = await app_reply(world, "sh.zhang")
+    link = shown.split("](", 1)[1].split(")", 1)[0]
+    assert await (await world.bot.get(path_of(link))).read() == JPEG_BYTES
+    assert await kit.prune(now=clock[0], rules=rules) == Pruned()
+
+
+async def test_a_file_sent_again_is_in_use_again_and_not_removed(
+    world: WeComWorld, clock: list,
+) -> None:
+    kit, rules = world.bot.app[ATTACHMENTS], world.bot.app[LEDGER].policies.current.attachments
+    await world.emulator.app_media("sh.zhang", JPEG_BYTES, filename="IMG_0001.jpg")
+    [stored] = stored_files(world)
+    age(stored, TWO_DAYS)
+    clock[0] = T0 + timedelta(minutes=30)
+    # The same photo again, from someone else: kept once, and touched.
+    await world.emulator.app_media("sh.chen", JPEG_BYTES, filename="again.jpg")
+    assert stored_files(world) == [stored]
+    # Neither waits for /attach any more, but the file was in use a moment ago.
+    clock[0] = T0 + timedelta(minutes=45)
+    pruned = await kit.prune(now=clock[0], rules=rules)
+    assert pruned.files == 0 and await PendingAttachment.all().count() == 0
+    assert stored.read_bytes() == JPEG_BYTES
+    age(stored, TWO_DAYS)
+    # The scheduler's job, as its tick runs it, removes it now.
+    await run_scheduled_job(world, clock, "prune_attachments")
+    assert stored_files(world) == []

@@ -9,10 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 from tortoise.exceptions import IntegrityError
 
-from bot.keys import LEDGER
 from models import ProcessedCallback, TicketEvent
-from schedulers.runner import start_scheduler
-from tests.conftest import T0, WeComWorld
+from tests.conftest import T0, WeComWorld, run_scheduled_job
 from tests.test_webhooks_robot import open_ticket
 
 GROUP = "wrGRP-SH001"
@@ -20,15 +18,7 @@ DAY = timedelta(days=1)
 
 
 async def _run_forget_job(world: WeComWorld, clock: list[datetime], **settings: object) -> None:
-    """One round of the scheduler's job, as its hourly tick runs it."""
-    scheduler, _ = start_scheduler(world.settings.model_copy(update=settings),
-                                   world.bot.app[LEDGER], lambda: clock[0], {})
-    try:
-        job = scheduler.get_job("forget_callbacks")
-        assert job is not None
-        await job.func()
-    finally:
-        scheduler.shutdown(wait=False)
+    await run_scheduled_job(world, clock, "forget_callbacks", **settings)
 
 
 async def test_r7_callbacks_older_than_the_window_are_forgotten_newer_ones_answered_alike(

@@ -58,6 +58,23 @@ def test_migrate_creates_the_sqlite_database_in_its_folder(tmp_path):
     assert (tmp_path / "data" / "cb.sqlite3").stat().st_size > 0
 
 
+def test_attachments_prune_removes_what_no_ticket_uses_and_says_so(tmp_path):
+    kept = tmp_path / "files" / "ab" / "cd" / ("abcd" + "0" * 60)
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"x" * 1_500_000)
+    leftover = tmp_path / "files" / ".incoming-0123456789abcdef"
+    leftover.write_bytes(b"half")
+    for path in (kept, leftover):
+        os.utime(path, (0, 0))
+    env = {"DATABASE_URL": "sqlite://data/cb.sqlite3", "ATTACHMENTS_DIR": "files"}
+    result = run_cli("attachments", "prune", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "files no ticket uses, removed: 1 (1.5 MB); leftovers of interrupted writes: 1; "
+        "held files whose wait was over: 0")
+    assert not kept.exists() and not leftover.exists()
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```sh\n(.+?)\n```", readme, flags=re.S)
