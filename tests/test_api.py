@@ -265,7 +265,7 @@ async def test_without_the_token_nothing_is_accepted_or_shown(client, headers) -
 
     response = await post(client, complaint(vin="LSVAU2180N2123456"), headers=headers)
     assert response.status == 401
-    assert (await response.json())["error"] == "missing or wrong bearer token"
+    assert (await response.json())["error"] == "缺少或错误的访问令牌（Authorization: Bearer …）。"
     response = await client.get(f"/api/complaints/{number}", headers=headers)
     assert response.status == 401
     assert "customer_name" not in await response.text()
@@ -395,13 +395,14 @@ async def test_r11_the_201_answer_carries_creation_and_dispatch_times(client, cl
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        pytest.param('{"customer_name": "李先生",'.encode(), "not valid JSON", id="truncated"),
-        pytest.param(b"", "not valid JSON", id="empty"),
-        pytest.param(b"\xff\xfe\x00garbage", "not valid JSON", id="not-text"),
-        pytest.param(b"[" * 5000 + b"]" * 5000, "not valid JSON", id="nested-too-deep"),
-        pytest.param(json.dumps([VALID]).encode(), "JSON object", id="array"),
-        pytest.param(b'"a complaint"', "JSON object", id="string"),
-        pytest.param(b"null", "JSON object", id="null"),
+        pytest.param('{"customer_name": "李先生",'.encode(), "请求体不是有效的 JSON",
+                     id="truncated"),
+        pytest.param(b"", "请求体不是有效的 JSON", id="empty"),
+        pytest.param(b"\xff\xfe\x00garbage", "请求体不是有效的 JSON", id="not-text"),
+        pytest.param(b"[" * 5000 + b"]" * 5000, "请求体不是有效的 JSON", id="nested-too-deep"),
+        pytest.param(json.dumps([VALID]).encode(), "请求体必须是 JSON 对象", id="array"),
+        pytest.param(b'"a complaint"', "请求体必须是 JSON 对象", id="string"),
+        pytest.param(b"null", "请求体必须是 JSON 对象", id="null"),
     ],
 )
 async def test_a_body_that_is_not_a_json_object_gets_400(client, data, fragment) -> None:
@@ -418,7 +419,7 @@ async def test_a_body_over_the_limit_gets_413(client) -> None:
     before = await row_counts()
     response = await post(client, complaint(description="很" * 6000))  # 18 kB of UTF-8
     assert response.status == 413
-    assert (await response.json())["error"] == "body larger than 16384 bytes"
+    assert (await response.json())["error"] == "请求体超过 16384 字节的上限。"
     assert await row_counts() == before
 
 
@@ -434,14 +435,14 @@ async def test_unknown_ticket_is_404(client, number) -> None:
     """404 for a number no ticket has, however large."""
     response = await client.get(f"/api/complaints/{number}", headers=AUTH)
     assert response.status == 404
-    assert (await response.json())["error"].startswith("no ticket #")
+    assert (await response.json())["error"].startswith("没有编号为 #")
 
 
 @pytest.mark.parametrize("number", ["abc", "1.5", "1e3", "%23"])
 async def test_non_integer_ticket_number_is_400(client, number) -> None:
     response = await client.get(f"/api/complaints/{number}", headers=AUTH)
     assert response.status == 400
-    assert (await response.json())["error"] == "the ticket number must be an integer"
+    assert (await response.json())["error"] == "投诉编号须是正整数。"
 
 
 # --- health ---------------------------------------------------------------------------

@@ -46,13 +46,13 @@ def authorised(request: web.Request) -> web.Response | None:
     """None when the bearer token matches (compared in constant time), else the refusal."""
     token = request.app[SETTINGS].api_token
     if token is None:
-        return json_error(503, "the intake API is disabled: set API_TOKEN")
+        return json_error(503, "投诉接口未启用：请管理员设置 API_TOKEN。")
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
         log.warning("api_unauthorised", path=request.path, remote=request.remote)
-        return json_error(401, "missing or wrong bearer token")
+        return json_error(401, "缺少或错误的访问令牌（Authorization: Bearer …）。")
     return None
 
 
@@ -65,14 +65,14 @@ async def create_complaint(request: web.Request) -> web.Response:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body_bytes
-        return json_error(413, f"body larger than {limit} bytes")
+        return json_error(413, f"请求体超过 {limit} 字节的上限。")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         log.info("api_bad_json", error=str(exc))
-        return json_error(400, f"body is not valid JSON: {exc}")
+        return json_error(400, f"请求体不是有效的 JSON（{exc}）。")
     if not isinstance(body, dict):
-        return json_error(400, "body must be a JSON object")
+        return json_error(400, "请求体必须是 JSON 对象。")
     ledger, now, kit = request.app[LEDGER], request.app[CLOCK](), request.app[ATTACHMENTS]
     # Small photos may come with the complaint (within MAX_BODY_BYTES; larger
     # ones go to /attachments): checked and stored before the ticket opens,
@@ -115,14 +115,12 @@ async def get_complaint(request: web.Request) -> web.Response:
     """A ticket with its history, deadlines and notifications."""
     if (refusal := authorised(request)) is not None:
         return refusal
-    try:
-        number = int(request.match_info["number"].lstrip("#"))
-    except ValueError:
-        return json_error(400, "the ticket number must be an integer")
-    # Ticket ids are 32-bit: a larger number cannot exist (and overflows PostgreSQL's int).
-    row = await TicketRow.get_or_none(id=number) if 0 < number < 2**31 else None
+    number = _ticket_number(request)
+    if isinstance(number, web.Response):
+        return number
+    row = await TicketRow.get_or_none(id=number) if _may_exist(number) else None
     if row is None:
-        return json_error(404, f"no ticket #{number}")
+        return _no_ticket(number)
     body = await ticket_json(row)
     now = request.app[CLOCK]()
     body["attachments"] = [attachment_json(a, request, now) for a in await attachments_of(row.id)]
@@ -197,13 +195,22 @@ MAX_FILES = 10
 _JSON_ROOM = 64 * 1024
 
 
-def _ticket_number(request: web.Request) -> int | None:
-    """The ticket number in the path, None when it cannot be one (32-bit ids)."""
+def _ticket_number(request: web.Request) -> int | web.Response:
+    """The ticket number in the path, or the 400 answer when it is not a number."""
     try:
-        number = int(request.match_info["number"].lstrip("#"))
+        return int(request.match_info["number"].lstrip("#"))
     except ValueError:
-        return None
-    return number if 0 < number < 2**31 else None
+        return json_error(400, "投诉编号须是正整数。")
+
+
+def _may_exist(number: int) -> bool:
+    """Ticket ids are 32-bit: a larger number cannot exist (and overflows
+    PostgreSQL's int)."""
+    return 0 < number < 2**31
+
+
+def _no_ticket(number: int) -> web.Response:
+    return json_error(404, f"没有编号为 #{number} 的投诉。")
 
 
 async def _multipart_files(request: web.Request, rules: AttachmentRules) -> list[tuple[str, bytes]]:
@@ -287,10 +294,10 @@ async def add_attachments(request: web.Request) -> web.Response:
     if (refusal := authorised(request)) is not None:
         return refusal
     number = _ticket_number(request)
-    if number is None:
-        return json_error(400, "投诉编号须是正整数。")
-    if not await TicketRow.exists(id=number):
-        return json_error(404, f"没有编号为 #{number} 的投诉。")
+    if isinstance(number, web.Response):
+        return number
+    if not (_may_exist(number) and await TicketRow.exists(id=number)):
+        return _no_ticket(number)
     ledger, attachments, now = request.app[LEDGER], request.app[ATTACHMENTS], request.app[CLOCK]()
     rules = ledger.policies.current.attachments
     try:
