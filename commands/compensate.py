@@ -35,17 +35,22 @@ async def _compensate(call: Call) -> Reply:
     if not reason:
         raise UsageError("请说明赔偿原因。")
     ctx = call.ctx
-    _, req = await open_request(
+    outcome, req = await open_request(
         ctx.ledger, number,
         UnderPolicy(lambda t, policy: request_compensation(t, call.actor, amount, reason,
                                                           policy, ctx.now)),
         kind="compensation", actor=call.actor, reason=reason, now=ctx.now, zone=ctx.zone,
         amount=amount,
     )
-    approver = await Staff.get(userid=req.approver_userid)
-    who = f"{approver.name}（{approver.role.label}）"
+    if outcome.ticket.about_staff or outcome.ticket.about_staff_name:
+        # R22: the approver may be the one above the employee the complaint is
+        # about; naming them in a group would tell whom it is about.
+        routed = "已送有审批权限的人"
+    else:
+        approver = await Staff.get(userid=req.approver_userid)
+        routed = f"待 {approver.name}（{approver.role.label}）"
     return Reply(markdown=f"📝 #{number} 已申请赔偿 {yuan(amount)}（{call.actor.display}），"
-                          f"按赔偿审批权限表，待 {who}审批（R25，审批单 {req.id}）。"
+                          f"按赔偿审批权限表，{routed}审批（R25，审批单 {req.id}）。"
                           f"\n> 原因：{reason}")
 
 
