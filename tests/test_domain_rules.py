@@ -424,6 +424,17 @@ def test_r18_escalated_without_solution_in_2_days_emails_the_second_level_manage
     assert ("solution_overdue", Audience.SENIOR_MANAGER, Medium.EMAIL) in kinds(out)
 
 
+def test_r19_a_ticket_its_dealer_holds_cannot_be_staged_not_even_by_the_call_centre(policy):
+    t = make_ticket(policy, T0)
+    assert t.owner_level is OwnerLevel.DEALER
+    for actor in (CALL_CENTRE, EAST, SH_STAFF):
+        with pytest.raises(Refused, match="仍由经销商负责.*R19"):
+            request_staged_closure(t, actor, "诉求不合理", policy, T0 + H)
+    escalated = replace(t, category=Category.ESCALATED, owner_level=OwnerLevel.REGION)
+    assert request_staged_closure(escalated, CALL_CENTRE, "诉求不合理", policy,
+                                  T0 + H).ticket.status is Status.STAGED_CLOSURE_PENDING
+
+
 def test_r19_first_request_to_second_level_second_to_senior_never_own(policy):
     t = make_ticket(policy, T0, category=Category.ESCALATED, owner_level=OwnerLevel.REGION)
     with pytest.raises(Refused, match="区域或本部"):

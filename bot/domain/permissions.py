@@ -141,6 +141,11 @@ def check(actor: Actor, ticket: Ticket, action: Action) -> None:
     if is_conflicted(actor, ticket):
         # R22, in words that do not say why: the reply may be read in a group.
         raise Refused(f"按规定您不能处理或查看 {number}。")
+    if (action is Action.STAGE and ticket.owner_level is OwnerLevel.DEALER
+            and actor.role is not Role.ADMIN):
+        # R19 is a rule of escalated and important complaints: the call centre,
+        # which may do most things, may not stage one its dealer still holds.
+        raise Refused(f"{number} 仍由经销商负责：阶段性结案只适用于区域或本部负责的投诉（R19）。")
     if actor.role in (Role.CALL_CENTRE, Role.ADMIN):
         return
     if action in _CALL_CENTRE_ONLY:
