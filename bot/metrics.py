@@ -46,11 +46,18 @@ WECOM_API_ERRORS = Counter(
 
 def exposition(
     *, oldest_overdue_seconds: float, deadlines_due: int,
-    outbox_depth: Mapping[tuple[str, str], int],
+    outbox_depth: Mapping[tuple[str, str], int], free_bytes: Mapping[str, int],
 ) -> bytes:
     """The text a scrape answers: the counters, and the gauges from the
-    database state given (`outbox_depth` maps (medium, status) to rows)."""
+    database state given (`outbox_depth` maps (medium, status) to rows) and
+    the free space of the disks the bot writes to (`free_bytes` by store)."""
     gauges = CollectorRegistry()
+    free = Gauge("complaintbot_storage_free_bytes",
+                 "Free space on the disk of each store the bot writes to (attachments; the "
+                 "SQLite database's folder): alert before it runs out", ["store"],
+                 registry=gauges)
+    for store, available in free_bytes.items():
+        free.labels(store=store).set(available)
     Gauge("complaintbot_deadline_oldest_overdue_seconds",
           "How long the oldest due deadline has waited unapplied (0: none waits)",
           registry=gauges).set(oldest_overdue_seconds)

@@ -32,6 +32,7 @@ from models import Attachment, PendingAttachment, TicketEvent
 from models import Ticket as TicketRow
 from tests.conftest import T0, TOKEN, WeComWorld, run_scheduled_job, start_bot
 from tests.factories import CALL_CENTRE
+from tests.test_metrics import scrape, value
 from tests.test_storage_faults import fill, tmpfs  # noqa: F401 (a fixture)
 from tests.waiting import eventually
 
@@ -301,8 +302,13 @@ async def test_a_full_store_refuses_with_a_clear_message_and_keeps_nothing(
 ) -> None:
     world = await world_storing_in(tmpfs / "files", database_url, emulator, aiohttp_client, clock)
     number = await open_ticket(world)
+    # /metrics tells how much room is left before it runs out (16 MB here).
+    free = value(await scrape(world.bot), "complaintbot_storage_free_bytes", store="attachments")
+    assert 15e6 < free <= 16 * 2**20
     (tmpfs / "files").mkdir()
     filler = fill(tmpfs)
+    full = await scrape(world.bot)
+    assert full[("complaintbot_storage_free_bytes", frozenset({("store", "attachments")}))] == 0
     response = await upload_multipart(world, number, ("a.jpg", JPEG_BYTES))
     assert response.status == 507
     assert (await response.json())["error"] == FULL_MESSAGE
@@ -310,6 +316,13 @@ async def test_a_full_store_refuses_with_a_clear_message_and_keeps_nothing(
     assert [p for p in (tmpfs / "files").rglob("*") if p.is_file()] == []
     filler.unlink()
     assert (await upload_multipart(world, number, ("a.jpg", JPEG_BYTES))).status == 201
+    scraped = await scrape(world.bot)
+    assert value(scraped, "complaintbot_storage_free_bytes", store="attachments") > 15e6
+    # SQLite's folder is watched too (PostgreSQL's disk is its server's).
+    stores = {dict(labels)["store"] for name, labels in scraped
+              if name == "complaintbot_storage_free_bytes"}
+    assert stores == ({"attachments", "database"} if database_url.startswith("sqlite")
+                      else {"attachments"})
 
 
 async def test_a_read_only_store_refuses_with_a_clear_message(

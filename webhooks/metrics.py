@@ -6,20 +6,37 @@ the reverse proxy keep /metrics inside. No customer data is in it.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from tortoise.functions import Count
 
 from bot.domain.ticket import Medium
-from bot.keys import CLOCK
+from bot.keys import CLOCK, SETTINGS
 from bot.metrics import exposition
+from bot.storage import sqlite_path
 from models import Deadline, Notification
 from schedulers.outbox import UNDELIVERED
 from schedulers.sweeper import oldest_overdue
 
 
+def _free_bytes(folders: Mapping[str, Path]) -> dict[str, int]:
+    """Free space on the disk of each folder (or of its nearest existing parent:
+    a store not yet created will be created there)."""
+    free = {}
+    for store, folder in folders.items():
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        free[store] = shutil.disk_usage(existing).free
+    return free
+
+
 async def metrics(request: web.Request) -> web.Response:
-    """The counters of this process and the queue gauges read from the database now."""
+    """The counters of this process, the queue gauges read from the database
+    now, and the free space of the disks the bot writes to."""
     now = request.app[CLOCK]()
     overdue = await oldest_overdue(now)
     due = await Deadline.filter(state="pending", due_at__lte=now).count()
@@ -32,10 +49,16 @@ async def metrics(request: web.Request) -> web.Response:
     # Every medium and status is reported, 0 included, so an alert sees the queue empty.
     depth = {(medium.value, status): 0 for medium in Medium for status in UNDELIVERED}
     depth.update({(medium, status): rows for medium, status, rows in counted})
+    settings = request.app[SETTINGS]
+    folders = {"attachments": settings.attachments_dir.absolute()}
+    if (database := sqlite_path(settings.database_url)) is not None:
+        folders["database"] = database.absolute().parent
     body = exposition(
         oldest_overdue_seconds=overdue.total_seconds() if overdue is not None else 0.0,
         deadlines_due=due,
         outbox_depth=depth,
+        # In a thread: a hung network mount must not hold the event loop.
+        free_bytes=await asyncio.to_thread(_free_bytes, folders),
     )
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
