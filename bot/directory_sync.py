@@ -233,14 +233,7 @@ async def sync_directory(client: WeComClient, mapping: Mapping, ledger: Ledger, 
                 if not dry_run:
                     row.update_from_dict(changed)
                     await row.save(update_fields=list(changed))
-        if not dry_run:
-            # Only the run that flips a row hands on that person's work: two
-            # replicas syncing at once must not tell the region twice.
-            leavers = [s for s in leavers
-                       if await Staff.filter(id=s.id, active=True).update(active=False)]
-    for leaver in leavers:
-        report.deactivated.append(f"{leaver.userid} {leaver.name}")
-    await _hand_on(ledger, leavers, report, dry_run=dry_run, now=now or utcnow())
+    await _let_go(ledger, leavers, report, dry_run=dry_run, now=now or utcnow())
     log.info("directory_synced", created=len(report.created), updated=len(report.updated),
              deactivated=len(report.deactivated), dry_run=dry_run)
     return report
@@ -261,40 +254,65 @@ async def _active_actors() -> list[Actor]:
                   dealer_code=r["dealer"], region_code=r["region"]) for r in rows]
 
 
-async def _hand_on(ledger: Ledger, leavers: list[Staff], report: SyncReport, *,
-                   dry_run: bool, now: datetime) -> None:
-    """Through the ledger, one change per ticket a leaver worked on: open
-    tickets assigned to them, open approval requests waiting for them."""
+async def _let_go(ledger: Ledger, leavers: list[Staff], report: SyncReport, *,
+                  dry_run: bool, now: datetime) -> None:
+    """Deactivate each leaver and, through the ledger, hand on their open work
+    (one change per ticket: open tickets assigned to them, open approval
+    requests waiting for them), each leaver in one transaction: a run killed
+    half-way, or one whose hand-on fails, leaves them active for the next run
+    to do whole. Only the run that flips the row hands on: two replicas
+    syncing at once must not tell the region twice."""
     if not leavers:
         return
     reassign = ledger.policies.current.leavers.reassign
-    candidates = [] if dry_run else await _active_actors()
+    gone = {leaver.userid for leaver in leavers}
+    candidates = [] if dry_run else [a for a in await _active_actors() if a.userid not in gone]
     for leaver in leavers:
-        assigned = await TicketRow.filter(assignee=leaver.userid).exclude(
-            status__in=_FINAL).order_by("id").values_list("id", flat=True)
-        approvals: dict[int, list[int]] = {}
-        for req_id, number in await ApprovalRequest.filter(
-                approver_userid=leaver.userid, status="open").order_by("id").values_list(
-                "id", "ticket_id"):
-            approvals.setdefault(number, []).append(req_id)
-        numbers = sorted({*assigned, *approvals})
-        if not numbers:
-            continue
-        report.handed_on.append(
-            f"{leaver.userid}: tickets {', '.join(f'#{n}' for n in assigned) or 'none'}; "
-            f"approvals {', '.join(str(a) for ids in approvals.values() for a in ids) or 'none'}"
-            f" (reassign: {reassign})")
         if dry_run:
+            report.deactivated.append(f"{leaver.userid} {leaver.name}")
+            report.handed_on += (await _open_work(leaver, reassign))[0]
             continue
-        who = Actor(userid=leaver.userid, role=Role(leaver.role), name=leaver.name)
-        changes = [Change(number, _left(who, reassign, candidates, approvals.get(number, []), now))
-                   for number in numbers]
-        results = await ledger.apply_many(changes, actor=SYSTEM, source="directory_sync",
-                                          now=now)
+        try:
+            async with in_transaction():
+                if not await Staff.filter(id=leaver.id, active=True).update(active=False):
+                    continue
+                lines, numbers, approvals = await _open_work(leaver, reassign)
+                who = Actor(userid=leaver.userid, role=Role(leaver.role), name=leaver.name)
+                results = await ledger.apply_many(
+                    [Change(number, _left(who, reassign, candidates, approvals.get(number, []),
+                                          now)) for number in numbers],
+                    actor=SYSTEM, source="directory_sync", now=now) if numbers else {}
+        except Exception:  # this leaver waits for the next run; the others go on
+            log.exception("directory_leaver_failed", userid=leaver.userid)
+            report.skipped.append(f"{leaver.userid}: their open work could not be handed on; "
+                                  "left active for the next sync")
+            continue
+        report.deactivated.append(f"{leaver.userid} {leaver.name}")
+        report.handed_on += lines
         for number, result in sorted(results.items()):
             heir = getattr(result, "data", {}).get("assignee")
             if heir:
                 report.handed_on.append(f"  #{number} → {heir}")
+
+
+async def _open_work(leaver: Staff, reassign: str) -> tuple[
+        list[str], list[int], dict[int, list[int]]]:
+    """What a leaver leaves: the report's line, the tickets, and the open
+    approval requests waiting for them by ticket."""
+    assigned = await TicketRow.filter(assignee=leaver.userid).exclude(
+        status__in=_FINAL).order_by("id").values_list("id", flat=True)
+    approvals: dict[int, list[int]] = {}
+    for req_id, number in await ApprovalRequest.filter(
+            approver_userid=leaver.userid, status="open").order_by("id").values_list(
+            "id", "ticket_id"):
+        approvals.setdefault(number, []).append(req_id)
+    numbers = sorted({*assigned, *approvals})
+    if not numbers:
+        return [], [], approvals
+    line = (f"{leaver.userid}: tickets {', '.join(f'#{n}' for n in assigned) or 'none'}; "
+            f"approvals {', '.join(str(a) for ids in approvals.values() for a in ids) or 'none'}"
+            f" (reassign: {reassign})")
+    return [line], numbers, approvals
 
 
 def _left(leaver: Actor, reassign: str, candidates: list[Actor], approvals: list[int],

@@ -254,6 +254,32 @@ async def test_the_command_prints_what_changed_and_dry_run_writes_nothing(emulat
     assert code == 0 and out.strip() == "directory unchanged"
 
 
+async def test_a_leaver_whose_work_cannot_be_handed_on_stays_active_until_it_can(
+        ledger, emulator, client, mapping):
+    """Deactivating and handing on are one: a run that fails (or is killed)
+    half-way leaves the person active, so the next run hands their work on."""
+    fill_address_book(emulator)
+    await sync_directory(client, mapping, ledger, now=T0)
+    number = await _handled_by_zhang(ledger)
+    emulator.directory.remove_member("sh.zhang")
+    emulator.directory.members["east.lin"]["status"] = 5  # quit, with nothing open
+    # sh.zhang's ticket row edited by hand into something the bot cannot read.
+    await TicketRow.filter(id=number).update(attempts=[{"garbled": True}])
+    report = await sync_directory(client, mapping, ledger, now=T0)
+    assert [line.split()[0] for line in report.deactivated] == ["east.lin"]
+    assert "! sh.zhang: their open work could not be handed on" in str(report)
+    assert (await Staff.get(userid="sh.zhang")).active
+    assert await TicketEvent.filter(kind="staff_left").count() == 0
+
+    await TicketRow.filter(id=number).update(attempts=[])
+    again = await sync_directory(client, mapping, ledger, now=T0)
+    assert [line.split()[0] for line in again.deactivated] == ["sh.zhang"]
+    assert not (await Staff.get(userid="sh.zhang")).active
+    assert await TicketEvent.filter(kind="staff_left").values_list("ticket_id", flat=True) == [
+        number]
+    assert (await TicketRow.get(id=number)).assignee is None
+
+
 async def test_two_syncs_at_once_tell_the_region_once(ledger, emulator, client, mapping):
     fill_address_book(emulator)
     await sync_directory(client, mapping, ledger, now=T0)
