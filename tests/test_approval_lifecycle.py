@@ -155,6 +155,30 @@ async def test_r6_escalation_and_a_newer_request_cancel_open_requests(
     assert f"#{n}" in refusal and "升级" in refusal
 
 
+async def test_r6_handing_the_ticket_to_another_handler_cancels_its_open_requests(
+    talk: Conversation,
+) -> None:
+    n = await talk.complaint()
+    await talk.deliver()
+    await talk.says("sh.zhang", SH, f"/assign {n} @sh.zhang")
+    await talk.says("sh.zhang", SH, f"赔偿 {n} 1500 交通费")
+    [card] = cards(await talk.deliver(), "sh.wu")
+    req = await ApprovalRequest.get(ticket_id=n)
+    talk.later(5)
+    reply = await talk.says("sh.zhang", SH, f"/assign {n} @sh.chen")
+    assert f"#{n}" in reply
+    sent = await talk.deliver()
+    req = await ApprovalRequest.get(id=req.id)
+    assert req.status == "cancelled" and req.decision_reason == f"#{n} 已改派给其他处理人"
+    [update] = updates(sent, "sh.wu")
+    assert update["task_id"] == card["task_id"] and update["replace_text"].startswith("已撤销")
+    talk.later(5)
+    await talk.emulator.app_click("sh.wu", card["task_id"], f"approve:{req.id}")
+    [refusal] = app_replies(await talk.deliver(), "sh.wu")
+    assert f"#{n}" in refusal and "已改派给其他处理人" in refusal
+    assert (await ApprovalRequest.get(id=req.id)).status == "cancelled"
+
+
 async def test_r6_a_card_decided_by_command_loses_its_buttons(talk: Conversation) -> None:
     n = await talk.complaint()
     await talk.deliver()
