@@ -22,7 +22,8 @@ OUTBOX_FAILURES = Counter(
 CALLBACKS = Counter(
     "complaintbot_callbacks",
     "WeChat Work callbacks received, by endpoint (robot, app) and outcome "
-    "(applied, duplicate, failed, refused, unconfigured, url_verified)",
+    "(applied, duplicate, answered: a command that changes nothing, retries included; "
+    "failed, refused, unconfigured, url_verified)",
     ["endpoint", "outcome"], registry=REGISTRY,
 )
 CALLBACK_REFUSALS = Counter(

@@ -65,6 +65,9 @@ async def test_counters_move_by_what_happened_and_gauges_read_the_queue(
     assert "#999" in refused["stream"]["content"]
     await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /respond 1", msgid="twice")
     await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /respond 1", msgid="twice")
+    # A command that changes nothing is answered each time, retries too, not "applied".
+    for _ in range(2):
+        await wecom.emulator.robot_message("sh.zhang", GROUP, "@投诉助手 /show 1", msgid="shown")
 
     after = await scrape(wecom.bot)
     assert moved(before, after, "complaintbot_commands_total",
@@ -75,6 +78,8 @@ async def test_counters_move_by_what_happened_and_gauges_read_the_queue(
                  endpoint="robot", outcome="applied") == 3
     assert moved(before, after, "complaintbot_callbacks_total",
                  endpoint="robot", outcome="duplicate") == 1
+    assert moved(before, after, "complaintbot_callbacks_total",
+                 endpoint="robot", outcome="answered") == 2
     assert moved(before, after, "complaintbot_wecom_api_errors_total", errcode="60020") == 1
     assert moved(before, after, "complaintbot_outbox_failures_total", medium="group") == 1
     assert value(after, "complaintbot_outbox_depth", medium="group", status="dead") == 1

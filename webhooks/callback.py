@@ -180,7 +180,10 @@ async def run_once(
         except Exception:
             CALLBACKS.labels(endpoint=endpoint, outcome="failed").inc()
             raise
-    CALLBACKS.labels(endpoint=endpoint, outcome="duplicate" if duplicate else "applied").inc()
+    # A read-only command is "answered": unclaimed, a WeChat Work retry of it
+    # is answered again and cannot be told from the first.
+    outcome = "duplicate" if duplicate else "applied" if claim else "answered"
+    CALLBACKS.labels(endpoint=endpoint, outcome=outcome).inc()
     return response, duplicate
 
 
