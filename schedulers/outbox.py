@@ -295,6 +295,17 @@ async def _keep_lease(rows: list[Notification], state: _Round) -> list[Notificat
     return [row for row in rows if row.id in kept]
 
 
+def _still_ours(rows: list[Notification]) -> Q:
+    """The rows, as long as they are this worker's (a row's lease_until is its
+    token): putting back one whose lease lapsed and another worker took, maybe
+    sent already, would have it sent again."""
+    by_token: dict[datetime | None, list[int]] = {}
+    for row in rows:
+        by_token.setdefault(row.lease_until, []).append(row.id)
+    return Q(*(Q(id__in=ids, status="sending", lease_until=token)
+               for token, ids in by_token.items()), join_type="OR")
+
+
 async def _hold(rows: list[Notification], wait: float, state: _Round, *, spread: bool) -> None:
     """Put rows a limit holds back in the queue again, not counting the try,
     until the limit has room. With `spread`, their wake-up is a little later
@@ -306,7 +317,7 @@ async def _hold(rows: list[Notification], wait: float, state: _Round, *, spread:
         wait = max(wait, _HOLD_FLOOR_SECONDS)
         wait += random.uniform(0, wait * _JITTER)
     state.stats.paced += len(rows)
-    await Notification.filter(id__in=[r.id for r in rows]).update(
+    await Notification.filter(_still_ours(rows)).update(
         status="pending", next_attempt_at=state.now + timedelta(seconds=wait),
         lease_until=None, tries=F("tries") - 1,
     )
@@ -384,7 +395,7 @@ async def _failed(rows: list[Notification], exc: Exception, state: _Round) -> No
             row.tries, row.created_at, now
         ):
             stats.retrying += 1
-            await Notification.filter(id=row.id).update(
+            await Notification.filter(_still_ours([row])).update(
                 status="pending", next_attempt_at=now + retry.delay(row.tries),
                 lease_until=None, last_error=error,
             )
@@ -392,7 +403,7 @@ async def _failed(rows: list[Notification], exc: Exception, state: _Round) -> No
                         tries=row.tries, error=error)
         else:
             stats.dead += 1
-            await Notification.filter(id=row.id).update(
+            await Notification.filter(_still_ours([row])).update(
                 status="dead", lease_until=None, last_error=error
             )
             log.error("notification_dead", id=row.id, kind=row.kind, medium=row.medium,

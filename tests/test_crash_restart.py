@@ -243,6 +243,21 @@ class StallingMailbox(Mailbox):
         return await super().handle_DATA(server, session, envelope)
 
 
+@asynccontextmanager
+async def two_workers(box: StallingMailbox) -> AsyncIterator[tuple[dict, dict]]:
+    """Two workers (replicas) delivering e-mail through the started `box`, each
+    with its own SMTP connections, the first with one only; closed, and the
+    box stopped, at the end."""
+    email = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10, smtp_connections=1))}
+    other = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10))}
+    try:
+        yield email, other
+    finally:
+        for transport in (*email.values(), *other.values()):
+            await transport.close()  # type: ignore[attr-defined]
+        box.stop()
+
+
 async def test_rows_another_worker_took_after_the_lease_lapsed_are_not_sent_again(
     ledger: Ledger,
 ) -> None:
@@ -255,10 +270,7 @@ async def test_rows_another_worker_took_after_the_lease_lapsed_are_not_sent_agai
     retry = RetryPolicy(lease=timedelta(minutes=1))
     box = StallingMailbox(free_port())
     box.start()
-    # Two workers (replicas), each with its own SMTP connection.
-    email = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10, smtp_connections=1))}
-    other = {"email": EmailTransport(box.settings(smtp_timeout_seconds=10))}
-    try:
+    async with two_workers(box) as (email, other):
         first = asyncio.create_task(deliver_due(email, now=due, retry=retry))
         # Worker 1 holds the 4 rows and is stuck on the first.
         assert await asyncio.to_thread(box.stalled.wait, 10)
@@ -266,10 +278,6 @@ async def test_rows_another_worker_took_after_the_lease_lapsed_are_not_sent_agai
         assert taken.sent == 4, "worker 2 takes the rows whose lease lapsed"
         box.release.set()
         stats = await first
-    finally:
-        for transport in (*email.values(), *other.values()):
-            await transport.close()  # type: ignore[attr-defined]
-        box.stop()
     assert (stats.claimed, stats.sent) == (4, 1), "worker 1 leaves the rows it lost alone"
     # Only the send already under way when the lease lapsed arrives twice.
     assert len(box.received) == 5
@@ -306,3 +314,40 @@ async def test_a_round_that_renews_its_lease_still_sends_every_row_it_holds(
     assert (stats.claimed, stats.sent) == (4, 4)
     assert len(box.received) == 4
     assert await Notification.filter(medium="email", status="sent").count() == 4
+
+
+class FailingAfterStallMailbox(StallingMailbox):
+    """Holds the first message's DATA until `release`, then refuses it for now."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await asyncio.to_thread(self.release.wait, 10)
+            return "451 4.3.0 try again later"
+        return await Mailbox.handle_DATA(self, server, session, envelope)
+
+
+async def test_a_failure_after_the_lease_lapsed_leaves_the_row_another_worker_sent(
+    ledger: Ledger,
+) -> None:
+    """Worker 1's send fails after its lease lapsed and worker 2 sent the row:
+    worker 1 does not put it back in the queue (it would go out again)."""
+    await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api", now=T0)
+    due = T0 + timedelta(hours=2)
+    await sweep(ledger, now=due)
+    assert await Notification.filter(medium="email").count() == 2
+    retry = RetryPolicy(lease=timedelta(minutes=1))
+    box = FailingAfterStallMailbox(free_port())
+    box.start()
+    async with two_workers(box) as (email, other):
+        first = asyncio.create_task(deliver_due(email, now=due, retry=retry))
+        assert await asyncio.to_thread(box.stalled.wait, 10)
+        later = due + 2 * retry.lease
+        assert (await deliver_due(other, now=later, retry=retry)).sent == 2
+        box.release.set()
+        stats = await first
+        assert stats.sent == 0 and stats.errors, "worker 1's send was refused"
+        assert await Notification.filter(medium="email", status="sent").count() == 2
+        again = await deliver_due(other, now=later + timedelta(hours=2), retry=retry)
+    assert again.claimed == 0
+    assert len(box.received) == 2
