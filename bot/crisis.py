@@ -8,11 +8,14 @@ ticket. The row's dedupe key is the ticket's, so there is one per ticket
 whatever is retried; a failed create is retried from that row, and a group
 that already exists (an earlier try whose answer was lost, another replica)
 counts as created. Later notices of the ticket get a crisis row each, sent
-into the group once it exists."""
+into the group once it exists. When a change brings new people to the
+ticket (an escalation to HQ: its handlers and managers), a `crisis_members`
+row adds them (`appchat/update`); nobody is removed."""
 
 from __future__ import annotations
 
 from bot.directory import Roster
+from bot.domain.enums import OwnerLevel
 from bot.domain.ticket import Audience, Medium, Notice, Ticket
 
 CRISIS_MEDIUM = "crisis"
@@ -20,6 +23,9 @@ CRISIS_MEDIUM = "crisis"
 
 CRISIS_KIND = "crisis_group"
 """The row that creates the group and posts the facts and the card."""
+
+CRISIS_MEMBERS_KIND = "crisis_members"
+"""The row that adds people to the group (`payload` {"add_user_list": […]})."""
 
 CHAT_EXISTS = 86215
 """WeChat Work's answer to appchat/create with a chatid already in use."""
@@ -54,10 +60,23 @@ def crisis_members(roster: Roster, ticket: Ticket) -> list[str]:
     """The userids of the crisis group, owner first. The employee the
     complaint is about is never among them (R22: Roster leaves them out)."""
     members: list[str] = []
-    for audience in _MEMBERS:
+    # HQ's handlers when HQ holds the ticket; the region's sit there throughout.
+    audiences = _MEMBERS + ((Audience.HQ_HANDLERS,) if ticket.owner_level is OwnerLevel.HQ
+                            else ())
+    for audience in audiences:
         members.extend(roster.recipients(audience, Medium.APP, ticket))
     members = [m for m in dict.fromkeys(members) if m != ticket.about_staff]
     return members[:USERLIST_MAX]
+
+
+def crisis_joiners(roster: Roster, before: Ticket | None, after: Ticket) -> list[str]:
+    """Who a change of a major ticket brings into its crisis group (an
+    escalation to HQ: its handlers and managers); none when the change makes
+    it major (the group is created with everyone)."""
+    if before is None or not before.major or not after.major:
+        return []
+    present = set(crisis_members(roster, before))
+    return [m for m in crisis_members(roster, after) if m not in present]
 
 
 def crisis_notices(before: Ticket | None, after: Ticket,

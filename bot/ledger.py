@@ -24,7 +24,13 @@ import structlog
 from tortoise import connections
 
 from bot.card_copies import copy_refreshes
-from bot.crisis import CRISIS_KIND, CRISIS_MEDIUM, crisis_notices
+from bot.crisis import (
+    CRISIS_KIND,
+    CRISIS_MEDIUM,
+    CRISIS_MEMBERS_KIND,
+    crisis_joiners,
+    crisis_notices,
+)
 from bot.db import fetch_rows, insert_rows, transaction
 from bot.directory import Roster, fallback_group
 from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
@@ -368,7 +374,7 @@ class Ledger:
                         created_at=now,
                     )
                 )
-            rows.extend(_crisis_rows(done, event, origin, opened=opened, now=now))
+            rows.extend(_crisis_rows(done, event, origin, roster, opened=opened, now=now))
         return rows
 
 
@@ -394,20 +400,26 @@ def _keys_sql(keys: Sequence[tuple[int, Clock, datetime]]) -> tuple[str, list[An
     return " OR ".join(["(ticket_id = ? AND clock = ? AND due_at = ?)"] * len(keys)), params
 
 
-def _crisis_rows(done: _Applied, event: TicketEvent, origin: str, *, opened: bool,
-                 now: datetime) -> list[Notification]:
+def _crisis_rows(done: _Applied, event: TicketEvent, origin: str, roster: Roster, *,
+                 opened: bool, now: datetime) -> list[Notification]:
     """R8: the outbox rows of the ticket's crisis group. Its creation is
-    keyed by the ticket alone: one group per ticket, whatever is retried."""
+    keyed by the ticket alone: one group per ticket, whatever is retried.
+    People the change brings to the ticket join it first, then its posts."""
     number, ticket = done.row.id, done.outcome.ticket
+    before = None if opened else done.before
+    wanted = crisis_notices(before, ticket, done.outcome.notices)
+    joiners = crisis_joiners(roster, before, ticket)
+    if joiners:
+        wanted.insert(1, (CRISIS_MEMBERS_KIND, wanted[0][1]))
     rows = []
-    for kind, chatid in crisis_notices(None if opened else done.before, ticket,
-                                       done.outcome.notices):
+    for kind, chatid in wanted:
         key = (_dedupe_key(number, CRISIS_KIND) if kind == CRISIS_KIND
                else _dedupe_key(number, origin, kind, chatid, CRISIS_MEDIUM))
         rows.append(Notification(
             ticket_id=number, event_id=event.id, kind=kind, medium=CRISIS_MEDIUM,
             audience=CRISIS_KIND, recipient=chatid, dedupe_key=key, status="pending",
-            next_attempt_at=now, created_at=now))
+            next_attempt_at=now, created_at=now,
+            payload={"add_user_list": joiners} if kind == CRISIS_MEMBERS_KIND else None))
     return rows
 
 

@@ -1,8 +1,9 @@
 """R8: a major complaint gets its crisis group, end to end through the WeChat
 Work emulator: created once (appchat/create) with the dealer's leaders, the
 region's handlers and managers, the brand division and legal; the facts and
-the ticket card posted there; later notices of the ticket follow; the
-employee complained about is never a member (R22)."""
+the ticket card posted there; later notices of the ticket follow; an
+escalation to HQ adds HQ's people (appchat/update); the employee complained
+about is never a member (R22)."""
 
 from __future__ import annotations
 
@@ -191,3 +192,49 @@ async def test_r8_a_ticket_major_before_crisis_groups_gets_one_with_its_next_not
     assert "重大投诉处理小组" in facts and f"#{n}" in card
     assert later and all(f"#{n}" in post for post in later)
     assert await Notification.filter(ticket_id=n, kind="crisis_group").count() == 1
+
+
+async def test_r8_an_escalation_to_hq_brings_hq_into_the_crisis_group(
+        talk: Conversation) -> None:
+    n = await talk.complaint(channel="local_media")
+    await talk.deliver()
+    chatid = crisis_chatid(n)
+    assert set(talk.emulator.appchats.chats[chatid]["userlist"]) == MEMBERS
+    # The region hands it to HQ: HQ's handler and managers join; nobody leaves.
+    talk.later(10)
+    reply = await talk.says("east.he", "wrGRP-EAST", f"/escalate {n} 需本部协调")
+    assert f"#{n}" in reply and (await Ticket.get(id=n)).owner_level.value == "hq"
+    await talk.deliver()
+    [update] = talk.emulator.sent("appchat/update")
+    assert update["json"]["chatid"] == chatid
+    assert sorted(update["json"]["add_user_list"]) == ["hq.cao", "hq.deng", "hq.feng"]
+    assert update["answer"]["errcode"] == 0
+    assert set(talk.emulator.appchats.chats[chatid]["userlist"]) == MEMBERS | {
+        "hq.feng", "hq.deng", "hq.cao"}
+    # They joined before the escalation's notice was posted there.
+    calls = [r["path"] for r in talk.emulator.requests if "/appchat/" in r["path"]]
+    assert calls[-2:] == ["/cgi-bin/appchat/update", "/cgi-bin/appchat/send"]
+    # A later change that brings nobody new adds nobody.
+    talk.later(10)
+    await talk.says("hq.feng", "wrGRP-HQ", f"/respond {n} 本部已联系客户")
+    await talk.deliver()
+    assert len(talk.emulator.sent("appchat/update")) == 1
+
+
+async def test_r8_emulator_checks_appchat_update_like_the_platform(
+        db: str, emulator: WeComEmulator, clock: list) -> None:
+    api = make_client(emulator, clock)
+    emulator.known_users = {"a", "b", "c"}
+    try:
+        async def refused(chatid: str, added: list[str]) -> int:
+            with pytest.raises(WeComError) as caught:
+                await api.update_appchat(chatid, added)
+            return caught.value.errcode
+
+        await api.create_appchat("群", "a", ["a", "b"], "c1")
+        assert await refused("c9", ["c"]) == 86001  # not a group the app created
+        assert await refused("c1", ["x"]) == 86216  # no such member
+        await api.update_appchat("c1", ["c", "a"])
+    finally:
+        await api.close()
+    assert emulator.appchats.chats["c1"]["userlist"] == ["a", "b", "c"]

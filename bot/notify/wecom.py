@@ -14,7 +14,7 @@ import structlog
 
 from bot.card_copies import CARD_FRESH, CARD_UPDATE, record_copy
 from bot.clock import Clock, utcnow
-from bot.crisis import CHAT_EXISTS, CRISIS_KIND, crisis_members, crisis_name
+from bot.crisis import CHAT_EXISTS, CRISIS_KIND, CRISIS_MEMBERS_KIND, crisis_members, crisis_name
 from bot.directory import Roster
 from bot.domain.permissions import Action, audience_may
 from bot.ledger import snapshot
@@ -59,6 +59,8 @@ class WeComSender(Protocol):
 
     async def create_appchat(self, name: str, owner: str, userlist: list[str],
                              chatid: str) -> Any: ...
+
+    async def update_appchat(self, chatid: str, add_user_list: list[str]) -> Any: ...
 
     async def post_response_url(self, url: str, body: dict) -> Any: ...
 
@@ -251,7 +253,8 @@ class AppTransport:
 class CrisisTransport:
     """R8: a major ticket's crisis group (bot/crisis.py). The `crisis_group`
     row creates the group, stores its chatid on the ticket and posts the facts
-    and the ticket card; any other row posts its notice there once it exists."""
+    and the ticket card; a `crisis_members` row adds people to it; any other
+    row posts its notice there. Both wait for the group to exist."""
 
     def __init__(self, sender: WeComSender, *, zone: ZoneInfo = SHANGHAI) -> None:
         self.sender = sender
@@ -271,7 +274,12 @@ class CrisisTransport:
                 # Its creation is queued before it and retried: this waits its turn.
                 raise DeliveryError(f"crisis group of #{number} not created yet",
                                     retryable=True)
-            await self.sender.send_appchat_markdown(chatid, message.markdown)
+            if notification.kind == CRISIS_MEMBERS_KIND:
+                joiners = list((notification.payload or {}).get("add_user_list", []))
+                await self.sender.update_appchat(chatid, joiners)
+                log.info("crisis_group_joined", ticket=number, chatid=chatid, members=joiners)
+            else:
+                await self.sender.send_appchat_markdown(chatid, message.markdown)
             return
         if row.crisis_chatid != chatid:
             await self._create(row, chatid)

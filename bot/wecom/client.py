@@ -210,6 +210,11 @@ class WeComClient:
         body = {"name": name, "owner": owner, "userlist": userlist, "chatid": chatid}
         return await self._with_token("appchat/create", body)
 
+    async def update_appchat(self, chatid: str, add_user_list: list[str]) -> dict:
+        """Add members to a group the app created (appchat/update)."""
+        return await self._with_token("appchat/update",
+                                      {"chatid": chatid, "add_user_list": add_user_list})
+
     async def upload_image(self, image: bytes, filename: str) -> str:
         """Upload a JPG or PNG as temporary media (media/upload, kept 3 days);
         its media_id."""

@@ -1,4 +1,5 @@
-"""The emulator's app-created groups: `appchat/create` as WeChat Work checks it.
+"""The emulator's app-created groups: `appchat/create` and `appchat/update`
+(members added) as WeChat Work checks them.
 
 Kept apart from bot/wecom/emulator.py, which registers it (`AppChats.mount`).
 A group records its name, owner and members; `appchat/send` stays the
@@ -40,6 +41,7 @@ class AppChats:
         """Serve appchat/create on `emulator`; the registry it fills."""
         chats = cls(emulator)
         emulator.app.router.add_post("/cgi-bin/appchat/create", chats.create)
+        emulator.app.router.add_post("/cgi-bin/appchat/update", chats.update)
         return chats
 
     def adopt(self, chatid: str, userlist: list[str], name: str = "") -> None:
@@ -67,6 +69,33 @@ class AppChats:
                               "owner": body.get("owner") or userlist[0],
                               "userlist": userlist}
         return emulator._answer(request, body, {"errcode": 0, "errmsg": "ok", "chatid": chatid})
+
+    async def update(self, request: web.Request) -> web.Response:
+        """appchat/update {chatid, add_user_list?, …}: members added (one
+        already there stays once); only a group this app created."""
+        emulator = self.emulator
+        body, refusal = await emulator._checked(request)
+        if refusal is not None:
+            return refusal
+        chat = self.chats.get(str(body.get("chatid") or ""))
+        if chat is None:
+            return emulator._answer(request, body, {"errcode": INVALID_CHATID,
+                                                    "errmsg": "chatid invalid"})
+        added = body.get("add_user_list", [])
+        if not isinstance(added, list) or not all(isinstance(u, str) and u for u in added):
+            return emulator._answer(request, body, {"errcode": INVALID_MEMBER,
+                                                    "errmsg": "invalid add_user_list"})
+        known = emulator.known_users
+        if known is not None and not set(added) <= known:
+            return emulator._answer(request, body, {
+                "errcode": INVALID_MEMBER,
+                "errmsg": f"invalid userid {sorted(set(added) - known)[0]}"})
+        members = list(dict.fromkeys([*chat["userlist"], *added]))
+        if len(members) > _USERLIST[1]:
+            return emulator._answer(request, body, {"errcode": INVALID_MEMBER_COUNT,
+                                                    "errmsg": "at most 2000 members"})
+        chat["userlist"] = members
+        return emulator._answer(request, body, {"errcode": 0, "errmsg": "ok"})
 
     def _problem(self, body: dict[str, Any]) -> dict[str, Any] | None:
         userlist = body.get("userlist")
