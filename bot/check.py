@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,16 @@ from bot.clock import utcnow
 from bot.db import open_database, tortoise_config
 from bot.settings import Settings
 from bot.sms_templates import SMS_TEMPLATES, missing_templates
+from bot.storage import sqlite_path
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from bot.wecom.longconn import SUBSCRIBE, frame, lease_name, new_req_id
 from models import Lease
 
 Status = Literal["ok", "fail", "warn"]
+# Less free than this on a disk the bot writes to is a warning: ten photos
+# of the policy's largest are 100 MB, and SQLite needs room to commit.
+LOW_SPACE_BYTES = 1 << 30
 _MARKS: dict[Status, str] = {"ok": "✓", "fail": "✗", "warn": "!"}
 
 # What an errcode from gettoken means for the person configuring the bot.
@@ -117,6 +122,10 @@ async def check_database(settings: Settings) -> Finding:
         names = ", ".join(step.migration.name for step in pending)
         return _fail(item, f"{where} reachable, {len(pending)} migration(s) not applied "
                            f"({names}): run `complaintbot migrate`")
+    path = sqlite_path(settings.database_url)
+    if path is not None and (low := await _low_space(path.absolute().parent)) is not None:
+        return _warn(item, f"{where} reachable, migrations current; {low}: a full disk "
+                           "refuses every change")
     return _ok(item, f"{where} reachable, migrations current")
 
 
@@ -320,9 +329,20 @@ async def check_attachments(settings: Settings) -> Finding:
     except OSError as exc:
         return _fail(item, f"ATTACHMENTS_DIR {folder} cannot be written ({_describe(exc)}): "
                            "photos and files sent to tickets will be refused")
+    if (low := await _low_space(folder)) is not None:
+        return _warn(item, f"{folder} writable; {low}: run `complaintbot attachments prune` "
+                           "or give it room")
     if settings.attachments_secret is None:
         return _warn(item, "ATTACHMENTS_SECRET 未设置：附件只列出名称，没有下载链接")
     return _ok(item, f"{folder} writable; download links point to {settings.base_url}/files/")
+
+
+async def _low_space(folder: Path) -> str | None:
+    """What to say when the disk of `folder` has less than LOW_SPACE_BYTES free."""
+    free = (await asyncio.to_thread(shutil.disk_usage, folder)).free
+    if free >= LOW_SPACE_BYTES:
+        return None
+    return f"only {free / 2**20:.1f} MB free on its disk"
 
 
 async def check_survey(settings: Settings) -> Finding:
@@ -392,8 +412,7 @@ def report(findings: list[Finding]) -> tuple[str, int]:
     if failed:
         lines.append(f"{failed} check(s) failed")
     elif warned:
-        lines.append(f"no check failed; {warned} warning(s): "
-                     "the items marked ! are not configured")
+        lines.append(f"no check failed; {warned} warning(s): see the items marked !")
     else:
         lines.append("all checks passed")
     return "\n".join(lines), 1 if failed else 0

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from bot.db import open_database
 from bot.wecom.emulator import WeComEmulator
 from tests.conftest import WECOM_SECRETS
+from tests.test_storage_faults import tmpfs  # noqa: F401 (a fixture)
 
 SMTP_USER = "bot@brand.example"
 SMTP_PASSWORD = "mail-secret"
@@ -111,7 +112,7 @@ async def test_everything_configured_and_working_is_all_green(environment, tmp_p
         "✓ chart font: WenQuanYi Micro Hei (report charts draw Chinese)")
     # The log provider is for development: customers get no text, and it says so.
     assert _line(lines, "SMS").startswith("! SMS: SMS_PROVIDER=log：短信只写入日志，客户收不到")
-    assert lines[-1] == "no check failed; 1 warning(s): the items marked ! are not configured"
+    assert lines[-1] == "no check failed; 1 warning(s): see the items marked !"
 
 
 async def test_r10_unset_integrations_are_warnings_that_say_what_will_not_happen(
@@ -133,7 +134,7 @@ async def test_r10_unset_integrations_are_warnings_that_say_what_will_not_happen
         "! attachments: ATTACHMENTS_SECRET 未设置：附件只列出名称，没有下载链接")
     assert "all checks passed" not in "\n".join(lines)
     assert _line(lines, "survey").startswith("! survey: 满意度评价未开通：结案短信不带评价链接")
-    assert lines[-1] == "no check failed; 7 warning(s): the items marked ! are not configured"
+    assert lines[-1] == "no check failed; 7 warning(s): see the items marked !"
 
 
 def test_r8_check_fails_when_no_font_draws_chinese(monkeypatch):
@@ -201,3 +202,20 @@ async def test_an_attachment_folder_that_cannot_be_written_fails_the_check(
     assert code == 1, lines
     assert _line(lines, "attachments").startswith(
         f"✗ attachments: ATTACHMENTS_DIR {blocker}/attachments cannot be written")
+
+
+async def test_a_disk_nearly_full_is_a_warning_that_says_what_to_do(
+        tmpfs: Path, tmp_path: Path) -> None:  # noqa: F811
+    # The database and the attachments on a 16 MB disk: both warned of.
+    url = f"sqlite://{tmpfs}/complaintbot.sqlite3"
+    async with open_database(url):
+        pass
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SMTP_", "SMS_"))}
+    code, lines = await _check({**env, "DATABASE_URL": url, "ATTACHMENTS_DIR": str(tmpfs / "files"),
+                                "ATTACHMENTS_SECRET": "check-secret-0123456789"}, tmp_path)
+    assert code == 0, lines
+    database, attachments = _line(lines, "database"), _line(lines, "attachments")
+    assert database.startswith("! database: ") and "MB free on its disk" in database
+    assert "a full disk refuses every change" in database
+    assert attachments.startswith(f"! attachments: {tmpfs}/files writable; only ")
+    assert "run `complaintbot attachments prune`" in attachments
