@@ -436,6 +436,8 @@ async def test_unknown_ticket_is_404(client, number) -> None:
     response = await client.get(f"/api/complaints/{number}", headers=AUTH)
     assert response.status == 404
     assert (await response.json())["error"].startswith("没有编号为 #")
+    # Readable as it comes, with curl or in a proxy's log: not \u-escaped.
+    assert "没有编号为 #" in await response.text()
 
 
 @pytest.mark.parametrize("number", ["abc", "1.5", "1e3", "%23"])

@@ -61,7 +61,7 @@ async def answered_as_shown(world: WeComWorld, complaint: dict[str, Any]) -> dic
     assert shown.status == 200
     full = await shown.json()
     fields = SUMMARY + (["attachments"] if "attachments" in complaint else [])
-    assert answer == json.dumps({name: full[name] for name in fields})
+    assert answer == json.dumps({name: full[name] for name in fields}, ensure_ascii=False)
     return full
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from bot.keys import CLOCK, LEDGER, SETTINGS
 from bot.reports.figures import Kind, Limits, Scope, compute_figures, parse_period
 from bot.reports.render import csv_text
-from webhooks.api import authorised, json_error
+from webhooks.api import authorised, json_answer, json_error
 
 
 async def get_report(request: web.Request) -> web.Response:
@@ -30,7 +30,7 @@ async def get_report(request: web.Request) -> web.Response:
         name = f"report-{kind}-{period.label}-{scope}.csv".replace(":", "-")
         return web.Response(text=csv_text(figures), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    return web.json_response(figures.as_dict())
+    return json_answer(figures.as_dict())
 
 
 def setup(app: web.Application) -> None:
