@@ -37,7 +37,7 @@ from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
 from bot.domain.deadlines import Deadline as DomainDeadline
 from bot.domain.deadlines import pending_deadlines
-from bot.domain.enums import Clock, Flag, Slot
+from bot.domain.enums import Clock, Flag, Slot, Status
 from bot.domain.policy import Policy
 from bot.domain.ticket import (
     Actor,
@@ -52,7 +52,7 @@ from bot.domain.ticket import (
 )
 from bot.domain.transitions import note_legal_mentions
 from bot.policy_book import PolicyBook
-from models import ApprovalRequest, Deadline, Notification, TicketEvent
+from models import RUNNING, ApprovalRequest, Deadline, Notification, TicketEvent
 from models import Ticket as TicketRow
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,8 @@ Transition = Callable[[Ticket], Outcome]
 # Snapshot fields stored under another name or in another shape.
 _SPECIAL = {"number", "policy_version", "flags", "attempts", "solution"}
 _FIELDS = [f.name for f in dataclasses.fields(Ticket) if f.name not in _SPECIAL]
+# Tickets whose clocks are mended in one transaction (`Ledger.mend_clocks`).
+_MEND_BATCH = 200
 
 
 class NotFound(Refused):
@@ -221,6 +223,46 @@ class Ledger:
             log.info("ticket_changed", ticket=done.row.id, change=done.outcome.event,
                      actor=actor.userid, source=source, status=done.outcome.ticket.status.value)
         return results
+
+    async def mend_clocks(self, *, now: datetime) -> list[int]:
+        """Make each open ticket that runs a fired clock run exactly the clocks
+        its state implies; the tickets mended. A database swept before
+        migration 0021 kept fired clocks running after their ticket moved past
+        them, and they showed as overdue (/list, cards, the API) until the
+        ticket's next change of clocks. Run at start-up; a ticket that cannot
+        be read is logged and left as it is."""
+        finished = [s.value for s in Status if s.is_final]
+        numbers = [row["ticket_id"] for row in await fetch_rows(
+            "SELECT DISTINCT d.ticket_id FROM deadline d JOIN ticket t ON t.id = d.ticket_id "
+            f"WHERE d.state = 'applied' AND t.status NOT IN ({', '.join('?' * len(finished))}) "
+            "ORDER BY d.ticket_id", finished)]
+        mended: list[int] = []
+        for start in range(0, len(numbers), _MEND_BATCH):
+            part = numbers[start:start + _MEND_BATCH]
+            async with transaction():
+                running: dict[int, set[tuple[Clock, datetime]]] = {}
+                for number, clock, due_at in await Deadline.filter(
+                        ticket_id__in=part, state__in=RUNNING).values_list(
+                        "ticket_id", "clock", "due_at"):
+                    running.setdefault(number, set()).add((Clock(clock), due_at))
+                moved = {}
+                for row in await _locked(part):
+                    try:
+                        ticket = snapshot(row)
+                        wanted = pending_deadlines(ticket, await self.policies.get(
+                            ticket.policy_version))
+                    except Exception:  # one unreadable row does not stop the rest
+                        log.exception("clocks_unreadable", ticket=row.id)
+                        continue
+                    held = running.get(row.id, set())
+                    if {(w.clock, w.due_at) for w in wanted} != held:
+                        moved[row.id] = ([DomainDeadline(due_at, clock) for clock, due_at in held],
+                                         wanted)
+                await self._reconcile_deadlines(moved, now)
+            mended += sorted(moved)
+        if mended:
+            log.warning("clocks_mended", tickets=mended)
+        return mended
 
     async def _store(
         self, applied: list[_Applied], *, actor: Actor, source: str, now: datetime,

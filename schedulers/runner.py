@@ -1,4 +1,5 @@
-"""The in-process scheduler: one interval job sweeps due deadlines, one
+"""The in-process scheduler: at start-up one job mends clocks an older
+version left running; one interval job sweeps due deadlines, one
 delivers the outbox, and one cron job per kind of report stores the reports
 for the outbox (schedulers/reports.py), also run at start-up and hourly to
 catch up with a report missed while down. An hourly job deletes processed
@@ -209,6 +210,15 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     await first_day(app[CLOCK](), settings.zone)
     scheduler, running = start_scheduler(settings, app[LEDGER], app[CLOCK], transports,
                                          app[STORAGE], app[ATTACHMENTS])
+    ledger, clock = app[LEDGER], app[CLOCK]
+
+    async def mend_clocks() -> None:
+        await ledger.mend_clocks(now=clock())
+
+    # Once at start-up, in the background: clocks left running by an older
+    # version (bot/ledger.py `mend_clocks`) stop showing as overdue.
+    scheduler.add_job(_job("mend_clocks", mend_clocks, running, app[STORAGE]), "date",
+                      id="mend_clocks")
     if wecom is not None and settings.directory_sync_cron and settings.directory_sync_mapping:
         _add_directory_sync_job(scheduler, settings, app[LEDGER], wecom, running)
     log.info("scheduler_started", media=sorted(transports),

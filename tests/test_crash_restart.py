@@ -32,6 +32,7 @@ from bot.clock import utcnow
 from bot.db import open_database
 from bot.directory_import import import_directory
 from bot.domain.policy import Policy
+from bot.domain.transitions import respond
 from bot.intake import open_complaint
 from bot.ledger import Ledger
 from bot.notify.email import EmailTransport
@@ -40,7 +41,7 @@ from models import Deadline, Notification, TicketEvent
 from schedulers.outbox import RetryPolicy, deliver_due
 from schedulers.sweeper import sweep
 from tests.conftest import ORG, T0, TOKEN, _truncate_postgres
-from tests.factories import CALL_CENTRE
+from tests.factories import CALL_CENTRE, SH_STAFF
 from tests.test_notify_email import Mailbox, free_port
 from tests.test_outbox import complaint
 from tests.waiting import eventually
@@ -351,3 +352,30 @@ async def test_a_failure_after_the_lease_lapsed_leaves_the_row_another_worker_se
         again = await deliver_due(other, now=later + timedelta(hours=2), retry=retry)
     assert again.claimed == 0
     assert len(box.received) == 2
+
+
+async def test_the_bot_mends_clocks_an_older_version_left_running_when_it_starts(
+    tmp_path: Path, policy: Policy
+) -> None:
+    url = f"sqlite://{tmp_path}/complaintbot.sqlite3"
+    async with open_database(url):
+        await import_directory(ORG)
+        book = PolicyBook(policy)
+        await book.store_current()
+        ledger, now = Ledger(book), utcnow()
+        out = await open_complaint(complaint(), ledger, actor=CALL_CENTRE, source="api",
+                                   now=now - timedelta(hours=1))
+        number = out.ticket.number
+        assert number is not None
+        await ledger.apply(number, lambda t: respond(t, SH_STAFF, "已联系客户", now),
+                           actor=SH_STAFF, source="chat", now=now)
+        # Responded, but its response clock left running, as an older version would.
+        await Deadline.filter(ticket_id=number, clock="response").update(state="applied")
+
+        async def mended() -> bool:
+            return (await Deadline.get(ticket_id=number, clock="response")).state == "ended"
+
+        async with bots(url, free_port(), tmp_path, replicas=1) as [bot]:
+            await bot.start()
+            await eventually(mended, what="the stale clock ended at start-up")
+        assert "clocks_mended" in bot.log.read_text()

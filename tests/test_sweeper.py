@@ -378,3 +378,24 @@ async def test_r9_an_acknowledged_warning_is_not_reminded(ledger: Ledger) -> Non
     actions = await sweep(ledger, now=T0 + 2 * D)
     assert Clock.MAJOR_WARNING not in {a.clock for a in actions}
     assert await notices(number, "major_warning_overdue") == set()
+
+
+async def test_clocks_an_older_version_left_running_are_mended_at_start_up(
+    ledger: Ledger,
+) -> None:
+    """Before migration 0021 a fired clock stayed "applied" after its ticket
+    moved past it, and showed as overdue; the start-up mend ends it and leaves
+    the clocks still overdue alone."""
+    answered = await dispatch(ledger)
+    waiting = await dispatch(ledger, vin="LFV2A21K6A3099999", plate="沪B99999")
+    await sweep(ledger, now=T0 + 2 * H)  # R12: both unanswered for 2 h
+    await ledger.apply(answered, lambda t: respond(t, SH_STAFF, "已联系", T0 + 3 * H),
+                       actor=SH_STAFF, source="chat", now=T0 + 3 * H)
+    assert (await states(answered))[Clock.RESPONSE] == "ended"
+    # What the older version left behind.
+    await Deadline.filter(ticket_id=answered, clock=Clock.RESPONSE).update(state="applied")
+
+    assert await ledger.mend_clocks(now=T0 + 4 * H) == [answered]
+    assert (await states(answered))[Clock.RESPONSE] == "ended"
+    assert (await states(waiting))[Clock.RESPONSE] == "applied", "still overdue"
+    assert await ledger.mend_clocks(now=T0 + 4 * H) == []
