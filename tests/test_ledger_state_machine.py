@@ -3,9 +3,9 @@ jumps with the sweep running, and after every step the process's invariants
 still hold (hypothesis RuleBasedStateMachine; issue 12).
 
 The commands go through the real router (commands/router.py) as a chat user
-types them, onto the real ledger and ORM on SQLite and on PostgreSQL; complaints come in through
-intake as the call centre's API sends them, some about a named employee (R22),
-some repeating an earlier one (R6). After every step:
+types them, onto the real ledger and ORM on SQLite and on PostgreSQL;
+complaints come in through intake as the call centre's API sends them, some
+about a named employee (R22), some repeating an earlier one (R6). After every step:
 
 a. a ticket runs exactly the deadlines its state implies (pending, or fired
    and still running), no more, no fewer (`bot.domain.deadlines.pending_deadlines`);
@@ -19,8 +19,9 @@ and no command ever fails with an unexpected error.
 
 The budget is fixed (100 examples of up to 25 steps on SQLite, 15-40 s on this
 machine when every invariant holds; 30 on PostgreSQL, ~15 s) and the examples
-derandomized, so CI sees the same runs. A failure names the invariant, and hypothesis's notes show what each step
-typed (`2026-03-02T01:02:00+00:00 east.he: /stage 1 …`) and the reply.
+derandomized, so CI sees the same runs. A failure names the invariant, and
+hypothesis's notes show what each step typed
+(`2026-03-02T01:02:00+00:00 east.he: /stage 1 …`) and the reply.
 """
 
 from __future__ import annotations
