@@ -28,7 +28,7 @@ from tortoise.transactions import in_transaction
 from bot.clock import utcnow
 from bot.db import fetch_rows
 from bot.directory_import import DirectoryError, StaffEntry
-from bot.domain.enums import Role, Status
+from bot.domain.enums import FINAL_STATUSES, Role
 from bot.domain.leavers import staff_left
 from bot.domain.ticket import SYSTEM, Actor
 from bot.ledger import Change, Ledger, Transition
@@ -42,7 +42,7 @@ log = structlog.get_logger(__name__)
 # Someone who has not activated WeChat Work yet still works here.
 _PRESENT = {1, 4}
 _PAGE = 1000
-_FINAL = [s.value for s in Status if s.is_final]
+_FINAL = [status.value for status in FINAL_STATUSES]
 _DEFAULT_ROLE = {"hq": Role.HQ_STAFF, "region": Role.REGION_STAFF, "dealer": Role.DEALER_STAFF}
 
 

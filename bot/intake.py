@@ -42,7 +42,6 @@ _VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 # digits, perhaps an extension after them), a 400/800 service line, or an
 # international number with its +.
 _PHONE = re.compile(r"^(?:(?:\+?86)?1[3-9]\d{9}|0\d{9,17}|[48]00\d{7}|\+(?!86)\d{7,15})$")
-_FINAL = [s for s in Status if s.is_final]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -262,7 +261,7 @@ async def _earlier_complaints(complaint: Complaint) -> list[EarlierComplaint]:
             plate=r["plate"],
             description=r["description"],
             dispatched_at=r["dispatched_at"],
-            is_open=r["status"] not in _FINAL,
+            is_open=not Status(r["status"]).is_final,
         )
         for r in rows
     ]

@@ -37,7 +37,7 @@ from bot.domain.approvals import OpenRequest, ended_requests, ending_reason
 from bot.domain.calendar import first_attempt
 from bot.domain.deadlines import Deadline as DomainDeadline
 from bot.domain.deadlines import pending_deadlines
-from bot.domain.enums import Clock, Flag, Slot, Status
+from bot.domain.enums import FINAL_STATUSES, Clock, Flag, Slot
 from bot.domain.policy import Policy
 from bot.domain.ticket import (
     Actor,
@@ -231,7 +231,7 @@ class Ledger:
         them, and they showed as overdue (/list, cards, the API) until the
         ticket's next change of clocks. Run at start-up; a ticket that cannot
         be read is logged and left as it is."""
-        finished = [s.value for s in Status if s.is_final]
+        finished = [status.value for status in FINAL_STATUSES]
         numbers = [row["ticket_id"] for row in await fetch_rows(
             "SELECT DISTINCT d.ticket_id FROM deadline d JOIN ticket t ON t.id = d.ticket_id "
             f"WHERE d.state = 'applied' AND t.status NOT IN ({', '.join('?' * len(finished))}) "
@@ -240,13 +240,16 @@ class Ledger:
         for start in range(0, len(numbers), _MEND_BATCH):
             part = numbers[start:start + _MEND_BATCH]
             async with transaction():
+                # The tickets locked first: a change of one meanwhile would
+                # make the clocks read before it stale.
+                rows = await _locked(part)
                 running: dict[int, set[tuple[Clock, datetime]]] = {}
                 for number, clock, due_at in await Deadline.filter(
                         ticket_id__in=part, state__in=RUNNING).values_list(
                         "ticket_id", "clock", "due_at"):
                     running.setdefault(number, set()).add((Clock(clock), due_at))
                 moved = {}
-                for row in await _locked(part):
+                for row in rows:
                     try:
                         ticket = snapshot(row)
                         wanted = pending_deadlines(ticket, await self.policies.get(

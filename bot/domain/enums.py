@@ -81,12 +81,13 @@ class Status(_Labelled):
     @property
     def is_final(self) -> bool:
         """A ticket in a final state runs no clock until it is reopened."""
-        return self in _FINAL
+        return self in FINAL_STATUSES
 
 
-_FINAL = frozenset(
+FINAL_STATUSES = frozenset(
     {Status.STAGED_CLOSED, Status.CLOSED, Status.CLOSED_UNREACHABLE, Status.CANCELLED}
 )
+"""The states a ticket is finished in (closed one way or another, or cancelled)."""
 
 
 class Role(_Labelled):
