@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from bot.clock import utcnow
 from bot.db import open_database, tortoise_config
 from bot.settings import Settings
 from bot.sms_templates import SMS_TEMPLATES, missing_templates
-from bot.storage import sqlite_path
+from bot.storage import free_space, sqlite_path
 from bot.wecom.client import WeComClient, WeComError
 from bot.wecom.crypto import CallbackCipher, CallbackRefused
 from bot.wecom.longconn import SUBSCRIBE, frame, lease_name, new_req_id
@@ -339,7 +338,7 @@ async def check_attachments(settings: Settings) -> Finding:
 
 async def _low_space(folder: Path) -> str | None:
     """What to say when the disk of `folder` has less than LOW_SPACE_BYTES free."""
-    free = (await asyncio.to_thread(shutil.disk_usage, folder)).free
+    free = await asyncio.to_thread(free_space, folder)
     if free >= LOW_SPACE_BYTES:
         return None
     return f"only {free / 2**20:.1f} MB free on its disk"

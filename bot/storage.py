@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,14 @@ def sqlite_path(database_url: str) -> Path | None:
     if not database_url.startswith("sqlite://") or ":memory:" in database_url:
         return None
     return Path(database_url.removeprefix("sqlite://").split("?", 1)[0])
+
+
+def free_space(folder: Path) -> int:
+    """Bytes free on the disk of `folder` (or of its nearest existing parent:
+    a store not yet created will be created there). Blocking: a network
+    mount may hang, so call it in a thread."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    return shutil.disk_usage(existing).free
 
 
 def describe(exc: BaseException) -> str:

@@ -7,9 +7,6 @@ the reverse proxy keep /metrics inside. No customer data is in it.
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import Mapping
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,20 +15,10 @@ from tortoise.functions import Count
 from bot.domain.ticket import Medium
 from bot.keys import CLOCK, SETTINGS
 from bot.metrics import exposition
-from bot.storage import sqlite_path
+from bot.storage import free_space, sqlite_path
 from models import Deadline, Notification
 from schedulers.outbox import UNDELIVERED
 from schedulers.sweeper import oldest_overdue
-
-
-def _free_bytes(folders: Mapping[str, Path]) -> dict[str, int]:
-    """Free space on the disk of each folder (or of its nearest existing parent:
-    a store not yet created will be created there)."""
-    free = {}
-    for store, folder in folders.items():
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-        free[store] = shutil.disk_usage(existing).free
-    return free
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -58,7 +45,8 @@ async def metrics(request: web.Request) -> web.Response:
         deadlines_due=due,
         outbox_depth=depth,
         # In a thread: a hung network mount must not hold the event loop.
-        free_bytes=await asyncio.to_thread(_free_bytes, folders),
+        free_bytes={store: await asyncio.to_thread(free_space, folder)
+                    for store, folder in folders.items()},
     )
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
